@@ -1,0 +1,55 @@
+//! Built-in job kinds for tests, demos and benchmarks: `noop`, `sleep {ms}`, `fail {times}`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::context::JobContext;
+use crate::handler::{JobError, Registry};
+
+/// Longest `sleep` accepted: a day.
+pub const SLEEP_MAX_MS: u64 = 24 * 3600 * 1000;
+
+/// Arguments of `sleep`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepArgs {
+    /// How long to sleep, in milliseconds (at most [`SLEEP_MAX_MS`]).
+    pub ms: u64,
+}
+
+/// Arguments of `fail`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailArgs {
+    /// How many attempts fail before one succeeds.
+    pub times: u32,
+}
+
+/// Registers `noop`, `sleep` and `fail`.
+pub fn register(registry: &mut Registry) {
+    registry.register("noop", |_: Value, _ctx: JobContext| async { Ok(()) });
+    registry.register("sleep", |args: SleepArgs, ctx: JobContext| async move {
+        if args.ms > SLEEP_MAX_MS {
+            return Err(JobError::permanent(format!(
+                "ms must be at most {SLEEP_MAX_MS}"
+            )));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(args.ms)) => Ok(json!({ "slept_ms": args.ms })),
+            () = ctx.cancelled() => Err(JobError::retry("stopped while sleeping")),
+        }
+    });
+    registry.register("fail", |args: FailArgs, ctx: JobContext| async move {
+        let attempt = u32::try_from(ctx.attempt()).unwrap_or(0);
+        if attempt <= args.times {
+            Err(JobError::retry(format!(
+                "failing attempt {attempt} of the first {} on purpose",
+                args.times
+            )))
+        } else {
+            Ok(json!({ "succeeded_on_attempt": attempt }))
+        }
+    });
+}

@@ -1,0 +1,306 @@
+//! Reading and steering jobs from outside a worker: look up, list, cancel, retry, queue
+//! counts, the worker registry, per-queue concurrency.
+
+use serde_json::Value;
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::job::{Job, JobState, job_columns};
+use crate::store::{Db, Store, dispatch};
+
+/// Which jobs [`Store::list`] returns: newest first, `limit` at most, ids below `before`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// The cursor: only ids lower than this.
+    pub before: Option<i64>,
+    /// Page size (the caller bounds it).
+    pub limit: i64,
+}
+
+/// Counts of one queue's jobs by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Jobs per state, every state present.
+    pub by_state: Vec<(JobState, i64)>,
+    /// Jobs completed in the last minute.
+    pub completed_last_minute: i64,
+}
+
+/// A worker process as its heartbeats describe it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WorkerInfo {
+    /// Its id (also each of its jobs' `lease_owner`).
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// Queue name → concurrency, as currently applied.
+    #[sqlx(json)]
+    pub queues: Value,
+    /// Jobs running at its last heartbeat.
+    pub running: i64,
+    /// When it started (ms since epoch).
+    pub started_at: i64,
+    /// Its last heartbeat (ms since epoch).
+    pub last_seen_at: i64,
+}
+
+impl Store {
+    /// The job with this id.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn get(&self, id: i64) -> Result<Option<Job>> {
+        Ok(dispatch!(self.reader(), pool => {
+            sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM job WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Jobs matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        // NULL parameters switch a condition off, so one statement serves every filter.
+        Ok(dispatch!(self.reader(), pool => {
+            sqlx::query_as(concat!(
+                "SELECT ", job_columns!(),
+                " FROM job \
+                 WHERE ($1 IS NULL OR state = $1) \
+                   AND ($2 IS NULL OR kind = $2) \
+                   AND ($3 IS NULL OR queue = $3) \
+                   AND id < $4 \
+                 ORDER BY id DESC \
+                 LIMIT $5"
+            ))
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Cancels a job. A waiting job is cancelled at once and never runs; a running job is
+    /// asked to stop (its worker is told at once, and at its next heartbeat at the latest)
+    /// and ends `cancelled` when its handler returns. Returns the job as it now is.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] for a job that has already ended; [`Error::Database`].
+    pub async fn cancel(&self, id: i64) -> Result<Option<Job>> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let waiting: Option<(Option<i64>,)> = dispatch!(tx.conn(), conn => {
+            sqlx::query_as(
+                "UPDATE job \
+                 SET state = 'cancelled', finished_at = $2, error = 'cancelled before it ran' \
+                 WHERE id = $1 AND state IN ('pending', 'scheduled', 'available', 'retryable') \
+                 RETURNING group_id",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(conn)
+            .await?
+        });
+        if let Some((group_id,)) = waiting {
+            tx.settle_groups(group_id.into_iter().collect()).await?;
+        } else {
+            let running = dispatch!(tx.conn(), conn => {
+                sqlx::query("UPDATE job SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'")
+                    .bind(id)
+                    .execute(conn)
+                    .await?
+                    .rows_affected()
+            });
+            if running == 1 {
+                if let Db::Pg(conn) = tx.conn() {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(self.channel())
+                        .bind(format!("c:{id}"))
+                        .execute(conn)
+                        .await?;
+                }
+            }
+        }
+        let job: Option<Job> = dispatch!(tx.conn(), conn => {
+            sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM job WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        });
+        tx.commit().await?;
+        match &job {
+            Some(job) if job.state == JobState::Running => self.wake().job_cancelled(id),
+            Some(job) if waiting.is_none() && job.state.is_final() => {
+                return Err(Error::WrongState {
+                    id,
+                    state: job.state.to_string(),
+                    action: "cancel",
+                });
+            }
+            _ => {}
+        }
+        Ok(job)
+    }
+
+    /// Runs an ended job (completed, failed or cancelled) again now, with a fresh count of
+    /// attempts, or moves a waiting one's `run_at` to now. Its last error is kept.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] for a running or pending job; [`Error::Duplicate`] when another
+    /// live job now holds its unique key; [`Error::Database`].
+    pub async fn retry(&self, id: i64) -> Result<Option<Job>> {
+        let now = now_ms();
+        let result = dispatch!(self.writer(), pool => {
+            sqlx::query_as::<_, Job>(concat!(
+                "UPDATE job \
+                 SET state = 'available', run_at = $2, finished_at = NULL, cancel_requested = FALSE, \
+                     attempt = CASE WHEN state IN ('completed', 'failed', 'cancelled') THEN 0 ELSE attempt END \
+                 WHERE id = $1 AND state IN ('scheduled', 'available', 'retryable', 'completed', 'failed', 'cancelled') \
+                 RETURNING ", job_columns!()
+            ))
+            .bind(id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+        });
+        match result {
+            Ok(Some(job)) => {
+                self.notify_queue(&job.queue).await?;
+                Ok(Some(job))
+            }
+            Ok(None) => match self.get(id).await? {
+                Some(job) => Err(Error::WrongState {
+                    id,
+                    state: job.state.to_string(),
+                    action: "retry",
+                }),
+                None => Ok(None),
+            },
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let key = self.get(id).await?.and_then(|j| j.unique_key).unwrap_or_default();
+                Err(Error::Duplicate(key))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Wakes the workers of `queue`, in this process and (PostgreSQL) every other.
+    async fn notify_queue(&self, queue: &str) -> Result<()> {
+        let tx = {
+            let mut tx = self.begin().await?;
+            tx.wake_on_commit(queue).await?;
+            tx
+        };
+        tx.commit().await
+    }
+
+    /// Job counts by queue and state, and each queue's completions in the last minute.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn queue_counts(&self) -> Result<Vec<QueueCounts>> {
+        let since = now_ms() - 60_000;
+        let rows: Vec<(String, String, i64, i64)> = dispatch!(self.reader(), pool => {
+            sqlx::query_as(
+                "SELECT queue, state, COUNT(*), \
+                        SUM(CASE WHEN state = 'completed' AND finished_at >= $1 THEN 1 ELSE 0 END) \
+                 FROM job \
+                 GROUP BY queue, state \
+                 ORDER BY queue",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut queues: Vec<QueueCounts> = Vec::new();
+        for (queue, state, count, recent) in rows {
+            if queues.last().is_none_or(|q| q.queue != queue) {
+                queues.push(QueueCounts {
+                    queue: queue.clone(),
+                    by_state: JobState::ALL.iter().map(|s| (*s, 0)).collect(),
+                    completed_last_minute: 0,
+                });
+            }
+            let entry = queues.last_mut().expect("pushed above when missing");
+            if let Ok(state) = state.parse::<JobState>() {
+                if let Some(slot) = entry.by_state.iter_mut().find(|(s, _)| *s == state) {
+                    slot.1 = count;
+                }
+            }
+            entry.completed_last_minute += recent;
+        }
+        Ok(queues)
+    }
+
+    /// Workers whose last heartbeat is at most `seen_within_ms` old.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn workers(&self, seen_within_ms: i64) -> Result<Vec<WorkerInfo>> {
+        Ok(dispatch!(self.reader(), pool => {
+            sqlx::query_as(
+                "SELECT id, host, pid, queues, running, started_at, last_seen_at \
+                 FROM worker \
+                 WHERE last_seen_at >= $1 \
+                 ORDER BY started_at, id",
+            )
+            .bind(now_ms() - seen_within_ms)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Sets how many jobs of `queue` each worker runs at once; workers apply it at their
+    /// next heartbeat (a third of a lease). Zero pauses the queue.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn set_concurrency(&self, queue: &str, concurrency: u32) -> Result<()> {
+        dispatch!(self.writer(), pool => {
+            sqlx::query(
+                "INSERT INTO queue_setting (name, concurrency, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET concurrency = excluded.concurrency, updated_at = excluded.updated_at",
+            )
+            .bind(queue)
+            .bind(i64::from(concurrency))
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Concurrency set through the API, by queue.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn queue_settings(&self) -> Result<Vec<(String, usize)>> {
+        let rows: Vec<(String, i64)> = dispatch!(self.reader(), pool => {
+            sqlx::query_as("SELECT name, CAST(concurrency AS BIGINT) FROM queue_setting ORDER BY name")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(name, n)| (name, usize::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+}
+

@@ -1,0 +1,394 @@
+//! The worker's side of the table: claiming jobs under a lease, extending leases by
+//! heartbeat, recording outcomes in batches, handing jobs back at shutdown, and rescuing the
+//! jobs of workers that died.
+//!
+//! Every write after the claim is fenced by `lease_owner = <worker id> AND state =
+//! 'running'`: a worker whose lease expired and whose job was rescued cannot overwrite the
+//! rescued run's outcome.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::clock::now_ms;
+use crate::error::Result;
+use crate::job::{Job, JobState, job_columns};
+use crate::store::{Db, Store, Tx, dispatch};
+
+const CLAIM_PG: &str = concat!(
+    "UPDATE job \
+     SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, \
+         started_at = $3, cancel_requested = FALSE \
+     WHERE id IN ( \
+         SELECT id \
+         FROM job \
+         WHERE queue = $4 AND state IN ('scheduled', 'available', 'retryable') AND run_at <= $3 \
+         ORDER BY priority DESC, run_at, id \
+         LIMIT $5 \
+         FOR UPDATE SKIP LOCKED) \
+     RETURNING ",
+    job_columns!()
+);
+
+/// SQLite has one writer, so the plain subquery cannot race another claimer.
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE job \
+     SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, \
+         started_at = $3, cancel_requested = FALSE \
+     WHERE id IN ( \
+         SELECT id \
+         FROM job \
+         WHERE queue = $4 AND state IN ('scheduled', 'available', 'retryable') AND run_at <= $3 \
+         ORDER BY priority DESC, run_at, id \
+         LIMIT $5) \
+     RETURNING ",
+    job_columns!()
+);
+
+/// The final outcome of one attempt, as the worker reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub id: i64,
+    pub group_id: Option<i64>,
+    pub end: End,
+    /// Progress not yet written when the attempt ended.
+    pub progress: Option<crate::context::Progress>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub(crate) enum End {
+    Completed(Option<Value>),
+    /// `retry_at` is when to try again, or `None` when this failure is final.
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
+    Cancelled(String),
+}
+
+/// What [`Store::finish`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Finished {
+    /// Outcomes recorded.
+    pub recorded: usize,
+    /// Outcomes dropped because the lease was lost (the job was rescued meanwhile).
+    pub fenced_off: usize,
+}
+
+/// A job the rescuer moved.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Rescued {
+    /// The job.
+    pub id: i64,
+    /// Where it went: `available`, or `failed`/`cancelled`.
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its group.
+    pub group_id: Option<i64>,
+}
+
+impl Store {
+    /// Claims up to `limit` due jobs of `queue` for `worker`, leased until `lease_until`.
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match self.backend() {
+            crate::Backend::Postgres => CLAIM_PG,
+            crate::Backend::Sqlite => CLAIM_SQLITE,
+        };
+        Ok(dispatch!(self.writer(), pool => {
+            sqlx::query_as(sql)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .bind(queue)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// When the next waiting job of `queue` becomes due, if any waits.
+    pub(crate) async fn next_due(&self, queue: &str) -> Result<Option<i64>> {
+        Ok(dispatch!(self.reader(), pool => {
+            sqlx::query_scalar(
+                "SELECT MIN(run_at) \
+                 FROM job \
+                 WHERE queue = $1 AND state IN ('scheduled', 'available', 'retryable')",
+            )
+            .bind(queue)
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
+    /// Extends the leases of every job `worker` runs; returns each one's id and whether
+    /// cancellation was asked. A job missing from the answer is no longer this worker's.
+    pub(crate) async fn heartbeat(&self, worker: &str, lease_until: i64) -> Result<Vec<(i64, bool)>> {
+        Ok(dispatch!(self.writer(), pool => {
+            sqlx::query_as(
+                "UPDATE job \
+                 SET lease_until = $1 \
+                 WHERE lease_owner = $2 AND state = 'running' \
+                 RETURNING id, cancel_requested",
+            )
+            .bind(lease_until)
+            .bind(worker)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Writes progress of running jobs (`id`, progress) in one transaction.
+    pub(crate) async fn write_progress(
+        &self,
+        worker: &str,
+        updates: &[(i64, crate::context::Progress)],
+    ) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (id, progress) in updates {
+            tx.write_progress(worker, *id, progress).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Records a batch of outcomes in one transaction, settling groups.
+    pub(crate) async fn finish(&self, worker: &str, outcomes: &[Outcome]) -> Result<Finished> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let mut report = Finished::default();
+        let mut settled_groups = Vec::new();
+        for outcome in outcomes {
+            if let Some(progress) = &outcome.progress {
+                tx.write_progress(worker, outcome.id, progress).await?;
+            }
+        }
+        // Completions are the hot path: on PostgreSQL one statement for the whole batch.
+        let completed: Vec<(i64, Option<&Value>, Option<i64>)> = outcomes
+            .iter()
+            .filter_map(|o| match &o.end {
+                End::Completed(result) => Some((o.id, result.as_ref(), o.group_id)),
+                _ => None,
+            })
+            .collect();
+        let done: Vec<(i64, Option<i64>)> = match tx.conn() {
+            Db::Pg(conn) => {
+                let ids: Vec<i64> = completed.iter().map(|c| c.0).collect();
+                let results: Vec<Json<&Value>> = completed
+                    .iter()
+                    .map(|c| Json(c.1.unwrap_or(&Value::Null)))
+                    .collect();
+                sqlx::query_as(
+                    "UPDATE job \
+                     SET state = 'completed', result = NULLIF(done.result, 'null'::JSONB), \
+                         finished_at = $3, lease_owner = NULL, lease_until = NULL \
+                     FROM UNNEST($1::BIGINT[], $2::JSONB[]) AS done(id, result) \
+                     WHERE job.id = done.id AND job.lease_owner = $4 AND job.state = 'running' \
+                     RETURNING job.id, job.group_id",
+                )
+                .bind(ids)
+                .bind(results)
+                .bind(now)
+                .bind(worker)
+                .fetch_all(conn)
+                .await?
+            }
+            Db::Lite(conn) => {
+                // One writer, in-process: a cached prepared statement per row costs a few µs.
+                let mut done = Vec::with_capacity(completed.len());
+                for (id, result, _) in &completed {
+                    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+                        "UPDATE job \
+                         SET state = 'completed', result = $2, finished_at = $3, \
+                             lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND lease_owner = $4 AND state = 'running' \
+                         RETURNING id, group_id",
+                    )
+                    .bind(id)
+                    .bind(result.map(Json))
+                    .bind(now)
+                    .bind(worker)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    done.extend(row);
+                }
+                done
+            }
+        };
+        report.recorded += done.len();
+        report.fenced_off += completed.len() - done.len();
+        settled_groups.extend(done.iter().filter_map(|d| d.1));
+
+        for outcome in outcomes {
+            let (state, run_at, error) = match &outcome.end {
+                End::Completed(_) => continue,
+                End::Failed {
+                    error,
+                    retry_at: Some(at),
+                } => (JobState::Retryable, *at, error.as_str()),
+                End::Failed {
+                    error,
+                    retry_at: None,
+                } => (JobState::Failed, now, error.as_str()),
+                End::Cancelled(reason) => (JobState::Cancelled, now, reason.as_str()),
+            };
+            let finished_at = state.is_final().then_some(now);
+            let row: Option<(i64,)> = dispatch!(tx.conn(), conn => {
+                sqlx::query_as(
+                    "UPDATE job \
+                     SET state = $2, run_at = $3, error = $4, finished_at = $5, \
+                         lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_owner = $6 AND state = 'running' \
+                     RETURNING id",
+                )
+                .bind(outcome.id)
+                .bind(state.as_str())
+                .bind(run_at)
+                .bind(error)
+                .bind(finished_at)
+                .bind(worker)
+                .fetch_optional(conn)
+                .await?
+            });
+            if row.is_some() {
+                report.recorded += 1;
+                if state.is_final() {
+                    settled_groups.extend(outcome.group_id);
+                }
+            } else {
+                report.fenced_off += 1;
+            }
+        }
+        tx.settle_groups(settled_groups).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Returns every job `worker` still runs to the queue, as if never started (its attempt
+    /// is not counted); jobs whose cancellation was asked end `cancelled` instead.
+    pub(crate) async fn hand_back(&self, worker: &str) -> Result<Vec<Rescued>> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let rows: Vec<Rescued> = dispatch!(tx.conn(), conn => {
+            sqlx::query_as(
+                "UPDATE job \
+                 SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'available' END, \
+                     finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
+                     attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END, \
+                     run_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner = $2 AND state = 'running' \
+                 RETURNING id, state, queue, kind, group_id",
+            )
+            .bind(now)
+            .bind(worker)
+            .fetch_all(conn)
+            .await?
+        });
+        tx.release(&rows).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// The rescuer: moves running jobs whose lease expired back to `available` (or to
+    /// `failed` when their attempts are spent, `cancelled` when cancellation was asked).
+    /// Safe to run in many processes at once. Handles at most `limit` jobs per call.
+    ///
+    /// # Errors
+    /// [`crate::Error::Database`].
+    pub async fn rescue_expired(&self, limit: i64) -> Result<Vec<Rescued>> {
+        let now = now_ms();
+        // The outer repeat of the conditions matters on PostgreSQL: after waiting for a row
+        // lock, only the outer WHERE is re-checked against the row's new version.
+        let sql = match self.backend() {
+            crate::Backend::Postgres => concat!(
+                "UPDATE job SET ",
+                rescue_set!(),
+                " WHERE id IN (SELECT id FROM job WHERE state = 'running' AND lease_until < $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                   AND state = 'running' AND lease_until < $1 \
+                 RETURNING id, state, queue, kind, group_id"
+            ),
+            crate::Backend::Sqlite => concat!(
+                "UPDATE job SET ",
+                rescue_set!(),
+                " WHERE id IN (SELECT id FROM job WHERE state = 'running' AND lease_until < $1 \
+                   LIMIT $2) \
+                 RETURNING id, state, queue, kind, group_id"
+            ),
+        };
+        let mut tx = self.begin().await?;
+        let rows: Vec<Rescued> = dispatch!(tx.conn(), conn => {
+            sqlx::query_as(sql).bind(now).bind(limit).fetch_all(conn).await?
+        });
+        tx.release(&rows).await?;
+        tx.commit().await?;
+        for row in &rows {
+            tracing::warn!(job = row.id, kind = %row.kind, to = %row.state, "rescued a job whose lease expired");
+            metrics::counter!("conveyor_lease_rescues_total", "queue" => row.queue.clone(), "kind" => row.kind.clone()).increment(1);
+        }
+        Ok(rows)
+    }
+}
+
+/// The `SET` list of a rescue.
+macro_rules! rescue_set {
+    () => {
+        "state = CASE WHEN cancel_requested THEN 'cancelled' \
+                      WHEN attempt >= max_attempts THEN 'failed' \
+                      ELSE 'available' END, \
+         finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1 ELSE NULL END, \
+         error = 'lease expired: the worker stopped heartbeating (crashed or cut off)', \
+         run_at = $1, lease_owner = NULL, lease_until = NULL"
+    };
+}
+use rescue_set;
+
+impl Tx {
+    async fn write_progress(
+        &mut self,
+        worker: &str,
+        id: i64,
+        progress: &crate::context::Progress,
+    ) -> Result<()> {
+        dispatch!(self.conn(), conn => {
+            sqlx::query(
+                "UPDATE job \
+                 SET progress_done = $2, progress_total = $3, progress_message = $4 \
+                 WHERE id = $1 AND lease_owner = $5 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(progress.done)
+            .bind(progress.total)
+            .bind(progress.message.as_deref())
+            .bind(worker)
+            .execute(conn)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// After jobs left `running` without a worker's outcome: settle the groups of those that
+    /// ended and wake the queues of those that wait again.
+    async fn release(&mut self, rows: &[Rescued]) -> Result<()> {
+        let ended = rows.iter().filter(|r| r.state.is_final()).filter_map(|r| r.group_id);
+        self.settle_groups(ended.collect()).await?;
+        for row in rows.iter().filter(|r| !r.state.is_final()) {
+            self.wake_on_commit(&row.queue).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,324 @@
+//! The database seam: one [`Store`] over PostgreSQL or SQLite, and [`Tx`], a transaction
+//! that jobs can be enqueued into alongside an application's own writes.
+//!
+//! Most of the engine's SQL is the same text on both backends; [`dispatch!`] expands one
+//! body once per backend so it is type-checked against each driver. Where the semantics
+//! differ (claiming with `SKIP LOCKED`, batched updates through `UNNEST`, `NOTIFY`) the
+//! callers match on [`Db`] and keep both statements side by side.
+//!
+//! SQLite allows one writer at a time. Letting several pooled connections race for the write
+//! lock makes SQLite's busy handler sleep in steps of up to 100 ms, so the store keeps a
+//! writer pool of exactly one connection (writes queue in-process, in order) and a separate
+//! pool of readers; WAL lets readers run beside the writer.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::error::{Error, Result};
+use crate::wake::Wake;
+
+/// One value per backend.
+#[derive(Debug, Clone)]
+pub enum Db<P, L> {
+    /// PostgreSQL.
+    Pg(P),
+    /// SQLite.
+    Lite(L),
+}
+
+/// Runs `$body` with `$name` bound to the inner value of a [`Db`], once per backend.
+macro_rules! dispatch {
+    ($value:expr, $name:ident => $body:expr) => {
+        match $value {
+            $crate::store::Db::Pg($name) => $body,
+            $crate::store::Db::Lite($name) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL: many processes on many machines.
+    Postgres,
+    /// SQLite: one file, processes on one machine.
+    Sqlite,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections in the PostgreSQL pool (default 16).
+    pub max_connections: u32,
+    /// Most reader connections in the SQLite pool (default 4; there is always one writer).
+    pub sqlite_readers: u32,
+    /// How long a statement waits for a connection or SQLite's lock (default 10 s).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            sqlite_readers: 4,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A handle on the job database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where writes go; on SQLite a single connection.
+    writer: Db<PgPool, SqlitePool>,
+    /// Where reads go; on PostgreSQL the same pool as `writer`.
+    reader: Db<PgPool, SqlitePool>,
+    /// In-process wake-ups: queue has work, job was cancelled.
+    wake: Wake,
+    /// PostgreSQL `NOTIFY` channel, named after the schema so that schemas sharing a database
+    /// (as tests do) do not wake each other.
+    channel: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, or `postgres://...`).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedUrl`] for other schemes, [`Error::Database`] when unreachable.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Connects with explicit pool settings.
+    ///
+    /// # Errors
+    /// As [`Store::connect`].
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                .fetch_one(&pool)
+                .await?;
+            let channel = format!("conveyor_{schema}");
+            Ok(Self::from_parts(Db::Pg(pool.clone()), Db::Pg(pool), channel))
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(options.acquire_timeout)
+                .foreign_keys(true);
+            // An in-memory database exists once per connection: one connection must do all.
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await?;
+            let reader = if memory {
+                writer.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(options.sqlite_readers.max(1))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect.read_only(true))
+                    .await?
+            };
+            Ok(Self::from_parts(
+                Db::Lite(writer),
+                Db::Lite(reader),
+                String::new(),
+            ))
+        } else {
+            Err(Error::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    fn from_parts(
+        writer: Db<PgPool, SqlitePool>,
+        reader: Db<PgPool, SqlitePool>,
+        channel: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                wake: Wake::default(),
+                channel,
+            }),
+        }
+    }
+
+    /// Applies the schema migrations that have not run yet (safe with several processes:
+    /// PostgreSQL takes an advisory lock, SQLite its write lock).
+    ///
+    /// # Errors
+    /// [`Error::Migrate`] when a migration fails or a landed one was edited.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.inner.writer {
+            Db::Pg(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Db::Lite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.inner.writer {
+            Db::Pg(_) => Backend::Postgres,
+            Db::Lite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The pool for writes (on SQLite, the single writer connection).
+    pub fn writer(&self) -> Db<&PgPool, &SqlitePool> {
+        match &self.inner.writer {
+            Db::Pg(p) => Db::Pg(p),
+            Db::Lite(p) => Db::Lite(p),
+        }
+    }
+
+    /// The pool for reads.
+    pub fn reader(&self) -> Db<&PgPool, &SqlitePool> {
+        match &self.inner.reader {
+            Db::Pg(p) => Db::Pg(p),
+            Db::Lite(p) => Db::Lite(p),
+        }
+    }
+
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.inner.wake
+    }
+
+    pub(crate) fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Whether the database answers (for readiness probes).
+    ///
+    /// # Errors
+    /// [`Error::Database`] when it does not.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self.reader(), pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Opens a write transaction. Jobs enqueued through it exist only if it commits; workers
+    /// are woken at commit. On SQLite the transaction holds the single writer: keep it short
+    /// and do not call other writing [`Store`] methods while it is open.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when no connection can be had.
+    pub async fn begin(&self) -> Result<Tx> {
+        let conn = match &self.inner.writer {
+            Db::Pg(pool) => Db::Pg(pool.begin().await?),
+            // IMMEDIATE takes the write lock now, so a transaction that reads before it
+            // writes cannot fail with SQLITE_BUSY halfway (another process may hold the file).
+            Db::Lite(pool) => Db::Lite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Tx {
+            conn,
+            store: self.clone(),
+            woken_queues: Vec::new(),
+        })
+    }
+
+    /// Closes every pool, waiting for connections in use.
+    pub async fn close(&self) {
+        dispatch!(&self.inner.writer, pool => pool.close().await);
+        dispatch!(&self.inner.reader, pool => pool.close().await);
+    }
+}
+
+/// A write transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    pub(crate) conn: Db<Transaction<'static, Postgres>, Transaction<'static, Sqlite>>,
+    store: Store,
+    /// Queues to wake in-process once the transaction commits (SQLite; PostgreSQL sends
+    /// `NOTIFY`, which the server delivers at commit).
+    woken_queues: Vec<String>,
+}
+
+impl Tx {
+    /// The PostgreSQL connection, for the application's own statements.
+    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match &mut self.conn {
+            Db::Pg(tx) => Some(&mut **tx),
+            Db::Lite(_) => None,
+        }
+    }
+
+    /// The SQLite connection, for the application's own statements.
+    pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
+        match &mut self.conn {
+            Db::Lite(tx) => Some(&mut **tx),
+            Db::Pg(_) => None,
+        }
+    }
+
+    /// The connection as a [`Db`], to run one statement text on either backend.
+    pub fn conn(&mut self) -> Db<&mut sqlx::PgConnection, &mut sqlx::SqliteConnection> {
+        match &mut self.conn {
+            Db::Pg(tx) => Db::Pg(&mut **tx),
+            Db::Lite(tx) => Db::Lite(&mut **tx),
+        }
+    }
+
+    /// The store this transaction belongs to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Arranges for workers of `queue` to be woken when this transaction commits.
+    pub(crate) async fn wake_on_commit(&mut self, queue: &str) -> Result<()> {
+        if self.woken_queues.iter().any(|q| q == queue) {
+            return Ok(());
+        }
+        self.woken_queues.push(queue.to_owned());
+        if let Db::Pg(tx) = &mut self.conn {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(self.store.channel())
+                .bind(format!("q:{queue}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Commits, then wakes the workers of every queue that received jobs.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when the commit fails; nothing was stored then.
+    pub async fn commit(self) -> Result<()> {
+        dispatch!(self.conn, tx => tx.commit().await?);
+        for queue in &self.woken_queues {
+            self.store.wake().queue_has_work(queue);
+        }
+        Ok(())
+    }
+}
