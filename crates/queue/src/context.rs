@@ -142,7 +142,11 @@ impl JobContext {
     /// writes the latest value of every running job in one batch per progress interval, and
     /// the final value with the outcome.
     pub fn progress(&self, done: i64, total: Option<i64>, message: Option<&str>) {
-        let mut slot = self.inner.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self
+            .inner
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         slot.0.done = done;
         slot.0.total = total;
         if slot.0.message.as_deref() != message {

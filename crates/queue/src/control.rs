@@ -192,7 +192,11 @@ impl Store {
                 None => Ok(None),
             },
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let key = self.get(id).await?.and_then(|j| j.unique_key).unwrap_or_default();
+                let key = self
+                    .get(id)
+                    .await?
+                    .and_then(|j| j.unique_key)
+                    .unwrap_or_default();
                 Err(Error::Duplicate(key))
             }
             Err(e) => Err(e.into()),
@@ -303,4 +307,3 @@ impl Store {
             .collect())
     }
 }
-

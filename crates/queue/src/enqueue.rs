@@ -164,7 +164,11 @@ impl Tx {
         continuation: NewJob,
     ) -> Result<GroupEnqueued> {
         continuation.validate()?;
-        if members.iter().chain([&continuation]).any(|j| j.unique_key.is_some()) {
+        if members
+            .iter()
+            .chain([&continuation])
+            .any(|j| j.unique_key.is_some())
+        {
             return Err(Error::InvalidJob(
                 "jobs of a group cannot carry unique keys".to_owned(),
             ));

@@ -61,7 +61,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
     }
 }
 
-pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Option<Value>, JobError>> + Send>>;
+pub(crate) type HandlerFuture =
+    Pin<Box<dyn Future<Output = Result<Option<Value>, JobError>> + Send>>;
 type RunFn = dyn Fn(Value, JobContext) -> HandlerFuture + Send + Sync;
 type CheckFn = dyn Fn(&Value) -> Result<(), String> + Send + Sync;
 
@@ -78,7 +79,9 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("kinds", &self.kinds()).finish()
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds())
+            .finish()
     }
 }
 

@@ -134,7 +134,11 @@ impl Store {
 
     /// Extends the leases of every job `worker` runs; returns each one's id and whether
     /// cancellation was asked. A job missing from the answer is no longer this worker's.
-    pub(crate) async fn heartbeat(&self, worker: &str, lease_until: i64) -> Result<Vec<(i64, bool)>> {
+    pub(crate) async fn heartbeat(
+        &self,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<Vec<(i64, bool)>> {
         Ok(dispatch!(self.writer(), pool => {
             sqlx::query_as(
                 "UPDATE job \
@@ -384,7 +388,10 @@ impl Tx {
     /// After jobs left `running` without a worker's outcome: settle the groups of those that
     /// ended and wake the queues of those that wait again.
     async fn release(&mut self, rows: &[Rescued]) -> Result<()> {
-        let ended = rows.iter().filter(|r| r.state.is_final()).filter_map(|r| r.group_id);
+        let ended = rows
+            .iter()
+            .filter(|r| r.state.is_final())
+            .filter_map(|r| r.group_id);
         self.settle_groups(ended.collect()).await?;
         for row in rows.iter().filter(|r| !r.state.is_final()) {
             self.wake_on_commit(&row.queue).await?;

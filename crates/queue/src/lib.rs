@@ -33,6 +33,8 @@ pub mod job;
 pub mod lease;
 pub mod periodic;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wake;
 pub mod worker;
 

@@ -156,9 +156,9 @@ impl Scheduler {
             // Re-read at least every few seconds: another scheduler may fire a tick first,
             // or an operator may change an expression.
             let wait = match self.tick().await {
-                Ok((_, Some(due))) => {
-                    Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).clamp(5, 5_000))
-                }
+                Ok((_, Some(due))) => Duration::from_millis(
+                    u64::try_from(due - now_ms()).unwrap_or(0).clamp(5, 5_000),
+                ),
                 Ok((_, None)) => Duration::from_secs(5),
                 Err(error) => {
                     tracing::warn!(%error, "scheduler tick failed");
@@ -194,6 +194,9 @@ mod tests {
         // 2026-01-01T00:00:01Z → the next even second.
         let start = 1_767_225_601_000;
         assert_eq!(every_two_seconds.next_after(start), Some(start + 1_000));
-        assert_eq!(every_two_seconds.next_after(start + 1_000), Some(start + 3_000));
+        assert_eq!(
+            every_two_seconds.next_after(start + 1_000),
+            Some(start + 3_000)
+        );
     }
 }

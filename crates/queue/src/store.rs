@@ -123,7 +123,11 @@ impl Store {
                 .fetch_one(&pool)
                 .await?;
             let channel = format!("conveyor_{schema}");
-            Ok(Self::from_parts(Db::Pg(pool.clone()), Db::Pg(pool), channel))
+            Ok(Self::from_parts(
+                Db::Pg(pool.clone()),
+                Db::Pg(pool),
+                channel,
+            ))
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)

@@ -229,7 +229,10 @@ impl Worker {
 
         let background = CancellationToken::new();
         let agents = TaskTracker::new();
-        agents.spawn(crate::wake::listen(shared.store.clone(), background.clone()));
+        agents.spawn(crate::wake::listen(
+            shared.store.clone(),
+            background.clone(),
+        ));
         agents.spawn(shared.clone().heartbeat_loop(background.clone()));
         agents.spawn(shared.clone().progress_loop(background.clone()));
         agents.spawn(shared.clone().cancel_listener(background.clone()));
@@ -418,12 +421,19 @@ impl Shared {
                             .map(|s| (*s).to_owned())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        self.failure(format!("handler panicked: {message}"), false, attempt, max_attempts)
+                        self.failure(
+                            format!("handler panicked: {message}"),
+                            false,
+                            attempt,
+                            max_attempts,
+                        )
                     }
                     // Work that finished is kept even if cancellation came too late to stop it.
                     Ok(Ok(Ok(result))) => End::Completed(result),
                     Ok(Ok(Err(error))) => match ctx.stop_reason() {
-                        Some(StopReason::Requested) => End::Cancelled(format!("cancelled: {error}")),
+                        Some(StopReason::Requested) => {
+                            End::Cancelled(format!("cancelled: {error}"))
+                        }
                         _ => self.failure(error.message, error.permanent, attempt, max_attempts),
                     },
                 }
@@ -439,14 +449,18 @@ impl Shared {
 
         match ctx.stop_reason() {
             // Rescued elsewhere, or to be handed back: this outcome must not be recorded.
-            Some(StopReason::LeaseLost | StopReason::Shutdown) if !matches!(end, End::Completed(_)) => {
+            Some(StopReason::LeaseLost | StopReason::Shutdown)
+                if !matches!(end, End::Completed(_)) =>
+            {
                 return;
             }
             _ => {}
         }
         let outcome_label = match &end {
             End::Completed(_) => "completed",
-            End::Failed { retry_at: Some(_), .. } => "retried",
+            End::Failed {
+                retry_at: Some(_), ..
+            } => "retried",
             End::Failed { .. } => "failed",
             End::Cancelled(_) => "cancelled",
         };
@@ -477,10 +491,17 @@ impl Shared {
             loop {
                 match self.store.finish(&self.id, &batch).await {
                     Ok(done) => {
-                        self.stats.recorded.fetch_add(done.recorded as u64, Ordering::Relaxed);
-                        self.stats.fenced_off.fetch_add(done.fenced_off as u64, Ordering::Relaxed);
+                        self.stats
+                            .recorded
+                            .fetch_add(done.recorded as u64, Ordering::Relaxed);
+                        self.stats
+                            .fenced_off
+                            .fetch_add(done.fenced_off as u64, Ordering::Relaxed);
                         if done.fenced_off > 0 {
-                            tracing::warn!(jobs = done.fenced_off, "dropped outcomes of jobs whose lease was lost");
+                            tracing::warn!(
+                                jobs = done.fenced_off,
+                                "dropped outcomes of jobs whose lease was lost"
+                            );
                         }
                         break;
                     }
@@ -572,7 +593,12 @@ impl Shared {
             };
             match id {
                 Ok(id) => {
-                    let job = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                    let job = self
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                        .cloned();
                     if let Some(job) = job {
                         job.stop(StopReason::Requested);
                     }
@@ -646,9 +672,13 @@ impl Shared {
 
     /// Concurrency set through the API overrides the configured value, per queue.
     async fn apply_concurrency(&self) -> Result<()> {
-        let settings: HashMap<String, usize> = self.store.queue_settings().await?.into_iter().collect();
+        let settings: HashMap<String, usize> =
+            self.store.queue_settings().await?.into_iter().collect();
         for queue in &self.config.queues {
-            let limit = settings.get(&queue.name).copied().unwrap_or(queue.concurrency);
+            let limit = settings
+                .get(&queue.name)
+                .copied()
+                .unwrap_or(queue.concurrency);
             self.slots[&queue.name].set_limit(limit);
         }
         Ok(())

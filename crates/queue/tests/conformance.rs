@@ -1,0 +1,1037 @@
+//! The engine's conformance suite: every test runs on SQLite and on PostgreSQL (when
+//! `TEST_DATABASE_URL` is set), each on a fresh database.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor_queue::clock::now_ms;
+use conveyor_queue::testing::{eventually, wait_for_job, wait_for_state};
+use conveyor_queue::{
+    Backoff, Error, JobContext, JobError, JobFilter, JobState, NewJob, QueueConfig, Registry,
+    Schedule, Scheduler, Store, Worker, WorkerConfig, builtin,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Instantiates each test once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = conveyor_queue::testing::TestDb::sqlite().await;
+                    super::$name(db.store.clone()).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = conveyor_queue::testing::TestDb::postgres().await else { return };
+                    super::$name(db.store.clone()).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    enqueued_jobs_can_be_read_back,
+    many_jobs_are_inserted_in_batches_in_order,
+    a_job_enqueued_in_a_transaction_exists_only_if_it_commits,
+    claims_follow_queue_priority_and_run_at,
+    concurrent_claimers_never_get_the_same_job,
+    a_worker_runs_jobs_to_completion,
+    a_failed_attempt_waits_for_its_backoff_in_the_row,
+    failures_retry_until_success,
+    exhausted_attempts_fail_with_the_last_error,
+    permanent_errors_and_panics_fail_without_retry,
+    a_job_cancelled_before_it_starts_never_runs,
+    a_running_job_is_stopped_when_cancelled,
+    cancelling_an_ended_job_is_refused,
+    a_unique_key_returns_the_live_job,
+    a_group_continuation_runs_once_and_reads_member_results,
+    many_groups_under_concurrent_workers_get_exactly_one_continuation,
+    two_schedulers_enqueue_one_job_per_tick,
+    progress_is_recorded_while_running_and_at_the_end,
+    retention_prunes_only_old_ended_jobs,
+    an_idle_worker_is_woken_without_waiting_for_a_poll,
+    shutdown_lets_short_jobs_finish_and_hands_long_ones_back,
+    expired_leases_are_rescued_and_late_outcomes_fenced_off,
+    a_job_longer_than_its_lease_runs_once,
+    concurrency_changes_at_run_time,
+    workers_appear_in_the_registry_while_they_run,
+    listing_filters_and_pages_with_a_cursor,
+    an_ended_job_can_be_retried,
+    invalid_jobs_are_refused_and_nothing_is_stored,
+);
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    builtin::register(&mut registry);
+    registry.register(
+        "echo",
+        |args: Value, _ctx: JobContext| async move { Ok(args) },
+    );
+    registry
+}
+
+fn quick_config(queue: &str, concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        queues: vec![QueueConfig {
+            name: queue.to_owned(),
+            concurrency,
+        }],
+        lease: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(200),
+        progress_interval: Duration::from_millis(50),
+        grace: Duration::from_secs(5),
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        },
+        ..WorkerConfig::default()
+    }
+}
+
+/// A worker running in the background until the returned token is cancelled.
+fn spawn_worker(
+    store: &Store,
+    registry: Registry,
+    config: WorkerConfig,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let worker = Worker::new(store.clone(), registry, config);
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await.expect("worker runs") }
+    });
+    (stop, handle)
+}
+
+async fn stop_worker((stop, handle): (CancellationToken, tokio::task::JoinHandle<()>)) {
+    stop.cancel();
+    handle.await.expect("worker task ends cleanly");
+}
+
+async fn enqueued_jobs_can_be_read_back(store: Store) {
+    let job = store
+        .enqueue(
+            NewJob::new("echo", json!({"n": 1}))
+                .queue("q")
+                .priority(5)
+                .max_attempts(7),
+        )
+        .await
+        .unwrap()
+        .job;
+    let read = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(read, job);
+    assert_eq!(
+        (read.state, read.queue.as_str(), read.kind.as_str()),
+        (JobState::Available, "q", "echo")
+    );
+    assert_eq!((read.priority, read.max_attempts, read.attempt), (5, 7, 0));
+    assert_eq!(read.args, json!({"n": 1}));
+    assert!(store.get(job.id + 1000).await.unwrap().is_none());
+}
+
+async fn many_jobs_are_inserted_in_batches_in_order(store: Store) {
+    let jobs: Vec<NewJob> = (0..2500).map(|i| NewJob::new("echo", json!(i))).collect();
+    let ids = store.enqueue_many(&jobs).await.unwrap();
+    assert_eq!(ids.len(), 2500);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids follow the order given"
+    );
+    let last = store.get(*ids.last().unwrap()).await.unwrap().unwrap();
+    assert_eq!(last.args, json!(2499));
+}
+
+async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let rolled_back = tx
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    drop(tx);
+    assert!(store.get(rolled_back).await.unwrap().is_none());
+
+    let mut tx = store.begin().await.unwrap();
+    let committed = tx
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    // The application's own write in the same transaction, on either backend.
+    conveyor_queue::testing::execute(&mut tx, "CREATE TABLE app_row (id INTEGER)").await;
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.get(committed).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+}
+
+async fn claims_follow_queue_priority_and_run_at(store: Store) {
+    let now = now_ms();
+    let low = store
+        .enqueue(NewJob::new("noop", json!({})).queue("a"))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let high = store
+        .enqueue(NewJob::new("noop", json!({})).queue("a").priority(10))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let later = store
+        .enqueue(
+            NewJob::new("noop", json!({}))
+                .queue("a")
+                .priority(99)
+                .run_at(now + 60_000),
+        )
+        .await
+        .unwrap()
+        .job;
+    assert_eq!(later.state, JobState::Scheduled);
+    store
+        .enqueue(NewJob::new("noop", json!({})).queue("b"))
+        .await
+        .unwrap();
+
+    let claimed = store.claim_for_test("a", 10, "w1").await;
+    let ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the delayed job and the other queue's job stay"
+    );
+    assert!(ids.contains(&low) && ids.contains(&high));
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.state == JobState::Running && j.attempt == 1)
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.lease_owner.as_deref() == Some("w1"))
+    );
+
+    // Priority decides which job one slot gets.
+    let first = store
+        .enqueue(NewJob::new("noop", json!({})).queue("c"))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let urgent = store
+        .enqueue(NewJob::new("noop", json!({})).queue("c").priority(1))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let one = store.claim_for_test("c", 1, "w1").await;
+    assert_eq!(one[0].id, urgent);
+    assert_eq!(store.claim_for_test("c", 1, "w1").await[0].id, first);
+}
+
+async fn concurrent_claimers_never_get_the_same_job(store: Store) {
+    let jobs: Vec<NewJob> = (0..2000).map(|i| NewJob::new("noop", json!(i))).collect();
+    store.enqueue_many(&jobs).await.unwrap();
+    let mut claimers = Vec::new();
+    for c in 0..8 {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_for_test("default", 37, &format!("w{c}")).await;
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for id in claimer.await.unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 2000);
+}
+
+async fn a_worker_runs_jobs_to_completion(store: Store) {
+    let jobs: Vec<NewJob> = (0..300)
+        .map(|i| NewJob::new("echo", json!({"i": i})))
+        .collect();
+    let ids = store.enqueue_many(&jobs).await.unwrap();
+    let worker = spawn_worker(&store, registry(), quick_config("default", 16));
+    let last = wait_for_state(&store, *ids.last().unwrap(), JobState::Completed, WAIT).await;
+    assert_eq!(last.result, Some(json!({"i": 299})));
+    eventually("all 300 complete", WAIT, || async {
+        let done = store
+            .list(&JobFilter {
+                state: Some(JobState::Completed),
+                limit: 1000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        done.len() == 300
+    })
+    .await;
+    let job = store.get(ids[0]).await.unwrap().unwrap();
+    assert!(job.finished_at.is_some() && job.started_at.is_some() && job.lease_owner.is_none());
+    stop_worker(worker).await;
+}
+
+async fn a_failed_attempt_waits_for_its_backoff_in_the_row(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("fail", json!({"times": 5})).max_attempts(5))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let mut config = quick_config("default", 1);
+    config.backoff = Backoff {
+        base: Duration::from_secs(60),
+        cap: Duration::from_secs(600),
+    };
+    let worker = spawn_worker(&store, registry(), config);
+    let before = now_ms();
+    let job = wait_for_state(&store, id, JobState::Retryable, WAIT).await;
+    assert_eq!(job.attempt, 1);
+    assert!(job.error.as_deref().unwrap().contains("attempt 1"));
+    // Attempt 1 waits between half and all of the base delay, jitter included.
+    let wait = job.run_at - before;
+    assert!(
+        (29_000..=61_000).contains(&wait),
+        "run_at is {wait} ms away"
+    );
+    stop_worker(worker).await;
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().state,
+        JobState::Retryable
+    );
+}
+
+async fn failures_retry_until_success(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("fail", json!({"times": 2})).max_attempts(3))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry(), quick_config("default", 2));
+    let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
+    assert_eq!(job.attempt, 3);
+    assert_eq!(job.result, Some(json!({"succeeded_on_attempt": 3})));
+    assert!(
+        job.error.unwrap().contains("attempt 2"),
+        "the last error is kept"
+    );
+    stop_worker(worker).await;
+}
+
+async fn exhausted_attempts_fail_with_the_last_error(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("fail", json!({"times": 10})).max_attempts(2))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry(), quick_config("default", 2));
+    let job = wait_for_state(&store, id, JobState::Failed, WAIT).await;
+    assert_eq!(job.attempt, 2);
+    assert!(job.error.unwrap().contains("attempt 2"));
+    assert!(job.finished_at.is_some());
+    stop_worker(worker).await;
+}
+
+async fn permanent_errors_and_panics_fail_without_retry(store: Store) {
+    let mut registry = registry();
+    registry.register("refuse", |_: Value, _ctx: JobContext| async {
+        Err::<(), _>(JobError::permanent("bad input"))
+    });
+    registry.register("panic", |_: Value, _ctx: JobContext| async {
+        if true {
+            panic!("boom");
+        }
+        Ok(())
+    });
+    let refuse = store
+        .enqueue(NewJob::new("refuse", json!({})).max_attempts(5))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let panics = store
+        .enqueue(NewJob::new("panic", json!({})).max_attempts(1))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let bad_args = store
+        .enqueue(NewJob::new("sleep", json!({"ms": "soon"})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry, quick_config("default", 2));
+    let job = wait_for_state(&store, refuse, JobState::Failed, WAIT).await;
+    assert_eq!((job.attempt, job.error.as_deref()), (1, Some("bad input")));
+    let job = wait_for_state(&store, panics, JobState::Failed, WAIT).await;
+    assert!(job.error.unwrap().contains("panicked: boom"));
+    let job = wait_for_state(&store, bad_args, JobState::Failed, WAIT).await;
+    assert_eq!(job.attempt, 1);
+    assert!(job.error.unwrap().contains("invalid arguments"));
+    stop_worker(worker).await;
+}
+
+async fn a_job_cancelled_before_it_starts_never_runs(store: Store) {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut registry = registry();
+    registry.register("count", {
+        let ran = ran.clone();
+        move |_: Value, _ctx: JobContext| {
+            let ran = ran.clone();
+            async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    });
+    let id = store
+        .enqueue(NewJob::new("count", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let job = store.cancel(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    let marker = store
+        .enqueue(NewJob::new("count", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry, quick_config("default", 2));
+    wait_for_state(&store, marker, JobState::Completed, WAIT).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "only the marker ran");
+    let job = store.get(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Cancelled, 0));
+    stop_worker(worker).await;
+}
+
+async fn a_running_job_is_stopped_when_cancelled(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry(), quick_config("default", 1));
+    wait_for_state(&store, id, JobState::Running, WAIT).await;
+    let asked = store.cancel(id).await.unwrap().unwrap();
+    assert!(asked.cancel_requested);
+    let job = wait_for_state(&store, id, JobState::Cancelled, WAIT).await;
+    assert!(
+        job.error.unwrap().contains("stopped while sleeping"),
+        "the handler saw it"
+    );
+    stop_worker(worker).await;
+}
+
+async fn cancelling_an_ended_job_is_refused(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    store.cancel(id).await.unwrap();
+    match store.cancel(id).await {
+        Err(Error::WrongState {
+            action: "cancel", ..
+        }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(store.cancel(id + 100).await.unwrap().is_none());
+}
+
+async fn a_unique_key_returns_the_live_job(store: Store) {
+    let first = store
+        .enqueue(NewJob::new("noop", json!({})).unique_key("k"))
+        .await
+        .unwrap();
+    let second = store
+        .enqueue(NewJob::new("noop", json!({})).unique_key("k"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate && second.duplicate);
+    assert_eq!(first.job.id, second.job.id);
+    let batch = store
+        .enqueue_many(&[
+            NewJob::new("noop", json!({})).unique_key("k"),
+            NewJob::new("noop", json!({})).unique_key("k2"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 1, "the batch skips the key already held");
+    // Once the holder has ended, the key is free again.
+    store.cancel(first.job.id).await.unwrap();
+    let third = store
+        .enqueue(NewJob::new("noop", json!({})).unique_key("k"))
+        .await
+        .unwrap();
+    assert!(!third.duplicate && third.job.id != first.job.id);
+}
+
+async fn a_group_continuation_runs_once_and_reads_member_results(store: Store) {
+    let mut registry = registry();
+    registry.register("sum", |_: Value, ctx: JobContext| async move {
+        let members = ctx
+            .group_members()
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        let total: i64 = members
+            .iter()
+            .filter_map(|m| m.result.as_ref()?.as_i64())
+            .sum();
+        Ok(json!({"members": members.len(), "total": total}))
+    });
+    let members: Vec<NewJob> = (1..=5).map(|i| NewJob::new("echo", json!(i))).collect();
+    let group = store
+        .enqueue_group(&members, NewJob::new("sum", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(group.member_ids.len(), 5);
+    assert_eq!(
+        store
+            .get(group.continuation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Pending
+    );
+    let worker = spawn_worker(&store, registry, quick_config("default", 4));
+    let done = wait_for_state(&store, group.continuation_id, JobState::Completed, WAIT).await;
+    assert_eq!(done.result, Some(json!({"members": 5, "total": 15})));
+    assert_eq!(done.attempt, 1);
+    // An empty group's continuation is ready at once.
+    let empty = store
+        .enqueue_group(&[], NewJob::new("sum", json!({})))
+        .await
+        .unwrap();
+    let done = wait_for_state(&store, empty.continuation_id, JobState::Completed, WAIT).await;
+    assert_eq!(done.result, Some(json!({"members": 0, "total": 0})));
+    stop_worker(worker).await;
+}
+
+async fn many_groups_under_concurrent_workers_get_exactly_one_continuation(store: Store) {
+    let runs: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
+    let mut registry = registry();
+    registry.register("tally", {
+        let runs = runs.clone();
+        move |_: Value, ctx: JobContext| {
+            let runs = runs.clone();
+            async move {
+                *runs.lock().unwrap().entry(ctx.id()).or_default() += 1;
+                Ok(())
+            }
+        }
+    });
+    let mut continuations = Vec::new();
+    for g in 0..60 {
+        let members: Vec<NewJob> = (0..10)
+            .map(|i| NewJob::new("echo", json!([g, i])))
+            .collect();
+        continuations.push(
+            store
+                .enqueue_group(&members, NewJob::new("tally", json!(g)))
+                .await
+                .unwrap()
+                .continuation_id,
+        );
+    }
+    let config = WorkerConfig {
+        claimers: 3,
+        batch: 7,
+        ..quick_config("default", 12)
+    };
+    let workers = vec![
+        spawn_worker(&store, registry.clone(), config.clone()),
+        spawn_worker(&store, registry.clone(), config),
+    ];
+    for id in &continuations {
+        wait_for_state(&store, *id, JobState::Completed, WAIT).await;
+    }
+    for worker in workers {
+        stop_worker(worker).await;
+    }
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), continuations.len());
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "a continuation ran twice: {runs:?}"
+    );
+}
+
+async fn two_schedulers_enqueue_one_job_per_tick(store: Store) {
+    let schedule = || {
+        vec![
+            Schedule::new(
+                "every-second",
+                "* * * * * *",
+                NewJob::new("noop", json!({})).queue("cron"),
+            )
+            .unwrap(),
+        ]
+    };
+    let a = Scheduler::new(store.clone(), schedule());
+    let b = Scheduler::new(store.clone(), schedule());
+    a.install().await.unwrap();
+    b.install().await.unwrap();
+    let started = now_ms();
+    let mut fired = Vec::new();
+    // Both tick as fast as they can for a little over three seconds.
+    while now_ms() - started < 3_300 {
+        let (x, y) = tokio::join!(a.tick(), b.tick());
+        fired.extend(x.unwrap().0);
+        fired.extend(y.unwrap().0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let jobs = store
+        .list(&JobFilter {
+            queue: Some("cron".into()),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), fired.len());
+    assert!(
+        (3..=4).contains(&jobs.len()),
+        "{} jobs for three to four ticks",
+        jobs.len()
+    );
+    let seconds: HashSet<i64> = jobs.iter().map(|j| j.created_at / 1000).collect();
+    assert_eq!(seconds.len(), jobs.len(), "one job per tick");
+}
+
+async fn progress_is_recorded_while_running_and_at_the_end(store: Store) {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let mut registry = registry();
+    registry.register("steps", {
+        let release = release.clone();
+        move |_: Value, ctx: JobContext| {
+            let release = release.clone();
+            async move {
+                for done in 1..=500 {
+                    ctx.progress(done, Some(1000), Some("first half"));
+                }
+                release.notified().await;
+                ctx.progress(1000, Some(1000), None);
+                Ok(())
+            }
+        }
+    });
+    let id = store
+        .enqueue(NewJob::new("steps", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry, quick_config("default", 1));
+    let job = wait_for_job(&store, id, WAIT, |j| j.progress_done == Some(500)).await;
+    assert_eq!(
+        (job.progress_total, job.progress_message.as_deref()),
+        (Some(1000), Some("first half"))
+    );
+    assert_eq!(job.state, JobState::Running);
+    release.notify_one();
+    let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
+    assert_eq!(
+        (job.progress_done, job.progress_message),
+        (Some(1000), None)
+    );
+    stop_worker(worker).await;
+}
+
+async fn retention_prunes_only_old_ended_jobs(store: Store) {
+    let done = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    store.cancel(done).await.unwrap();
+    let waiting = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let group = store
+        .enqueue_group(
+            &[NewJob::new("noop", json!({}))],
+            NewJob::new("noop", json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune(Duration::from_secs(3600)).await.unwrap(),
+        0,
+        "nothing is old enough"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The group's only member ends; its continuation becomes available, not ended.
+    store.cancel(group.member_ids[0]).await.unwrap();
+    assert_eq!(store.prune(Duration::ZERO).await.unwrap(), 1);
+    assert!(store.get(done).await.unwrap().is_none());
+    assert!(store.get(waiting).await.unwrap().is_some());
+    assert!(
+        store.get(group.member_ids[0]).await.unwrap().is_some(),
+        "its continuation still needs it"
+    );
+}
+
+async fn an_idle_worker_is_woken_without_waiting_for_a_poll(store: Store) {
+    let config = WorkerConfig {
+        poll_interval: Duration::from_secs(30),
+        ..quick_config("default", 1)
+    };
+    let worker = spawn_worker(&store, registry(), config);
+    // Let the worker go idle on an empty queue.
+    let marker = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    wait_for_state(&store, marker, JobState::Completed, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    // A poll would take 30 s; a wake-up takes milliseconds. 10 s leaves room for a slow CI.
+    wait_for_state(&store, id, JobState::Completed, Duration::from_secs(10)).await;
+    stop_worker(worker).await;
+}
+
+async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back(store: Store) {
+    let short = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 300})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let long = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let config = WorkerConfig {
+        grace: Duration::from_secs(2),
+        ..quick_config("default", 2)
+    };
+    let worker = spawn_worker(&store, registry(), config);
+    wait_for_state(&store, long, JobState::Running, WAIT).await;
+    wait_for_state(&store, short, JobState::Running, WAIT).await;
+    stop_worker(worker).await;
+    assert_eq!(
+        store.get(short).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    let job = store.get(long).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.attempt, job.lease_owner),
+        (JobState::Available, 0, None)
+    );
+}
+
+async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("noop", json!({})).max_attempts(2))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let claimed = store.claim_expired_for_test("default", "dead").await;
+    assert_eq!(claimed.len(), 1);
+    let rescued = store.rescue_expired(100).await.unwrap();
+    assert_eq!(
+        rescued.iter().map(|r| (r.id, r.state)).collect::<Vec<_>>(),
+        vec![(id, JobState::Available)]
+    );
+    // Someone else runs it now; the dead worker's late outcome must not count.
+    assert_eq!(
+        store.claim_for_test("default", 1, "alive").await[0].attempt,
+        2
+    );
+    let fenced = store.finish_for_test("dead", id).await;
+    assert_eq!(fenced, (0, 1));
+    let job = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.lease_owner.as_deref()),
+        (JobState::Running, Some("alive"))
+    );
+    // With its attempts spent, a rescued job fails instead.
+    let spent = store
+        .enqueue(NewJob::new("noop", json!({})).max_attempts(1))
+        .await
+        .unwrap()
+        .job
+        .id;
+    store.claim_expired_for_test("default", "dead").await;
+    let rescued = store.rescue_expired(100).await.unwrap();
+    assert_eq!(
+        rescued.iter().map(|r| (r.id, r.state)).collect::<Vec<_>>(),
+        vec![(spent, JobState::Failed)]
+    );
+    assert!(
+        store
+            .get(spent)
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("lease expired")
+    );
+}
+
+async fn a_job_longer_than_its_lease_runs_once(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 2_500})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let config = WorkerConfig {
+        lease: Duration::from_millis(600),
+        ..quick_config("default", 1)
+    };
+    // A second worker's rescuer watches too: it must find nothing to rescue.
+    let workers = vec![
+        spawn_worker(&store, registry(), config.clone()),
+        spawn_worker(&store, registry(), config),
+    ];
+    let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
+    assert_eq!(job.attempt, 1, "ran once");
+    assert!(job.error.is_none());
+    for worker in workers {
+        stop_worker(worker).await;
+    }
+}
+
+async fn concurrency_changes_at_run_time(store: Store) {
+    let jobs: Vec<NewJob> = (0..4)
+        .map(|_| NewJob::new("sleep", json!({"ms": 600_000})))
+        .collect();
+    store.enqueue_many(&jobs).await.unwrap();
+    let config = WorkerConfig {
+        lease: Duration::from_millis(600),
+        grace: Duration::from_millis(100),
+        ..quick_config("default", 1)
+    };
+    let worker = spawn_worker(&store, registry(), config);
+    let running = || async {
+        let counts = store.queue_counts().await.unwrap();
+        counts
+            .iter()
+            .flat_map(|q| &q.by_state)
+            .filter(|(s, _)| *s == JobState::Running)
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    eventually("one job runs", WAIT, || async { running().await == 1 }).await;
+    store.set_concurrency("default", 3).await.unwrap();
+    eventually("three jobs run after the change", WAIT, || async {
+        running().await == 3
+    })
+    .await;
+    assert_eq!(
+        store.queue_settings().await.unwrap(),
+        vec![("default".to_owned(), 3)]
+    );
+    stop_worker(worker).await;
+}
+
+async fn workers_appear_in_the_registry_while_they_run(store: Store) {
+    let worker = Worker::new(store.clone(), registry(), quick_config("reg", 5));
+    let id = worker.id().to_owned();
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await.unwrap() }
+    });
+    eventually("the worker registers", WAIT, || async {
+        !store.workers(60_000).await.unwrap().is_empty()
+    })
+    .await;
+    let listed = store.workers(60_000).await.unwrap();
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].pid, i64::from(std::process::id()));
+    assert_eq!(listed[0].queues, json!({"reg": 5}));
+    stop.cancel();
+    handle.await.unwrap();
+    assert!(
+        store.workers(60_000).await.unwrap().is_empty(),
+        "it leaves at shutdown"
+    );
+}
+
+async fn listing_filters_and_pages_with_a_cursor(store: Store) {
+    let jobs: Vec<NewJob> = (0..25)
+        .map(|i| {
+            NewJob::new(if i % 2 == 0 { "noop" } else { "echo" }, json!(i)).queue(if i < 10 {
+                "a"
+            } else {
+                "b"
+            })
+        })
+        .collect();
+    store.enqueue_many(&jobs).await.unwrap();
+    let page = |before: Option<i64>| JobFilter {
+        kind: Some("noop".into()),
+        before,
+        limit: 5,
+        ..JobFilter::default()
+    };
+    let first = store.list(&page(None)).await.unwrap();
+    let second = store.list(&page(first.last().map(|j| j.id))).await.unwrap();
+    let third = store
+        .list(&page(second.last().map(|j| j.id)))
+        .await
+        .unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (5, 5, 3));
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .chain(&third)
+            .all(|j| j.kind == "noop")
+    );
+    assert!(
+        first[0].id > first[4].id && first[4].id > second[0].id,
+        "newest first, no overlap"
+    );
+    let in_a = store
+        .list(&JobFilter {
+            queue: Some("a".into()),
+            state: Some(JobState::Available),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(in_a.len(), 10);
+    let counts = store.queue_counts().await.unwrap();
+    assert_eq!(
+        counts.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
+}
+
+async fn an_ended_job_can_be_retried(store: Store) {
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut registry = registry();
+    registry.register("flaky", {
+        let failed_once = failed_once.clone();
+        move |_: Value, _ctx: JobContext| {
+            let first = !failed_once.swap(true, Ordering::SeqCst);
+            async move {
+                if first {
+                    Err(JobError::retry("first run fails"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    });
+    let id = store
+        .enqueue(NewJob::new("flaky", json!({})).max_attempts(1))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let worker = spawn_worker(&store, registry, quick_config("default", 1));
+    wait_for_state(&store, id, JobState::Failed, WAIT).await;
+    let retried = store.retry(id).await.unwrap().unwrap();
+    assert_eq!((retried.state, retried.attempt), (JobState::Available, 0));
+    let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
+    assert_eq!(job.attempt, 1, "attempts start afresh");
+    stop_worker(worker).await;
+    let running = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    store.claim_for_test("default", 1, "w").await;
+    assert!(matches!(
+        store.retry(running).await,
+        Err(Error::WrongState { .. })
+    ));
+}
+
+async fn invalid_jobs_are_refused_and_nothing_is_stored(store: Store) {
+    let registry = registry();
+    assert!(matches!(
+        registry.check(&NewJob::new("nope", json!({}))),
+        Err(Error::UnknownKind(_))
+    ));
+    assert!(matches!(
+        registry.check(&NewJob::new("sleep", json!({"ms": -1}))),
+        Err(Error::InvalidArgs { .. })
+    ));
+    assert!(
+        registry
+            .check(&NewJob::new("sleep", json!({"ms": 5})))
+            .is_ok()
+    );
+    let bad = vec![
+        NewJob::new("noop", json!({})),
+        NewJob::new("noop", json!({})).max_attempts(0),
+    ];
+    assert!(matches!(
+        store.enqueue_many(&bad).await,
+        Err(Error::InvalidJob(_))
+    ));
+    assert!(matches!(
+        store
+            .enqueue(NewJob::new("noop", json!({})).queue(""))
+            .await,
+        Err(Error::InvalidJob(_))
+    ));
+    let all = store
+        .list(&JobFilter {
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "nothing was stored: {all:?}");
+}
