@@ -15,7 +15,8 @@
 //! - [`worker`]: the runtime that claims, runs and reports.
 //! - [`wake`]: `LISTEN/NOTIFY` and in-process wake-ups.
 //! - [`periodic`], [`cleaner`]: cron schedules and retention.
-//! - [`backoff`], [`clock`], [`builtin`] (`noop`, `sleep`, `fail`).
+//! - [`backoff`], [`clock`], [`builtin`] (`noop`, `sleep`, `fail`), [`scratch`] (throwaway
+//!   databases for tests and benchmarks).
 //!
 //! `docs/job-states.md` in the repository draws the state machine.
 
@@ -32,6 +33,7 @@ pub mod handler;
 pub mod job;
 pub mod lease;
 pub mod periodic;
+pub mod scratch;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,107 +1,12 @@
-//! Test support (feature `testing`): a fresh database per test on either backend.
-//!
-//! SQLite gets a new file in the temporary directory. PostgreSQL, used when
-//! `TEST_DATABASE_URL` is set, gets a new schema in that database, selected through the
-//! connection's `search_path`; [`TestDb::finish`] drops it.
+//! Test support (feature `testing`): a fresh database per test on either backend (see
+//! [`crate::scratch`]) and helpers that wait with a deadline instead of sleeping.
 
 use std::time::{Duration, Instant};
 
 use crate::job::{Job, JobState};
 use crate::store::Store;
 
-/// A migrated store on a database made for one test.
-pub struct TestDb {
-    /// The store.
-    pub store: Store,
-    /// The URL the store connected to (for child processes).
-    pub url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Schema { admin_url: String, schema: String },
-}
-
-impl TestDb {
-    /// A new SQLite file.
-    ///
-    /// # Panics
-    /// When the file cannot be created or migrated.
-    pub async fn sqlite() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "conveyor-test-{}.db",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let url = format!("sqlite://{}", path.display());
-        let store = Store::connect(&url)
-            .await
-            .expect("open the SQLite test database");
-        store
-            .migrate()
-            .await
-            .expect("migrate the SQLite test database");
-        Self {
-            store,
-            url,
-            cleanup: Cleanup::File(path),
-        }
-    }
-
-    /// A new schema in `TEST_DATABASE_URL`, or `None` (with a note on stderr) when unset.
-    ///
-    /// # Panics
-    /// When `TEST_DATABASE_URL` is set but unusable.
-    pub async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("skipped: set TEST_DATABASE_URL to run this test on PostgreSQL");
-            return None;
-        };
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Store::connect(&admin_url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        if let crate::Db::Pg(pool) = admin.writer() {
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(pool)
-                .await
-                .expect("create the test schema");
-        }
-        admin.close().await;
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-        let store = Store::connect(&url)
-            .await
-            .expect("connect to the test schema");
-        store.migrate().await.expect("migrate the test schema");
-        Some(Self {
-            store,
-            url,
-            cleanup: Cleanup::Schema { admin_url, schema },
-        })
-    }
-
-    /// Closes the store and removes the database.
-    pub async fn finish(self) {
-        self.store.close().await;
-        match self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Schema { admin_url, schema } => {
-                if let Ok(admin) = Store::connect(&admin_url).await {
-                    if let crate::Db::Pg(pool) = admin.writer() {
-                        let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(pool).await;
-                    }
-                    admin.close().await;
-                }
-            }
-        }
-    }
-}
+pub use crate::scratch::ScratchDb as TestDb;
 
 /// Polls job `id` until `done` holds for it, or panics after `within`.
 ///

@@ -1,1 +1,127 @@
-//! x
+//! # conveyor-web: the HTTP layer shared by every Conveyor app
+//!
+//! ## Layout
+//! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
+//! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
+//! - [`state`]: [`AppState`] and [`WebSettings`].
+//! - [`jobs`]: the general job API (`/api/jobs`, `/api/queues`, `/api/workers`, events).
+//! - [`metrics`]: the Prometheus recorder, HTTP metrics by matched route, `/metrics`.
+//!
+//! [`router`] assembles the API, its OpenAPI document (`/api/openapi.json`), Swagger UI
+//! (`/api/docs`, served from the binary), the probes and the middleware; apps merge their own
+//! routers into it. [`serve`] runs a router on a bound listener until a shutdown future.
+
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod metrics;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+pub use state::{AppState, WebSettings};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Conveyor", description = "Durable jobs on SQLite or PostgreSQL: enqueue, watch, cancel, retry."),
+    tags(
+        (name = "jobs", description = "Jobs and their events"),
+        (name = "queues", description = "Queues: counts and concurrency"),
+        (name = "workers", description = "Live worker processes"),
+    )
+)]
+struct ApiDoc;
+
+/// The whole HTTP surface: `extra` (the apps' routes, with the OpenAPI paths they declare)
+/// merged with the job API, docs, probes and, unless served elsewhere, `/metrics`.
+pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: bool) -> Router {
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", jobs::router());
+    let (api, openapi) = api.merge(extra).split_for_parts();
+    let timeout = state.settings.request_timeout;
+    let mut app = api
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi));
+    if metrics_here {
+        app = app.route("/metrics", get(metrics::render));
+    }
+    app.layer(axum::middleware::from_fn(move |request, next| {
+        bounded(timeout, request, next)
+    }))
+    .layer(axum::middleware::from_fn(metrics::track))
+    .layer(DefaultBodyLimit::max(state.settings.body_limit))
+    .layer(TraceLayer::new_for_http())
+    .layer(CatchPanicLayer::new())
+    .fallback(|| async { ApiError::not_found("no such route") })
+    .with_state(state)
+}
+
+/// Bounds a request's time, except event streams, which last as long as their job.
+async fn bounded(
+    timeout: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let streams = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| p.as_str().ends_with("/events"));
+    if streams {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {timeout:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Just `/metrics`, for a separate listener (`--metrics-addr`), as the KEDA seed does on 9001.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => Ok("ready"),
+        Err(error) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {error}"),
+        )),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests end.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

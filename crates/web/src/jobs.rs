@@ -1,0 +1,561 @@
+//! The general job API under `/api`: jobs, their events, queues, workers, kinds.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, SecondsFormat};
+use conveyor_queue::{Job, JobFilter, JobState, NewJob};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+
+/// Largest page of `GET /api/jobs`.
+pub const PAGE_MAX: i64 = 500;
+/// Most concurrency a queue may be given through the API.
+pub const CONCURRENCY_MAX: u32 = 10_000;
+
+/// The job routes, with their OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(job_events))
+        .routes(routes!(list_queues))
+        .routes(routes!(set_concurrency))
+        .routes(routes!(list_workers))
+        .routes(routes!(list_kinds))
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Identifier.
+    pub id: i64,
+    /// Queue.
+    pub queue: String,
+    /// Kind (which handler runs it).
+    pub kind: String,
+    /// Arguments.
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// State: pending, scheduled, available, running, retryable, completed, failed, cancelled.
+    #[schema(value_type = String)]
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts started.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Not started before (RFC 3339).
+    pub run_at: String,
+    /// Cancellation was asked while it ran.
+    pub cancel_requested: bool,
+    /// Progress, once reported.
+    pub progress: Option<ProgressView>,
+    /// Result, once completed.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Group it belongs to.
+    pub group_id: Option<i64>,
+    /// Unique key.
+    pub unique_key: Option<String>,
+    /// Worker holding it, while running.
+    pub worker: Option<String>,
+    /// Enqueued at (RFC 3339).
+    pub created_at: String,
+    /// Latest attempt started at.
+    pub started_at: Option<String>,
+    /// Ended at.
+    pub finished_at: Option<String>,
+}
+
+/// Progress of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// Units done.
+    pub done: i64,
+    /// Units in all, when known.
+    pub total: Option<i64>,
+    /// `done / total` in percent, when the total is known.
+    pub percent: Option<f64>,
+    /// Note.
+    pub message: Option<String>,
+}
+
+impl ProgressView {
+    fn of(job: &Job) -> Option<Self> {
+        let done = job.progress_done?;
+        let percent = job
+            .progress_total
+            .filter(|t| *t > 0)
+            .map(|t| (done as f64 * 100.0 / t as f64).clamp(0.0, 100.0));
+        Some(Self {
+            done,
+            total: job.progress_total,
+            percent,
+            message: job.progress_message.clone(),
+        })
+    }
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        Self {
+            progress: ProgressView::of(&job),
+            id: job.id,
+            queue: job.queue,
+            kind: job.kind,
+            args: job.args,
+            state: job.state,
+            priority: job.priority,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            run_at: rfc3339(job.run_at),
+            cancel_requested: job.cancel_requested,
+            result: job.result,
+            error: job.error,
+            group_id: job.group_id,
+            unique_key: job.unique_key,
+            worker: job.lease_owner,
+            created_at: rfc3339(job.created_at),
+            started_at: job.started_at.map(rfc3339),
+            finished_at: job.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// Kind: one of `GET /api/kinds`.
+    pub kind: String,
+    /// Arguments for the kind's handler (default `{}`).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// Queue (default `default`).
+    pub queue: Option<String>,
+    /// Higher runs first (default 0, from -1000 to 1000).
+    pub priority: Option<i32>,
+    /// Earliest start, RFC 3339 (default now).
+    pub run_at: Option<String>,
+    /// Attempts before failing (default 3, at most 100).
+    pub max_attempts: Option<i32>,
+    /// While a live job holds this key, the request returns that job (200) instead.
+    pub unique_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl CreateJob {
+    fn into_new_job(self) -> Result<NewJob, ApiError> {
+        let mut job = NewJob::new(self.kind, self.args);
+        if let Some(queue) = self.queue {
+            job = job.queue(queue);
+        }
+        if let Some(priority) = self.priority {
+            job = job.priority(priority);
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            job = job.max_attempts(max_attempts);
+        }
+        if let Some(key) = self.unique_key {
+            job = job.unique_key(key);
+        }
+        if let Some(run_at) = self.run_at {
+            let at = DateTime::parse_from_rfc3339(&run_at).map_err(|e| {
+                ApiError::unprocessable(format!("run_at must be an RFC 3339 time: {e}"))
+            })?;
+            job = job.run_at(at.timestamp_millis());
+        }
+        Ok(job)
+    }
+}
+
+/// Enqueue a job.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = CreateJob,
+    responses(
+        (status = 201, description = "Enqueued", body = JobView),
+        (status = 200, description = "A live job holds the unique key; here it is", body = JobView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind, bad arguments or fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_job(
+    State(state): State<AppState>,
+    Json(request): Json<CreateJob>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = request.into_new_job()?;
+    state.registry.check(&job)?;
+    let enqueued = state.store.enqueue(job).await?;
+    let status = if enqueued.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(enqueued.job.into())))
+}
+
+/// Filters and cursor of `GET /api/jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only jobs in this state.
+    #[param(value_type = Option<String>)]
+    pub state: Option<JobState>,
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// Cursor: only jobs with a lower id (pass the previous page's `next_cursor`).
+    pub before: Option<i64>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    /// Jobs, newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<JobPage>, ApiError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {PAGE_MAX}"
+        )));
+    }
+    let filter = JobFilter {
+        state: params.state,
+        kind: params.kind,
+        queue: params.queue,
+        before: params.before,
+        limit,
+    };
+    let jobs = state.store.list(&filter).await?;
+    let next_cursor = (jobs.len() as i64 == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(Json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("no job with id {id}"))
+}
+
+/// Read one job.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(job.into()))
+}
+
+/// Cancel a job: a waiting job never runs; a running one is told to stop.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "Cancelled, or asked to stop", body = JobView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state.store.cancel(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(job.into()))
+}
+
+/// Run an ended job again (fresh attempts), or a waiting one now.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs", params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Running or pending, or its unique key is taken", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = state.store.retry(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(job.into()))
+}
+
+/// Stream a job's progress and state changes (Server-Sent Events) until it ends.
+///
+/// Events: `state` (the whole job, first and at every change of state) and `progress`
+/// (a [`ProgressView`]). The stream ends after the `state` event of a final state.
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs", params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many open streams", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn job_events(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event streams open; retry later",
+        )
+    })?;
+    let first = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
+    let interval = state.settings.event_interval;
+    let stream = job_event_stream(state, first, interval, permit);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+struct Watch {
+    state: AppState,
+    last: Option<Job>,
+    pending: Option<Job>,
+    interval: Duration,
+    ended: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Reads the job every `interval` and emits what changed. Reading the row (rather than a
+/// broadcast from the worker) works the same whichever process runs the job; the cost is one
+/// indexed read per stream per interval, bounded by the number of streams.
+fn job_event_stream(
+    state: AppState,
+    first: Job,
+    interval: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let watch = Watch {
+        state,
+        last: None,
+        pending: Some(first),
+        interval,
+        ended: false,
+        _permit: permit,
+    };
+    futures_util::stream::unfold(watch, |mut watch| async move {
+        if watch.ended {
+            return None;
+        }
+        loop {
+            let job = match watch.pending.take() {
+                Some(job) => job,
+                None => {
+                    tokio::time::sleep(watch.interval).await;
+                    match watch.state.store.get(watch.last.as_ref()?.id).await {
+                        Ok(Some(job)) => job,
+                        // Pruned, or the database is gone: nothing more to tell.
+                        Ok(None) | Err(_) => return None,
+                    }
+                }
+            };
+            let event = match &watch.last {
+                Some(last) if last.state == job.state => {
+                    let progress = ProgressView::of(&job);
+                    if progress == ProgressView::of(last) {
+                        watch.last = Some(job);
+                        continue;
+                    }
+                    Event::default().event("progress").json_data(progress)
+                }
+                _ => {
+                    watch.ended = job.state.is_final();
+                    Event::default()
+                        .event("state")
+                        .json_data(JobView::from(job.clone()))
+                }
+            };
+            watch.last = Some(job);
+            // Serializing our own types cannot fail; an empty event is harmless if it did.
+            return Some((Ok(event.unwrap_or_default()), watch));
+        }
+    })
+}
+
+/// One queue's counts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// Queue name.
+    pub queue: String,
+    /// Jobs by state.
+    #[schema(value_type = Object)]
+    pub counts: serde_json::Map<String, Value>,
+    /// Jobs completed in the last minute.
+    pub completed_last_minute: i64,
+    /// Concurrency set through the API, if any.
+    pub concurrency: Option<usize>,
+}
+
+/// Queues with their job counts by state and recent throughput.
+#[utoipa::path(get, path = "/queues", tag = "queues", responses((status = 200, body = [QueueView])))]
+async fn list_queues(State(state): State<AppState>) -> Result<Json<Vec<QueueView>>, ApiError> {
+    let counts = state.store.queue_counts().await?;
+    let settings = state.store.queue_settings().await?;
+    let mut views: Vec<QueueView> = counts
+        .into_iter()
+        .map(|q| QueueView {
+            concurrency: settings.iter().find(|s| s.0 == q.queue).map(|s| s.1),
+            counts: q
+                .by_state
+                .iter()
+                .map(|(s, n)| (s.as_str().to_owned(), Value::from(*n)))
+                .collect(),
+            queue: q.queue,
+            completed_last_minute: q.completed_last_minute,
+        })
+        .collect();
+    // Queues configured but still empty are queues too.
+    for (queue, concurrency) in settings {
+        if !views.iter().any(|v| v.queue == queue) {
+            views.push(QueueView {
+                queue,
+                counts: JobState::ALL
+                    .iter()
+                    .map(|s| (s.as_str().to_owned(), Value::from(0)))
+                    .collect(),
+                completed_last_minute: 0,
+                concurrency: Some(concurrency),
+            });
+        }
+    }
+    Ok(Json(views))
+}
+
+/// New concurrency for a queue.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Jobs of the queue each worker runs at once (0 pauses the queue; at most 10,000).
+    pub concurrency: u32,
+}
+
+/// Change a queue's concurrency on every worker, without a restart (applied within a
+/// heartbeat, a third of the lease).
+#[utoipa::path(put, path = "/queues/{queue}/concurrency", tag = "queues", params(("queue" = String, Path)),
+    request_body = Concurrency,
+    responses(
+        (status = 200, body = Concurrency),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn set_concurrency(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Json(body): Json<Concurrency>,
+) -> Result<Json<Concurrency>, ApiError> {
+    if body.concurrency > CONCURRENCY_MAX {
+        return Err(ApiError::unprocessable(format!(
+            "concurrency must be at most {CONCURRENCY_MAX}"
+        )));
+    }
+    NewJob::new("-", Value::Null)
+        .queue(queue.clone())
+        .validate()?;
+    state
+        .store
+        .set_concurrency(&queue, body.concurrency)
+        .await?;
+    Ok(Json(body))
+}
+
+/// A live worker process.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// Id (the `worker` of its running jobs).
+    pub id: String,
+    /// Host.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// Queue → concurrency.
+    #[schema(value_type = Object)]
+    pub queues: Value,
+    /// Jobs running at its last heartbeat.
+    pub running: i64,
+    /// Started at.
+    pub started_at: String,
+    /// Last heartbeat.
+    pub last_seen_at: String,
+}
+
+/// Workers that heartbeated within the last minute.
+#[utoipa::path(get, path = "/workers", tag = "workers", responses((status = 200, body = [WorkerView])))]
+async fn list_workers(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>, ApiError> {
+    let workers = state
+        .store
+        .workers(state.settings.worker_seen_within_ms)
+        .await?;
+    Ok(Json(
+        workers
+            .into_iter()
+            .map(|w| WorkerView {
+                id: w.id,
+                host: w.host,
+                pid: w.pid,
+                queues: w.queues,
+                running: w.running,
+                started_at: rfc3339(w.started_at),
+                last_seen_at: rfc3339(w.last_seen_at),
+            })
+            .collect(),
+    ))
+}
+
+/// The job kinds this server accepts.
+#[utoipa::path(get, path = "/kinds", tag = "jobs", responses((status = 200, body = [String])))]
+async fn list_kinds(State(state): State<AppState>) -> Json<Vec<String>> {
+    Json(
+        state
+            .registry
+            .kinds()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    )
+}

@@ -1,0 +1,59 @@
+//! [`AppState`]: what every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_queue::{Registry, Store};
+use tokio::sync::Semaphore;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// How often an event stream re-reads its job (default 250 ms).
+    pub event_interval: Duration,
+    /// Most event streams open at once (default 1,024).
+    pub max_streams: usize,
+    /// Longest a request other than an event stream may take (default 30 s).
+    pub request_timeout: Duration,
+    /// Largest request body (default 2 MiB: job arguments may take 1 MiB).
+    pub body_limit: usize,
+    /// A worker counts as online if seen within this many ms (default 60,000).
+    pub worker_seen_within_ms: i64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            event_interval: Duration::from_millis(250),
+            max_streams: 1024,
+            request_timeout: Duration::from_secs(30),
+            body_limit: 2 << 20,
+            worker_seen_within_ms: 60_000,
+        }
+    }
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The job store.
+    pub store: Store,
+    /// The kinds jobs may have, to refuse unknown ones before storing them.
+    pub registry: Arc<Registry>,
+    /// Settings.
+    pub settings: Arc<WebSettings>,
+    /// Permits for open event streams.
+    pub streams: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// State over `store`, accepting the kinds of `registry`.
+    pub fn new(store: Store, registry: Registry, settings: WebSettings) -> Self {
+        Self {
+            streams: Arc::new(Semaphore::new(settings.max_streams)),
+            store,
+            registry: Arc::new(registry),
+            settings: Arc::new(settings),
+        }
+    }
+}
