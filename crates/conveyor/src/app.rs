@@ -1,0 +1,224 @@
+//! The roles a process plays, wired together: the HTTP server, the worker, the periodic
+//! scheduler and the cleaner, all stopped by one token that Ctrl-C or SIGTERM cancels.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use conveyor_queue::{
+    Backoff, Registry, Schedule, Scheduler, Store, StoreOptions, Worker, WorkerConfig, builtin,
+};
+use conveyor_web::{AppState, WebSettings};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP API.
+    pub http: bool,
+    /// Workers, the scheduler and the cleaner.
+    pub work: bool,
+}
+
+impl Roles {
+    /// `conveyor up`.
+    pub const ALL: Roles = Roles {
+        http: true,
+        work: true,
+    };
+    /// `conveyor serve`.
+    pub const HTTP: Roles = Roles {
+        http: true,
+        work: false,
+    };
+    /// `conveyor work`.
+    pub const WORK: Roles = Roles {
+        http: false,
+        work: true,
+    };
+}
+
+/// Every job kind this binary runs: the built-ins and each app's.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    builtin::register(&mut registry);
+    registry
+}
+
+/// Every periodic schedule of the apps.
+pub fn schedules() -> Vec<Schedule> {
+    Vec::new()
+}
+
+/// The apps' HTTP routes, merged beside the job API.
+pub fn app_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}
+
+/// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless: the first subscriber stays.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Connects to the configured database and applies pending migrations.
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: config.max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&config.database_url, &options)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A token cancelled at the first Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+        tracing::info!("shutting down: no new work; running jobs get the grace period");
+        cancel.cancel();
+    });
+    token
+}
+
+/// The worker settings from the configuration.
+pub fn worker_config(config: &Config) -> WorkerConfig {
+    WorkerConfig {
+        queues: config.queues.clone(),
+        lease: config.lease,
+        poll_interval: config.poll_interval,
+        grace: config.grace,
+        job_timeout: config.job_timeout,
+        backoff: Backoff::default(),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Runs `roles` until Ctrl-C or SIGTERM, then drains.
+///
+/// # Errors
+/// When the database is unreachable at start or an address cannot be bound.
+pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    conveyor_web::metrics::handle();
+    let shutdown = shutdown_signal();
+    let tasks = TaskTracker::new();
+    let state = AppState::new(store.clone(), registry(), WebSettings::default());
+
+    if roles.http {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
+        let app = conveyor_web::router(state.clone(), app_routes(), config.metrics_addr.is_none());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) =
+                conveyor_web::serve(listener, app, stop.clone().cancelled_owned()).await
+            {
+                tracing::error!(%error, "HTTP server failed; stopping the process");
+                stop.cancel();
+            }
+        });
+    }
+    if let Some(address) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the metrics address {address}"))?;
+        tracing::info!(%address, "serving /metrics");
+        let app = conveyor_web::metrics_router(state.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = conveyor_web::serve(listener, app, stop.cancelled_owned()).await {
+                tracing::error!(%error, "metrics server failed");
+            }
+        });
+    }
+    if roles.work {
+        let worker = Worker::new(store.clone(), registry(), worker_config(config));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = worker.run(stop.clone()).await {
+                tracing::error!(%error, "worker failed; stopping the process");
+                stop.cancel();
+            }
+        });
+        let scheduler = Scheduler::new(store.clone(), schedules());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = scheduler.run(stop).await {
+                tracing::error!(%error, "scheduler failed");
+            }
+        });
+        tasks.spawn(conveyor_queue::cleaner::run_cleaner(
+            store.clone(),
+            config.retention,
+            Duration::from_secs(60),
+            shutdown.clone(),
+        ));
+    }
+    tasks.close();
+    tasks.wait().await;
+    store.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://conveyor.db"), "sqlite://conveyor.db");
+    }
+}

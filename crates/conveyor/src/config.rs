@@ -1,0 +1,305 @@
+//! Configuration: defaults, then an optional TOML file, then environment variables and flags
+//! (a flag beats its variable, which beats the file). [`Overrides`] is both the flag set and
+//! the file's schema, so the two cannot drift apart; [`Config::resolve`] applies defaults
+//! and validates, naming the setting at fault.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use conveyor_queue::QueueConfig;
+use serde::Deserialize;
+
+/// Every setting, each optional so that layers can be merged.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// Database: sqlite://path or postgres://... [default: sqlite://conveyor.db]
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// HTTP address [default: 127.0.0.1:8000]
+    #[arg(long, env = "CONVEYOR_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Serve /metrics on this address instead of the HTTP address [default: none]
+    #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Queues this worker serves, comma-separated, each optionally name=concurrency
+    /// [default: default]
+    #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
+    pub queues: Option<String>,
+    /// Jobs running at once per queue unless the queue says otherwise [default: 8]
+    #[arg(long, env = "CONVEYOR_CONCURRENCY", global = true)]
+    pub concurrency: Option<usize>,
+    /// Lease: a dead worker's jobs run again after this [default: 15s]
+    #[arg(long, env = "CONVEYOR_LEASE", global = true)]
+    pub lease: Option<String>,
+    /// Time running jobs get to finish at shutdown [default: 30s]
+    #[arg(long, env = "CONVEYOR_GRACE", global = true)]
+    pub grace: Option<String>,
+    /// Longest wait for work without a wake-up [default: 1s]
+    #[arg(long, env = "CONVEYOR_POLL_INTERVAL", global = true)]
+    pub poll_interval: Option<String>,
+    /// Longest one attempt may run [default: 1h]
+    #[arg(long, env = "CONVEYOR_JOB_TIMEOUT", global = true)]
+    pub job_timeout: Option<String>,
+    /// How long ended jobs are kept [default: 7d]
+    #[arg(long, env = "CONVEYOR_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// Most database connections per process (PostgreSQL) [default: 16]
+    #[arg(long, env = "CONVEYOR_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<u32>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "CONVEYOR_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+impl Overrides {
+    /// Fills every unset field from `lower`.
+    pub fn or(self, lower: Overrides) -> Overrides {
+        Overrides {
+            database_url: self.database_url.or(lower.database_url),
+            listen: self.listen.or(lower.listen),
+            metrics_addr: self.metrics_addr.or(lower.metrics_addr),
+            queues: self.queues.or(lower.queues),
+            concurrency: self.concurrency.or(lower.concurrency),
+            lease: self.lease.or(lower.lease),
+            grace: self.grace.or(lower.grace),
+            poll_interval: self.poll_interval.or(lower.poll_interval),
+            job_timeout: self.job_timeout.or(lower.job_timeout),
+            retention: self.retention.or(lower.retention),
+            max_connections: self.max_connections.or(lower.max_connections),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+
+    /// Reads a TOML file whose keys are the flags' names with underscores.
+    ///
+    /// # Errors
+    /// When the file is unreadable, not TOML, or has unknown keys.
+    pub fn from_file(path: &Path) -> anyhow::Result<Overrides> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing the config file {}", path.display()))
+    }
+}
+
+/// The resolved configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database URL.
+    pub database_url: String,
+    /// HTTP address.
+    pub listen: SocketAddr,
+    /// Separate metrics address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Queues served, with their concurrency.
+    pub queues: Vec<QueueConfig>,
+    /// Lease length.
+    pub lease: Duration,
+    /// Shutdown grace period.
+    pub grace: Duration,
+    /// Poll interval.
+    pub poll_interval: Duration,
+    /// Per-attempt timeout.
+    pub job_timeout: Duration,
+    /// Retention of ended jobs.
+    pub retention: Duration,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// JSON logs.
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Applies defaults to `o` and checks every value.
+    ///
+    /// # Errors
+    /// Naming the first setting that is out of range or unparsable.
+    pub fn resolve(o: Overrides) -> anyhow::Result<Config> {
+        let concurrency = o.concurrency.unwrap_or(8);
+        if !(1..=10_000).contains(&concurrency) {
+            bail!("concurrency must be between 1 and 10000, not {concurrency}");
+        }
+        let queues = parse_queues(o.queues.as_deref().unwrap_or("default"), concurrency)?;
+        let lease = duration("lease", o.lease.as_deref().unwrap_or("15s"))?;
+        if lease < Duration::from_millis(300) {
+            bail!("lease must be at least 300ms (heartbeats come three times per lease)");
+        }
+        let log_json = match o.log_format.as_deref().unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            other => bail!("log_format must be text or json, not {other:?}"),
+        };
+        let max_connections = o.max_connections.unwrap_or(16);
+        if max_connections < 2 {
+            bail!("max_connections must be at least 2");
+        }
+        Ok(Config {
+            database_url: o
+                .database_url
+                .unwrap_or_else(|| "sqlite://conveyor.db".to_owned()),
+            listen: o
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            metrics_addr: o.metrics_addr,
+            queues,
+            lease,
+            grace: duration("grace", o.grace.as_deref().unwrap_or("30s"))?,
+            poll_interval: duration("poll_interval", o.poll_interval.as_deref().unwrap_or("1s"))?,
+            job_timeout: duration("job_timeout", o.job_timeout.as_deref().unwrap_or("1h"))?,
+            retention: duration("retention", o.retention.as_deref().unwrap_or("7d"))?,
+            max_connections,
+            log_json,
+        })
+    }
+}
+
+/// `a,b=4` → queue `a` with the default concurrency, `b` with 4.
+fn parse_queues(list: &str, default: usize) -> anyhow::Result<Vec<QueueConfig>> {
+    let mut queues: Vec<QueueConfig> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, concurrency) = match item.split_once('=') {
+            Some((name, n)) => {
+                let n: usize = n
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("queues: {item:?} needs a number after '='"))?;
+                (name.trim(), n)
+            }
+            None => (item, default),
+        };
+        if name.is_empty() || name.len() > 128 {
+            bail!("queues: queue names must be 1 to 128 bytes long ({item:?})");
+        }
+        if !(1..=10_000).contains(&concurrency) {
+            bail!("queues: concurrency of {name:?} must be between 1 and 10000");
+        }
+        if queues.iter().any(|q| q.name == name) {
+            bail!("queues: {name:?} is listed twice");
+        }
+        queues.push(QueueConfig {
+            name: name.to_owned(),
+            concurrency,
+        });
+    }
+    if queues.is_empty() {
+        bail!("queues: name at least one queue");
+    }
+    Ok(queues)
+}
+
+/// `250ms`, `15s`, `5m`, `1h`, `7d`.
+fn duration(setting: &str, text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().with_context(|| {
+        format!("{setting}: {text:?} is not a duration like 250ms, 15s, 5m, 1h or 7d")
+    })?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("{setting}: {text:?} is not a duration like 250ms, 15s, 5m, 1h or 7d"),
+    };
+    Ok(Duration::from_millis(n.saturating_mul(unit_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_to_the_documented_values() {
+        let config = Config::resolve(Overrides::default()).unwrap();
+        assert_eq!(config.database_url, "sqlite://conveyor.db");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(
+            config.queues,
+            vec![QueueConfig {
+                name: "default".into(),
+                concurrency: 8
+            }]
+        );
+        assert_eq!(config.lease, Duration::from_secs(15));
+        assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let flags = Overrides {
+            lease: Some("5s".into()),
+            ..Overrides::default()
+        };
+        let file: Overrides = toml::from_str("lease = \"9s\"\ngrace = \"2s\"").unwrap();
+        let config = Config::resolve(flags.or(file)).unwrap();
+        assert_eq!(
+            (config.lease, config.grace),
+            (Duration::from_secs(5), Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn queue_lists_take_per_queue_concurrency() {
+        let queues = parse_queues("a, b=3", 2).unwrap();
+        assert_eq!(
+            queues[0],
+            QueueConfig {
+                name: "a".into(),
+                concurrency: 2
+            }
+        );
+        assert_eq!(
+            queues[1],
+            QueueConfig {
+                name: "b".into(),
+                concurrency: 3
+            }
+        );
+        assert!(parse_queues("a,a", 2).is_err());
+        assert!(parse_queues("a=0", 2).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad = |o: Overrides| Config::resolve(o).unwrap_err().to_string();
+        assert!(
+            bad(Overrides {
+                lease: Some("soon".into()),
+                ..Overrides::default()
+            })
+            .contains("lease")
+        );
+        assert!(
+            bad(Overrides {
+                grace: Some("5 parsecs".into()),
+                ..Overrides::default()
+            })
+            .contains("grace")
+        );
+        assert!(
+            bad(Overrides {
+                log_format: Some("xml".into()),
+                ..Overrides::default()
+            })
+            .contains("log_format")
+        );
+        assert!(
+            toml::from_str::<Overrides>("colour = 1").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(duration("x", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("x", "2h").unwrap(), Duration::from_secs(7200));
+        assert!(duration("x", "12").is_err());
+    }
+}

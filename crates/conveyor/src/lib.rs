@@ -1,0 +1,109 @@
+//! # conveyor: one binary for every role
+//!
+//! ## Layout
+//! - [`config`]: settings from defaults, a TOML file, environment and flags.
+//! - [`app`]: the roles (`up`, `serve`, `work`) wired from the engine, the HTTP layer and the
+//!   apps' registries; shutdown on Ctrl-C and SIGTERM.
+//! - [`jobs_cmd`]: `conveyor jobs list|show|enqueue|cancel`, straight on the database.
+//! - [`bench`]: `conveyor bench queue`, the engine's throughput and latency benchmark.
+//!
+//! [`main`] parses the command line and dispatches.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod jobs_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+/// Durable jobs on SQLite or PostgreSQL, with the five Conveyor apps.
+#[derive(Debug, Parser)]
+#[command(name = "conveyor", version, about)]
+pub struct Cli {
+    /// A TOML file of settings (keys as the flags, with underscores)
+    #[arg(long, short, env = "CONVEYOR_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Settings, each also readable from the environment or the config file.
+    #[command(flatten)]
+    pub settings: Overrides,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: HTTP, workers, scheduler, cleaner (the default set-up)
+    Up,
+    /// The HTTP API only
+    Serve,
+    /// Workers (with the scheduler and the cleaner) only
+    Work,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Inspect and steer jobs directly on the database
+    Jobs {
+        /// Which jobs command.
+        #[command(subcommand)]
+        command: jobs_cmd::JobsCommand,
+    },
+    /// Benchmarks
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+/// Parses the command line, runs the command, and reports errors on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command line.
+///
+/// # Errors
+/// Configuration errors, an unreachable database, a failed bind.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => Overrides::from_file(path)?,
+        None => Overrides::default(),
+    };
+    let config = Config::resolve(cli.settings.or(file))?;
+    app::init_logging(config.log_json);
+    match cli.command {
+        Command::Up => app::run_roles(&config, app::Roles::ALL).await,
+        Command::Serve => app::run_roles(&config, app::Roles::HTTP).await,
+        Command::Work => app::run_roles(&config, app::Roles::WORK).await,
+        Command::Migrate => {
+            app::connect(&config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Jobs { command } => jobs_cmd::run(&config, command).await,
+        Command::Bench { command } => bench::run(command).await,
+    }
+}

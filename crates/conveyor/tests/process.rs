@@ -1,0 +1,158 @@
+//! Crash and shutdown behaviour with real `conveyor work` processes, on SQLite and on
+//! PostgreSQL (when `TEST_DATABASE_URL` is set).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use conveyor_queue::clock::now_ms;
+use conveyor_queue::testing::{TestDb, wait_for_job, wait_for_state};
+use conveyor_queue::{JobState, NewJob, Store};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_killed_workers_job_runs_again_after_one_lease,
+    a_job_longer_than_the_lease_runs_once_across_processes,
+    sigterm_lets_running_jobs_finish_and_hands_the_rest_back,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `conveyor work` on the test database with a short lease and poll.
+fn worker(db: &TestDb, lease: &str, grace: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .arg("work")
+        .env("DATABASE_URL", &db.url)
+        .env("CONVEYOR_LEASE", lease)
+        .env("CONVEYOR_GRACE", grace)
+        .env("CONVEYOR_POLL_INTERVAL", "100ms")
+        .env("CONVEYOR_CONCURRENCY", "4")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start conveyor work")
+}
+
+async fn running_on(store: &Store, id: i64) -> String {
+    let job = wait_for_state(store, id, JobState::Running, WAIT).await;
+    job.lease_owner.expect("a running job has an owner")
+}
+
+async fn a_killed_workers_job_runs_again_after_one_lease(db: &TestDb) {
+    let store = &db.store;
+    let id = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 3_000})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let mut first = worker(db, "2s", "1s");
+    let first_owner = running_on(store, id).await;
+
+    first.kill().await.expect("SIGKILL the worker");
+    let killed_at = now_ms();
+    let mut second = worker(db, "2s", "1s");
+    let job = wait_for_job(store, id, WAIT, |j| {
+        j.state == JobState::Running && j.attempt == 2
+    })
+    .await;
+    assert_ne!(job.lease_owner.as_deref(), Some(first_owner.as_str()));
+    let restarted = job.started_at.unwrap() - killed_at;
+    // The lease had at most 2 s left; the rescuer looks twice per lease.
+    assert!(restarted <= 10_000, "re-run {restarted} ms after the kill");
+    let job = wait_for_state(store, id, JobState::Completed, WAIT).await;
+    assert_eq!(job.attempt, 2);
+    second.kill().await.unwrap();
+}
+
+async fn a_job_longer_than_the_lease_runs_once_across_processes(db: &TestDb) {
+    let store = &db.store;
+    let id = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 3_500})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    // Two processes, each with a rescuer that would steal the job if heartbeats failed.
+    let mut a = worker(db, "1s", "1s");
+    let mut b = worker(db, "1s", "1s");
+    let job = wait_for_state(store, id, JobState::Completed, WAIT).await;
+    assert_eq!(job.attempt, 1, "ran once though it outlived three leases");
+    assert!(job.error.is_none());
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+}
+
+async fn sigterm_lets_running_jobs_finish_and_hands_the_rest_back(db: &TestDb) {
+    let store = &db.store;
+    let short = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 500})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let long = store
+        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let mut child = worker(db, "5s", "2s");
+    running_on(store, short).await;
+    running_on(store, long).await;
+
+    let pid = child.id().expect("the worker runs").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(
+        status.success(),
+        "a drained worker exits cleanly: {status:?}"
+    );
+
+    assert_eq!(
+        store.get(short).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    let job = store.get(long).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.attempt, job.lease_owner),
+        (JobState::Available, 0, None)
+    );
+    assert!(
+        store.workers(60_000).await.unwrap().is_empty(),
+        "it left the registry"
+    );
+}
