@@ -48,6 +48,8 @@ struct ApiDoc;
 /// The whole HTTP surface: `extra` (the apps' routes, with the OpenAPI paths they declare)
 /// merged with the job API, docs, probes and, unless served elsewhere, `/metrics`.
 pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: bool) -> Router {
+    // Installed before any request, or the first requests' metrics would be lost.
+    metrics::handle();
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", jobs::router());
     let (api, openapi) = api.merge(extra).split_for_parts();
     let timeout = state.settings.request_timeout;

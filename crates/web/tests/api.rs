@@ -1,0 +1,498 @@
+//! The job API over HTTP, on SQLite and on PostgreSQL (when `TEST_DATABASE_URL` is set):
+//! in-process requests through the router, and one real socket for the event stream.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use conveyor_queue::testing::{TestDb, wait_for_state};
+use conveyor_queue::{
+    JobContext, JobState, QueueConfig, Registry, Store, Worker, WorkerConfig, builtin,
+};
+use conveyor_web::{AppState, WebSettings};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(db.store.clone()).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDb::postgres().await else { return };
+                    super::$name(db.store.clone()).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_job_is_created_read_and_listed,
+    bad_requests_get_problems_that_name_the_fault_and_store_nothing,
+    a_unique_key_answers_with_the_live_job,
+    jobs_are_cancelled_and_retried,
+    queues_show_counts_and_take_concurrency,
+    probes_metrics_and_docs_answer,
+    the_event_stream_follows_a_job_to_its_end,
+);
+
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    builtin::register(&mut registry);
+    registry.register("steps", |_: Value, ctx: JobContext| async move {
+        for done in 1..=4 {
+            ctx.progress(done, Some(4), Some("stepping"));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        Ok(json!({"steps": 4}))
+    });
+    registry
+}
+
+fn app(store: &Store) -> Router {
+    let settings = WebSettings {
+        event_interval: Duration::from_millis(20),
+        ..WebSettings::default()
+    };
+    let state = AppState::new(store.clone(), registry(), settings);
+    conveyor_web::router(state, utoipa_axum::router::OpenApiRouter::new(), true)
+}
+
+/// Sends one request; returns status, content type and body (JSON when it parses).
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, content_type, value)
+}
+
+async fn a_job_is_created_read_and_listed(store: Store) {
+    let app = app(&store);
+    let (status, content_type, job) = call(
+        &app,
+        Method::POST,
+        "/api/jobs",
+        Some(r#"{"kind": "sleep", "args": {"ms": 5}, "queue": "q", "priority": 3, "max_attempts": 2, "run_at": "2030-01-01T00:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        (
+            job["kind"].as_str(),
+            job["queue"].as_str(),
+            job["state"].as_str()
+        ),
+        (Some("sleep"), Some("q"), Some("scheduled"))
+    );
+    assert_eq!(
+        (job["priority"].as_i64(), job["max_attempts"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(job["run_at"], "2030-01-01T00:00:00.000Z");
+    let id = job["id"].as_i64().unwrap();
+
+    let (status, _, read) = call(&app, Method::GET, &format!("/api/jobs/{id}"), None).await;
+    assert_eq!((status, &read), (StatusCode::OK, &job));
+
+    for i in 0..3 {
+        call(
+            &app,
+            Method::POST,
+            "/api/jobs",
+            Some(&format!(r#"{{"kind": "noop", "args": {{"i": {i}}}}}"#)),
+        )
+        .await;
+    }
+    let (status, _, page) = call(&app, Method::GET, "/api/jobs?kind=noop&limit=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_i64().unwrap();
+    let (_, _, rest) = call(
+        &app,
+        Method::GET,
+        &format!("/api/jobs?kind=noop&limit=2&before={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(rest["jobs"].as_array().unwrap().len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let (_, _, scheduled) =
+        call(&app, Method::GET, "/api/jobs?state=scheduled&queue=q", None).await;
+    assert_eq!(scheduled["jobs"][0]["id"], id);
+}
+
+async fn bad_requests_get_problems_that_name_the_fault_and_store_nothing(store: Store) {
+    let app = app(&store);
+    let cases: Vec<(Method, &str, Option<String>, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "nope"}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown job kind \"nope\"",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "sleep", "args": {"ms": "soon"}}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid arguments for job kind \"sleep\"",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "max_attempts": 0}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "max_attempts",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "queue": ""}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "queue",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "run_at": "tomorrow"}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "run_at",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "colour": 1}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `colour`",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"args": {}}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `kind`",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop""#.into()),
+            StatusCode::BAD_REQUEST,
+            "EOF",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(format!(
+                r#"{{"kind": "noop", "args": "{}"}}"#,
+                "x".repeat(3 << 20)
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "length limit",
+        ),
+        (
+            Method::GET,
+            "/api/jobs/abc",
+            None,
+            StatusCode::BAD_REQUEST,
+            "abc",
+        ),
+        (
+            Method::GET,
+            "/api/jobs/42",
+            None,
+            StatusCode::NOT_FOUND,
+            "no job with id 42",
+        ),
+        (
+            Method::GET,
+            "/api/jobs?limit=0",
+            None,
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/api/jobs?state=done",
+            None,
+            StatusCode::BAD_REQUEST,
+            "state",
+        ),
+        (
+            Method::GET,
+            "/api/nothing",
+            None,
+            StatusCode::NOT_FOUND,
+            "no such route",
+        ),
+        (
+            Method::PUT,
+            "/api/queues/q/concurrency",
+            Some(r#"{"concurrency": 99999}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "concurrency",
+        ),
+    ];
+    for (method, uri, body, status, says) in cases {
+        let (got, content_type, problem) = call(&app, method.clone(), uri, body.as_deref()).await;
+        assert_eq!(got, status, "{method} {uri}: {problem}");
+        assert_eq!(content_type, "application/problem+json", "{method} {uri}");
+        assert_eq!(problem["status"], status.as_u16());
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(says),
+            "{method} {uri}: {detail:?} should mention {says:?}"
+        );
+    }
+    // The wrong content type.
+    let request = Request::post("/api/jobs")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let (_, _, page) = call(&app, Method::GET, "/api/jobs", None).await;
+    assert_eq!(page["jobs"], json!([]), "nothing was stored");
+}
+
+async fn a_unique_key_answers_with_the_live_job(store: Store) {
+    let app = app(&store);
+    let body = r#"{"kind": "noop", "unique_key": "report-2026-11"}"#;
+    let (first, _, job) = call(&app, Method::POST, "/api/jobs", Some(body)).await;
+    let (second, _, same) = call(&app, Method::POST, "/api/jobs", Some(body)).await;
+    assert_eq!((first, second), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(job["id"], same["id"]);
+}
+
+async fn jobs_are_cancelled_and_retried(store: Store) {
+    let app = app(&store);
+    let (_, _, job) = call(&app, Method::POST, "/api/jobs", Some(r#"{"kind": "noop"}"#)).await;
+    let id = job["id"].as_i64().unwrap();
+    let (status, _, cancelled) =
+        call(&app, Method::POST, &format!("/api/jobs/{id}/cancel"), None).await;
+    assert_eq!(
+        (status, cancelled["state"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (status, _, problem) =
+        call(&app, Method::POST, &format!("/api/jobs/{id}/cancel"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(problem["detail"].as_str().unwrap().contains("cancelled"));
+    let (status, _, retried) =
+        call(&app, Method::POST, &format!("/api/jobs/{id}/retry"), None).await;
+    assert_eq!(
+        (
+            status,
+            retried["state"].as_str(),
+            retried["attempt"].as_i64()
+        ),
+        (StatusCode::OK, Some("available"), Some(0))
+    );
+    let (status, _, _) = call(&app, Method::POST, "/api/jobs/999/retry", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn queues_show_counts_and_take_concurrency(store: Store) {
+    let app = app(&store);
+    call(
+        &app,
+        Method::POST,
+        "/api/jobs",
+        Some(r#"{"kind": "noop", "queue": "mail"}"#),
+    )
+    .await;
+    let (status, _, set) = call(
+        &app,
+        Method::PUT,
+        "/api/queues/mail/concurrency",
+        Some(r#"{"concurrency": 3}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, set["concurrency"].as_i64()),
+        (StatusCode::OK, Some(3))
+    );
+    call(
+        &app,
+        Method::PUT,
+        "/api/queues/idle/concurrency",
+        Some(r#"{"concurrency": 0}"#),
+    )
+    .await;
+    let (_, _, queues) = call(&app, Method::GET, "/api/queues", None).await;
+    let mail = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "mail")
+        .unwrap();
+    assert_eq!(
+        (
+            mail["counts"]["available"].as_i64(),
+            mail["concurrency"].as_i64()
+        ),
+        (Some(1), Some(3))
+    );
+    let idle = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "idle")
+        .unwrap();
+    assert_eq!(
+        (
+            idle["counts"]["available"].as_i64(),
+            idle["concurrency"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+    let (status, _, workers) = call(&app, Method::GET, "/api/workers", None).await;
+    assert_eq!((status, workers), (StatusCode::OK, json!([])));
+    let (_, _, kinds) = call(&app, Method::GET, "/api/kinds", None).await;
+    assert_eq!(kinds, json!(["fail", "noop", "sleep", "steps"]));
+}
+
+async fn probes_metrics_and_docs_answer(store: Store) {
+    let app = app(&store);
+    assert_eq!(
+        call(&app, Method::GET, "/healthz", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/readyz", None).await.0,
+        StatusCode::OK
+    );
+    call(&app, Method::POST, "/api/jobs", Some(r#"{"kind": "noop"}"#)).await;
+    call(&app, Method::GET, "/api/jobs/1", None).await;
+    let (status, _, metrics) = call(&app, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains(r#"route="/api/jobs/{id}""#),
+        "labelled by matched route: {metrics}"
+    );
+    assert!(metrics.contains("conveyor_jobs_enqueued_total"));
+    assert!(metrics.contains(r#"conveyor_queue_jobs{queue="default",state="available"}"#));
+    let (status, _, openapi) = call(&app, Method::GET, "/api/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/jobs",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/events",
+        "/api/queues/{queue}/concurrency",
+        "/api/workers",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} is documented");
+    }
+    let (status, content_type, _) = call(&app, Method::GET, "/api/docs/", None).await;
+    assert_eq!(
+        (status, content_type.starts_with("text/html")),
+        (StatusCode::OK, true)
+    );
+    store.close().await;
+    let (status, content_type, _) = call(&app, Method::GET, "/readyz", None).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json")
+    );
+}
+
+async fn the_event_stream_follows_a_job_to_its_end(store: Store) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(conveyor_web::serve(
+        listener,
+        app(&store),
+        stop.clone().cancelled_owned(),
+    ));
+    let config = WorkerConfig {
+        queues: vec![QueueConfig {
+            name: "default".into(),
+            concurrency: 1,
+        }],
+        progress_interval: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    };
+    let id = store
+        .enqueue(conveyor_queue::NewJob::new("steps", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request =
+        format!("GET /api/jobs/{id}/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let worker = Worker::new(store.clone(), registry(), config);
+    let worker = tokio::spawn(worker.run(stop.clone()));
+    let mut text = String::new();
+    // The server ends the stream after the final state; the deadline only guards the test.
+    tokio::time::timeout(Duration::from_secs(30), socket.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("content-type: text/event-stream"));
+    let states: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("data: {\"id\""))
+        .collect();
+    assert!(
+        states.first().unwrap().contains(r#""state":"available""#),
+        "{text}"
+    );
+    assert!(
+        states.last().unwrap().contains(r#""state":"completed""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("event: progress"),
+        "progress is streamed: {text}"
+    );
+    assert!(text.contains(r#""percent":"#));
+    wait_for_state(&store, id, JobState::Completed, Duration::from_secs(5)).await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    server.await.unwrap().unwrap();
+}
