@@ -126,14 +126,12 @@ impl Store {
                     .await?
                     .rows_affected()
             });
-            if running == 1 {
-                if let Db::Pg(conn) = tx.conn() {
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(self.channel())
-                        .bind(format!("c:{id}"))
-                        .execute(conn)
-                        .await?;
-                }
+            if let (1, Db::Pg(conn)) = (running, tx.conn()) {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(self.channel())
+                    .bind(format!("c:{id}"))
+                    .execute(conn)
+                    .await?;
             }
         }
         let job: Option<Job> = dispatch!(tx.conn(), conn => {
@@ -241,10 +239,10 @@ impl Store {
                 });
             }
             let entry = queues.last_mut().expect("pushed above when missing");
-            if let Ok(state) = state.parse::<JobState>() {
-                if let Some(slot) = entry.by_state.iter_mut().find(|(s, _)| *s == state) {
-                    slot.1 = count;
-                }
+            if let Ok(state) = state.parse::<JobState>()
+                && let Some(slot) = entry.by_state.iter_mut().find(|(s, _)| *s == state)
+            {
+                slot.1 = count;
             }
             entry.completed_last_minute += recent;
         }
