@@ -135,6 +135,10 @@ async fn measure(db: &ScratchDb, options: &QueueBench) -> anyhow::Result<Value> 
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let end_to_end = started.elapsed();
+    let claims = stats.claims.load(Ordering::Relaxed).max(1);
+    let finishes = stats.finishes.load(Ordering::Relaxed).max(1);
+    let mean_claim = stats.claimed.load(Ordering::Relaxed) as f64 / claims as f64;
+    let mean_finish = stats.recorded.load(Ordering::Relaxed) as f64 / finishes as f64;
 
     // The claimers of `probe` are idle now: each single job must wake one.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -165,6 +169,10 @@ async fn measure(db: &ScratchDb, options: &QueueBench) -> anyhow::Result<Value> 
         "enqueue_per_second": options.jobs as f64 / enqueue.as_secs_f64(),
         "end_to_end_seconds": end_to_end.as_secs_f64(),
         "end_to_end_per_second": options.jobs as f64 / end_to_end.as_secs_f64(),
+        "claim_statements": claims,
+        "mean_jobs_per_claim": mean_claim,
+        "completion_transactions": finishes,
+        "mean_jobs_per_completion": mean_finish,
         "wakeup_latency_ms": {
             "samples": latency.len(),
             "p50": ms(latency.value_at_quantile(0.5)),
@@ -192,6 +200,13 @@ fn print_report(report: &Value) {
         "end to end:  {:>10.0} jobs/s ({:.3} s)",
         f("end_to_end_per_second"),
         f("end_to_end_seconds")
+    );
+    println!(
+        "             {} claims of {:.1} jobs on average, {} completion transactions of {:.1}",
+        report["claim_statements"],
+        f("mean_jobs_per_claim"),
+        report["completion_transactions"],
+        f("mean_jobs_per_completion")
     );
     let latency = &report["wakeup_latency_ms"];
     println!(

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::group::MemberOutcome;
-use crate::job::Job;
+use crate::lease::Claimed;
 use crate::store::Store;
 
 /// How far a job has come.
@@ -43,8 +43,8 @@ pub struct JobContext {
 
 /// A job while its handler runs; the worker keeps one per job to heartbeat and flush it.
 pub(crate) struct Running {
-    /// The claimed row (its `args` moved to the handler).
-    pub job: Job,
+    /// The claimed row (its `args` moved out to the handler, so `Null` here).
+    pub job: Claimed,
     pub store: Store,
     pub cancel: CancellationToken,
     pub reason: OnceLock<StopReason>,
@@ -75,7 +75,7 @@ impl Running {
 }
 
 impl JobContext {
-    pub(crate) fn new(job: Job, store: Store) -> Self {
+    pub(crate) fn new(job: Claimed, store: Store) -> Self {
         let progress = Progress {
             done: job.progress_done.unwrap_or(0),
             total: job.progress_total,

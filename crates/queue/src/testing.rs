@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::job::{Job, JobState};
+use crate::lease::Claimed;
 use crate::store::Store;
 
 pub use crate::scratch::ScratchDb as TestDb;
@@ -66,7 +67,7 @@ impl Store {
     ///
     /// # Panics
     /// On a database error.
-    pub async fn claim_for_test(&self, queue: &str, limit: usize, worker: &str) -> Vec<Job> {
+    pub async fn claim_for_test(&self, queue: &str, limit: usize, worker: &str) -> Vec<Claimed> {
         let lease = crate::clock::now_ms() + 60_000;
         self.claim(queue, limit, worker, lease)
             .await
@@ -78,7 +79,7 @@ impl Store {
     ///
     /// # Panics
     /// On a database error.
-    pub async fn claim_expired_for_test(&self, queue: &str, worker: &str) -> Vec<Job> {
+    pub async fn claim_expired_for_test(&self, queue: &str, worker: &str) -> Vec<Claimed> {
         let lease = crate::clock::now_ms() - 1;
         self.claim(queue, 10, worker, lease).await.expect("claim")
     }

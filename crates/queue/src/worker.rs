@@ -31,7 +31,6 @@ use crate::clock::{ms, now_ms};
 use crate::context::{JobContext, Running, StopReason};
 use crate::error::Result;
 use crate::handler::Registry;
-use crate::job::Job;
 use crate::lease::{End, Outcome};
 use crate::store::{Store, dispatch};
 
@@ -69,6 +68,10 @@ pub struct WorkerConfig {
     pub rescue: bool,
     /// Most outcomes recorded per transaction (default 1000).
     pub completion_batch: usize,
+    /// With fewer than half a batch of free slots, how long a claimer waits for more to free
+    /// up before claiming what is free (default 5 ms). Without it, every job that ends would
+    /// trigger a claim of one job, and batching would vanish exactly under load.
+    pub fetch_cooldown: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -88,6 +91,7 @@ impl Default for WorkerConfig {
             backoff: Backoff::default(),
             rescue: true,
             completion_batch: 1000,
+            fetch_cooldown: Duration::from_millis(5),
         }
     }
 }
@@ -104,6 +108,10 @@ impl WorkerConfig {
 pub struct WorkerStats {
     /// Jobs claimed.
     pub claimed: AtomicU64,
+    /// Claim statements run (`claimed / claims` is the mean claim size).
+    pub claims: AtomicU64,
+    /// Completion transactions run (`recorded / finishes` is the mean batch).
+    pub finishes: AtomicU64,
     /// Outcomes recorded in the database.
     pub recorded: AtomicU64,
     /// Outcomes dropped because the lease had been lost.
@@ -152,6 +160,12 @@ impl Slots {
 
     fn limit(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Free places now, and the limit.
+    fn free(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.0.saturating_sub(state.1), state.0)
     }
 }
 
@@ -331,12 +345,23 @@ impl Shared {
             freed.as_mut().enable();
             work.as_mut().enable();
 
-            let wanted = slots.take(self.config.batch.max(1));
-            if wanted == 0 {
+            let batch = self.config.batch.max(1);
+            let (free, limit) = slots.free();
+            if free == 0 {
                 tokio::select! {
                     () = freed => {}
                     () = stop.cancelled() => {}
                 }
+                continue;
+            }
+            if free < batch.min(limit).div_ceil(2) {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.fetch_cooldown) => {}
+                    () = stop.cancelled() => continue,
+                }
+            }
+            let wanted = slots.take(batch);
+            if wanted == 0 {
                 continue;
             }
             let claimed = match self
@@ -360,13 +385,19 @@ impl Shared {
             let got = claimed.len();
             slots.give(wanted - got);
             self.stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
-            for job in claimed {
+            self.stats.claims.fetch_add(1, Ordering::Relaxed);
+            for mut job in claimed {
+                // The handler owns the arguments; the context keeps the rest of the row.
+                let args = std::mem::take(&mut job.args);
                 let ctx = JobContext::new(job, self.store.clone());
                 self.running
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(ctx.id(), ctx.inner.clone());
-                jobs.spawn(self.clone().execute(ctx, slots.clone(), outcomes.clone()));
+                jobs.spawn(
+                    self.clone()
+                        .execute(ctx, args, slots.clone(), outcomes.clone()),
+                );
             }
             if got == wanted {
                 continue;
@@ -388,13 +419,13 @@ impl Shared {
     async fn execute(
         self: Arc<Self>,
         ctx: JobContext,
+        args: serde_json::Value,
         slots: Arc<Slots>,
         outcomes: mpsc::Sender<Outcome>,
     ) {
-        let job: &Job = &ctx.inner.job;
+        let job = &ctx.inner.job;
         let (id, attempt, max_attempts) = (job.id, job.attempt, job.max_attempts);
         let (queue, kind) = (job.queue.clone(), job.kind.clone());
-        let args = job.args.clone();
         let started = Instant::now();
         let end = match self.registry.start(&kind, args, ctx.clone()) {
             None => self.failure(
@@ -491,6 +522,7 @@ impl Shared {
             loop {
                 match self.store.finish(&self.id, &batch).await {
                     Ok(done) => {
+                        self.stats.finishes.fetch_add(1, Ordering::Relaxed);
                         self.stats
                             .recorded
                             .fetch_add(done.recorded as u64, Ordering::Relaxed);

@@ -41,10 +41,10 @@ CREATE TABLE job (
 CREATE INDEX job_claimable_idx ON job (queue, priority DESC, run_at, id)
     WHERE state IN ('scheduled', 'available', 'retryable');
 
--- What the heartbeat and the rescuer scan: running rows by owner and by lease end.
+-- What the heartbeat (by owner) and the rescuer (every running row: few, bounded by the
+-- workers' concurrency) scan. Each index costs every claim and completion a write, and on
+-- PostgreSQL a state change updates every index, so the table keeps only these.
 CREATE INDEX job_lease_owner_idx ON job (lease_owner)
-    WHERE state = 'running';
-CREATE INDEX job_lease_until_idx ON job (lease_until)
     WHERE state = 'running';
 
 -- A unique key holds while its job is live; a finished job frees it.
@@ -57,8 +57,6 @@ CREATE INDEX job_finished_idx ON job (finished_at)
 
 CREATE INDEX job_group_member_idx ON job (group_id)
     WHERE group_id IS NOT NULL;
-
-CREATE INDEX job_kind_idx ON job (kind, id);
 
 -- One row per periodic schedule: the compare-and-set on next_run_at makes one scheduler win
 -- each tick however many run.
