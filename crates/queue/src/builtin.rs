@@ -16,7 +16,19 @@ pub const SLEEP_MAX_MS: u64 = 24 * 3600 * 1000;
 #[serde(deny_unknown_fields)]
 pub struct SleepArgs {
     /// How long to sleep, in milliseconds (at most [`SLEEP_MAX_MS`]).
+    #[serde(deserialize_with = "bounded_ms")]
     pub ms: u64,
+}
+
+/// Refuses sleeps over [`SLEEP_MAX_MS`] when the job is submitted, not when it runs.
+fn bounded_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let ms = u64::deserialize(deserializer)?;
+    if ms > SLEEP_MAX_MS {
+        return Err(serde::de::Error::custom(format!(
+            "ms must be at most {SLEEP_MAX_MS} (a day)"
+        )));
+    }
+    Ok(ms)
 }
 
 /// Arguments of `fail`.
@@ -31,11 +43,6 @@ pub struct FailArgs {
 pub fn register(registry: &mut Registry) {
     registry.register("noop", |_: Value, _ctx: JobContext| async { Ok(()) });
     registry.register("sleep", |args: SleepArgs, ctx: JobContext| async move {
-        if args.ms > SLEEP_MAX_MS {
-            return Err(JobError::permanent(format!(
-                "ms must be at most {SLEEP_MAX_MS}"
-            )));
-        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(args.ms)) => Ok(json!({ "slept_ms": args.ms })),
             () = ctx.cancelled() => Err(JobError::retry("stopped while sleeping")),

@@ -261,8 +261,17 @@ impl Tx {
         for queue in queues {
             self.wake_on_commit(queue).await?;
         }
+        // One counter update per (queue, kind), not per job: labels cost allocations.
+        let mut counts: Vec<((&str, &str), u64)> = Vec::new();
         for job in jobs {
-            metrics::counter!("conveyor_jobs_enqueued_total", "queue" => job.queue.clone(), "kind" => job.kind.clone()).increment(1);
+            let key = (job.queue.as_str(), job.kind.as_str());
+            match counts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((key, 1)),
+            }
+        }
+        for ((queue, kind), n) in counts {
+            metrics::counter!("conveyor_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
         }
         Ok(ids)
     }

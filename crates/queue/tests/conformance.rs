@@ -1010,6 +1010,8 @@ async fn invalid_jobs_are_refused_and_nothing_is_stored(store: Store) {
             .check(&NewJob::new("sleep", json!({"ms": 5})))
             .is_ok()
     );
+    let too_long = registry.check(&NewJob::new("sleep", json!({"ms": 100_000_000_000u64})));
+    assert!(too_long.unwrap_err().to_string().contains("at most"));
     let bad = vec![
         NewJob::new("noop", json!({})),
         NewJob::new("noop", json!({})).max_attempts(0),
