@@ -45,6 +45,7 @@ impl Roles {
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
+    conveyor_longtask::register(&mut registry);
     registry
 }
 
@@ -55,7 +56,7 @@ pub fn schedules() -> Vec<Schedule> {
 
 /// The apps' HTTP routes, merged beside the job API.
 pub fn app_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().merge(conveyor_longtask::router())
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.

@@ -12,6 +12,10 @@ use clap::Args;
 use conveyor_queue::QueueConfig;
 use serde::Deserialize;
 
+/// The queues served by default: general jobs, and the CPU-bound counting tasks of
+/// `longtask` at most two at a time (one per core of a small machine).
+pub const DEFAULT_QUEUES: &str = "default,longtask=2";
+
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +30,7 @@ pub struct Overrides {
     #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
     /// Queues this worker serves, comma-separated, each optionally name=concurrency
-    /// [default: default]
+    /// [default: default,longtask=2]
     #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
     pub queues: Option<String>,
     /// Jobs running at once per queue unless the queue says otherwise [default: 8]
@@ -122,7 +126,7 @@ impl Config {
         if !(1..=10_000).contains(&concurrency) {
             bail!("concurrency must be between 1 and 10000, not {concurrency}");
         }
-        let queues = parse_queues(o.queues.as_deref().unwrap_or("default"), concurrency)?;
+        let queues = parse_queues(o.queues.as_deref().unwrap_or(DEFAULT_QUEUES), concurrency)?;
         let lease = duration("lease", o.lease.as_deref().unwrap_or("15s"))?;
         if lease < Duration::from_millis(300) {
             bail!("lease must be at least 300ms (heartbeats come three times per lease)");
@@ -222,10 +226,16 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
         assert_eq!(
             config.queues,
-            vec![QueueConfig {
-                name: "default".into(),
-                concurrency: 8
-            }]
+            vec![
+                QueueConfig {
+                    name: "default".into(),
+                    concurrency: 8
+                },
+                QueueConfig {
+                    name: "longtask".into(),
+                    concurrency: 2
+                },
+            ]
         );
         assert_eq!(config.lease, Duration::from_secs(15));
         assert_eq!(config.retention, Duration::from_secs(7 * 86_400));

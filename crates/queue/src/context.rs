@@ -93,6 +93,40 @@ impl JobContext {
         }
     }
 
+    /// A context outside any worker, for a handler's unit tests and benchmarks: progress is
+    /// kept in memory (read it with [`JobContext::latest_progress`]); [`JobContext::cancel`]
+    /// plays the part of a cancellation request.
+    pub fn detached(store: Store, id: i64, kind: &str) -> Self {
+        let job = Claimed {
+            id,
+            queue: crate::job::DEFAULT_QUEUE.to_owned(),
+            kind: kind.to_owned(),
+            args: serde_json::Value::Null,
+            attempt: 1,
+            max_attempts: 1,
+            group_id: None,
+            progress_done: None,
+            progress_total: None,
+            progress_message: None,
+        };
+        Self::new(job, store)
+    }
+
+    /// Asks the handler to stop, as a cancellation request would.
+    pub fn cancel(&self) {
+        self.inner.stop(StopReason::Requested);
+    }
+
+    /// The progress last reported.
+    pub fn latest_progress(&self) -> Progress {
+        self.inner
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
     /// The job's id.
     pub fn id(&self) -> i64 {
         self.inner.job.id
