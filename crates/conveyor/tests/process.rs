@@ -39,6 +39,7 @@ on_both_backends!(
     a_killed_workers_job_runs_again_after_one_lease,
     a_job_longer_than_the_lease_runs_once_across_processes,
     sigterm_lets_running_jobs_finish_and_hands_the_rest_back,
+    a_count_whose_worker_is_killed_is_rescued_and_completes,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -155,4 +156,29 @@ async fn sigterm_lets_running_jobs_finish_and_hands_the_rest_back(db: &TestDb) {
         store.workers(60_000).await.unwrap().is_empty(),
         "it left the registry"
     );
+}
+
+async fn a_count_whose_worker_is_killed_is_rescued_and_completes(db: &TestDb) {
+    let store = &db.store;
+    // Size the count to last about six seconds in this build, so the kill lands mid-count.
+    let probe = 20_000_000;
+    let started = std::time::Instant::now();
+    conveyor_longtask::count::count_bare(probe);
+    let per_second = probe as f64 / started.elapsed().as_secs_f64();
+    let step = ((per_second * 6.0) as u64 / 100).max(1);
+    let target = step * 100;
+    let args = json!({"target": target, "step": step});
+    let job = NewJob::new(conveyor_longtask::KIND, args).queue(conveyor_longtask::QUEUE);
+    let id = store.enqueue(job).await.unwrap().job.id;
+
+    let mut first = worker(db, "2s", "1s");
+    let job = wait_for_job(store, id, WAIT, |j| j.progress_done.unwrap_or(0) > 0).await;
+    assert_eq!(job.state, JobState::Running);
+    first.kill().await.expect("SIGKILL the worker");
+    let mut second = worker(db, "2s", "1s");
+    let job = wait_for_state(store, id, JobState::Completed, Duration::from_secs(90)).await;
+    assert_eq!(job.attempt, 2, "rescued once");
+    assert_eq!(job.result.unwrap()["count"], target);
+    assert_eq!(job.progress_done, Some(i64::try_from(target).unwrap()));
+    second.kill().await.unwrap();
 }
