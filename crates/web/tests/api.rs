@@ -464,9 +464,20 @@ async fn the_event_stream_follows_a_job_to_its_end(store: Store) {
     let request =
         format!("GET /api/jobs/{id}/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     socket.write_all(request.as_bytes()).await.unwrap();
+    // The first event shows the job as it is when the stream opens: read it before a worker
+    // can take the job.
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while !text.contains("\n\n") || !text.contains("data: ") {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
     let worker = Worker::new(store.clone(), registry(), config);
     let worker = tokio::spawn(worker.run(stop.clone()));
-    let mut text = String::new();
     // The server ends the stream after the final state; the deadline only guards the test.
     tokio::time::timeout(Duration::from_secs(30), socket.read_to_string(&mut text))
         .await
