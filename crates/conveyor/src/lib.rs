@@ -5,7 +5,8 @@
 //! - [`app`]: the roles (`up`, `serve`, `work`) wired from the engine, the HTTP layer and the
 //!   apps' registries; shutdown on Ctrl-C and SIGTERM.
 //! - [`jobs_cmd`]: `conveyor jobs list|show|enqueue|cancel`, straight on the database.
-//! - [`bench`]: `conveyor bench queue`, the engine's throughput and latency benchmark.
+//! - [`bench`]: `conveyor bench queue|longtask`, the engine's and the count's benchmarks.
+//! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
 //!
 //! [`main`] parses the command line and dispatches.
 
@@ -13,6 +14,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod jobs_cmd;
+pub mod load;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,12 @@ pub enum Command {
         /// Which jobs command.
         #[command(subcommand)]
         command: jobs_cmd::JobsCommand,
+    },
+    /// Load tests against a running server
+    Load {
+        /// Which load test.
+        #[command(subcommand)]
+        command: load::LoadCommand,
     },
     /// Benchmarks
     Bench {
@@ -105,5 +113,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Jobs { command } => jobs_cmd::run(&config, command).await,
         Command::Bench { command } => bench::run(command).await,
+        Command::Load { command } => load::run(command).await,
     }
 }

@@ -85,6 +85,21 @@ pub struct CountResult {
     pub elapsed_ms: u64,
 }
 
+/// The job's loop: counts from `from` to `args.target`, recording progress on `ctx` every
+/// step and stopping at the first step after cancellation. Returns the count reached.
+/// Blocking: call it on a blocking thread.
+pub fn count_reporting(ctx: &JobContext, from: u64, args: CountArgs) -> u64 {
+    let total = i64::try_from(args.target).ok();
+    crate::count::count(from, args.target, args.step, |n| {
+        ctx.progress(i64::try_from(n).unwrap_or(i64::MAX), total, None);
+        if ctx.is_cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+}
+
 /// Registers the `longtask` kind.
 pub fn register(registry: &mut Registry) {
     registry.register(KIND, run);
@@ -96,21 +111,11 @@ async fn run(args: CountArgs, ctx: JobContext) -> Result<CountResult, JobError> 
         .resumed_progress()
         .and_then(|done| u64::try_from(done).ok())
         .map_or(0, |done| done - done % args.step);
-    let total = i64::try_from(args.target).ok();
     let counting = ctx.clone();
     let started = Instant::now();
-    let reached = tokio::task::spawn_blocking(move || {
-        super::count::count(from, args.target, args.step, |n| {
-            counting.progress(i64::try_from(n).unwrap_or(i64::MAX), total, None);
-            if counting.is_cancelled() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-    })
-    .await
-    .map_err(|e| JobError::retry(format!("the counting thread failed: {e}")))?;
+    let reached = tokio::task::spawn_blocking(move || count_reporting(&counting, from, args))
+        .await
+        .map_err(|e| JobError::retry(format!("the counting thread failed: {e}")))?;
     if reached < args.target {
         return Err(JobError::retry(format!(
             "stopped at {reached} of {}",
