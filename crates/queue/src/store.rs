@@ -134,7 +134,11 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(options.acquire_timeout)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // SQLite's default page cache is 2 MiB; the job table and its indexes outgrow
+                // that quickly, and every claim and completion then re-reads pages.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory");
             // An in-memory database exists once per connection: one connection must do all.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let writer = SqlitePoolOptions::new()
