@@ -167,41 +167,44 @@ impl Store {
         }))
     }
 
-    /// Extends the leases of every job `worker` runs; returns each one's id and whether
-    /// cancellation was asked. A job missing from the answer is no longer this worker's.
-    pub(crate) async fn heartbeat(
-        &self,
-        worker: &str,
-        lease_until: i64,
-    ) -> Result<Vec<(i64, bool)>> {
-        Ok(dispatch!(self.writer(), pool => {
+    /// The jobs `worker` holds and whether cancellation was asked of each. A job the worker
+    /// runs that is missing here has been rescued: its lease was lost. A read: the lease
+    /// itself lives on the worker's row (see [`crate::worker`]), so a heartbeat writes one
+    /// row however many jobs run, and never contends with the worker's own completions.
+    pub(crate) async fn held_jobs(&self, worker: &str) -> Result<Vec<(i64, bool)>> {
+        Ok(dispatch!(self.reader(), pool => {
             sqlx::query_as(
-                "UPDATE job \
-                 SET lease_until = $1 \
-                 WHERE lease_owner = $2 AND state = 'running' \
-                 RETURNING id, cancel_requested",
+                "SELECT id, cancel_requested \
+                 FROM job \
+                 WHERE lease_owner = $1 AND state = 'running'",
             )
-            .bind(lease_until)
             .bind(worker)
             .fetch_all(pool)
             .await?
         }))
     }
 
-    /// Writes progress of running jobs (`id`, progress) in one transaction.
+    /// Writes progress of running jobs (`id`, progress), one statement each: a transaction
+    /// holding several rows could deadlock against a batch of completions holding others.
     pub(crate) async fn write_progress(
         &self,
         worker: &str,
         updates: &[(i64, crate::context::Progress)],
     ) -> Result<()> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
         for (id, progress) in updates {
-            tx.write_progress(worker, *id, progress).await?;
+            dispatch!(self.writer(), pool => {
+                sqlx::query(WRITE_PROGRESS)
+                    .bind(id)
+                    .bind(progress.done)
+                    .bind(progress.total)
+                    .bind(progress.message.as_deref())
+                    .bind(worker)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
         }
-        tx.commit().await
+        Ok(())
     }
 
     /// Records a batch of outcomes in one transaction, settling groups.
@@ -348,7 +351,10 @@ impl Store {
 
     /// The rescuer: moves running jobs whose lease expired back to `available` (or to
     /// `failed` when their attempts are spent, `cancelled` when cancellation was asked).
-    /// Safe to run in many processes at once. Handles at most `limit` jobs per call.
+    /// A job's lease has expired when the lease taken at its claim has passed and its worker
+    /// holds no live lease (its row is gone or its `lease_until` has passed): the worker's
+    /// heartbeat renews the lease of all its jobs at once. Safe to run in many processes at
+    /// once. Handles at most `limit` jobs per call.
     ///
     /// # Errors
     /// [`crate::Error::Database`].
@@ -360,16 +366,19 @@ impl Store {
             crate::Backend::Postgres => concat!(
                 "UPDATE job SET ",
                 rescue_set!(),
-                " WHERE id IN (SELECT id FROM job WHERE state = 'running' AND lease_until < $1 \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                   AND state = 'running' AND lease_until < $1 \
-                 RETURNING id, state, queue, kind, group_id"
+                " WHERE id IN (SELECT id FROM job WHERE ",
+                lease_expired!(),
+                " LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                   AND ",
+                lease_expired!(),
+                " RETURNING id, state, queue, kind, group_id"
             ),
             crate::Backend::Sqlite => concat!(
                 "UPDATE job SET ",
                 rescue_set!(),
-                " WHERE id IN (SELECT id FROM job WHERE state = 'running' AND lease_until < $1 \
-                   LIMIT $2) \
+                " WHERE id IN (SELECT id FROM job WHERE ",
+                lease_expired!(),
+                " LIMIT $2) \
                  RETURNING id, state, queue, kind, group_id"
             ),
         };
@@ -387,6 +396,17 @@ impl Store {
     }
 }
 
+/// A running job whose lease has expired, at time `$1`.
+macro_rules! lease_expired {
+    () => {
+        "state = 'running' AND lease_until < $1 \
+         AND NOT EXISTS ( \
+             SELECT 1 FROM worker \
+             WHERE worker.id = job.lease_owner AND worker.lease_until >= $1)"
+    };
+}
+use lease_expired;
+
 /// The `SET` list of a rescue.
 macro_rules! rescue_set {
     () => {
@@ -400,6 +420,10 @@ macro_rules! rescue_set {
 }
 use rescue_set;
 
+const WRITE_PROGRESS: &str = "UPDATE job \
+     SET progress_done = $2, progress_total = $3, progress_message = $4 \
+     WHERE id = $1 AND lease_owner = $5 AND state = 'running'";
+
 impl Tx {
     async fn write_progress(
         &mut self,
@@ -408,11 +432,7 @@ impl Tx {
         progress: &crate::context::Progress,
     ) -> Result<()> {
         dispatch!(self.conn(), conn => {
-            sqlx::query(
-                "UPDATE job \
-                 SET progress_done = $2, progress_total = $3, progress_message = $4 \
-                 WHERE id = $1 AND lease_owner = $5 AND state = 'running'",
-            )
+            sqlx::query(WRITE_PROGRESS)
             .bind(id)
             .bind(progress.done)
             .bind(progress.total)

@@ -100,6 +100,27 @@ impl Store {
     }
 }
 
+/// Registers (or renews) a worker row named `worker` whose lease ends at `lease_until`, as
+/// a worker's heartbeat would.
+///
+/// # Panics
+/// On a database error.
+pub async fn set_worker_lease(store: &Store, worker: &str, lease_until: i64) {
+    crate::store::dispatch!(store.writer(), pool => {
+        sqlx::query(
+            "INSERT INTO worker (id, host, pid, lease_until, queues, running, started_at, last_seen_at) \
+             VALUES ($1, 'test', 0, $2, '{}', 0, 0, 0) \
+             ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .execute(pool)
+        .await
+        .expect("register the worker")
+        .rows_affected()
+    });
+}
+
 /// Runs one statement of the application's inside `tx`, on either backend.
 ///
 /// # Panics

@@ -6,9 +6,9 @@
 //!   (see [`crate::wake`]), until the next delayed job is due, or one poll interval;
 //! - the *completer*: drains outcomes from a bounded channel and records them in batches
 //!   (one transaction each), which is what makes small jobs cheap;
-//! - the *heartbeat*: extends the leases of running jobs, notices cancellation requests and
-//!   lost leases, refreshes the worker's row in the registry, and applies concurrency set
-//!   through the API;
+//! - the *heartbeat*: renews the worker's lease (one row in `worker`, which covers every job
+//!   it runs), reads which jobs it still holds (noticing cancellation requests and lost
+//!   leases), and applies concurrency set through the API;
 //! - the *progress flusher*: writes the latest progress of running jobs in one batch;
 //! - the *rescuer*: returns jobs of dead workers to their queues (see [`Store::rescue_expired`]).
 //!
@@ -563,9 +563,20 @@ impl Shared {
                 () = stop.cancelled() => return,
             }
             let sent = Instant::now();
-            match self.store.heartbeat(&self.id, self.lease_until()).await {
+            // Renewing the worker's row renews the lease of every job it runs.
+            match self.register().await {
+                Ok(()) => last_ok = sent,
+                Err(error) => {
+                    tracing::warn!(%error, "heartbeat failed");
+                    if last_ok.elapsed() > self.config.lease {
+                        for job in self.running_jobs() {
+                            job.stop(StopReason::LeaseLost);
+                        }
+                    }
+                }
+            }
+            match self.store.held_jobs(&self.id).await {
                 Ok(rows) => {
-                    last_ok = sent;
                     let held: HashMap<i64, bool> = rows.into_iter().collect();
                     for job in self.running_jobs() {
                         match held.get(&job.job.id) {
@@ -579,17 +590,7 @@ impl Shared {
                         }
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "heartbeat failed");
-                    if last_ok.elapsed() > self.config.lease {
-                        for job in self.running_jobs() {
-                            job.stop(StopReason::LeaseLost);
-                        }
-                    }
-                }
-            }
-            if let Err(error) = self.register().await {
-                tracing::warn!(%error, "could not refresh the worker registry");
+                Err(error) => tracing::warn!(%error, "could not read the jobs this worker holds"),
             }
             if let Err(error) = self.apply_concurrency().await {
                 tracing::warn!(%error, "could not read queue settings");
@@ -673,11 +674,11 @@ impl Shared {
         let running = self.running_count() as i64;
         dispatch!(self.store.writer(), pool => {
             sqlx::query(
-                "INSERT INTO worker (id, host, pid, queues, running, started_at, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                "INSERT INTO worker (id, host, pid, lease_until, queues, running, started_at, last_seen_at) \
+                 VALUES ($1, $2, $3, $8, $4, $5, $6, $7) \
                  ON CONFLICT (id) DO UPDATE \
-                 SET queues = excluded.queues, running = excluded.running, \
-                     last_seen_at = excluded.last_seen_at",
+                 SET lease_until = excluded.lease_until, queues = excluded.queues, \
+                     running = excluded.running, last_seen_at = excluded.last_seen_at",
             )
             .bind(&self.id)
             .bind(&self.host)
@@ -686,6 +687,7 @@ impl Shared {
             .bind(running)
             .bind(self.started_at)
             .bind(now_ms())
+            .bind(self.lease_until())
             .execute(pool)
             .await?
             .rows_affected()

@@ -64,6 +64,7 @@ conformance!(
     an_idle_worker_is_woken_without_waiting_for_a_poll,
     shutdown_lets_short_jobs_finish_and_hands_long_ones_back,
     expired_leases_are_rescued_and_late_outcomes_fenced_off,
+    a_live_workers_lease_covers_its_jobs_until_it_lapses,
     a_job_longer_than_its_lease_runs_once,
     concurrency_changes_at_run_time,
     workers_appear_in_the_registry_while_they_run,
@@ -1034,4 +1035,24 @@ async fn invalid_jobs_are_refused_and_nothing_is_stored(store: Store) {
         .await
         .unwrap();
     assert!(all.is_empty(), "nothing was stored: {all:?}");
+}
+
+async fn a_live_workers_lease_covers_its_jobs_until_it_lapses(store: Store) {
+    let id = store
+        .enqueue(NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    // The lease taken at the claim has passed, but the worker renews its own.
+    conveyor_queue::testing::set_worker_lease(&store, "alive", now_ms() + 60_000).await;
+    store.claim_expired_for_test("default", "alive").await;
+    assert!(
+        store.rescue_expired(100).await.unwrap().is_empty(),
+        "a live worker keeps its jobs"
+    );
+    // The worker stops heartbeating: its lease lapses, and its jobs go back.
+    conveyor_queue::testing::set_worker_lease(&store, "alive", now_ms() - 1).await;
+    let rescued = store.rescue_expired(100).await.unwrap();
+    assert_eq!(rescued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
 }

@@ -42,7 +42,7 @@ CREATE INDEX job_claimable_idx ON job (queue, priority DESC, run_at, id)
     WHERE state IN ('scheduled', 'available', 'retryable');
 
 -- What the heartbeat (by owner) and the rescuer (every running row: few, bounded by the
--- workers' concurrency) scan. Each index costs every claim and completion a write, and on
+-- workers' concurrency) read. Each index costs every claim and completion a write, and on
 -- PostgreSQL a state change updates every index, so the table keeps only these.
 CREATE INDEX job_lease_owner_idx ON job (lease_owner)
     WHERE state = 'running';
@@ -73,11 +73,13 @@ CREATE TABLE queue_setting (
     updated_at BIGINT NOT NULL
 );
 
--- The registry of live worker processes, refreshed by their heartbeats.
+-- The registry of live worker processes, refreshed by their heartbeats. A worker's lease
+-- (lease_until) covers every job it runs: one row written per heartbeat, however many jobs.
 CREATE TABLE worker (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
     pid BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
     queues TEXT NOT NULL,
     running BIGINT NOT NULL,
     started_at BIGINT NOT NULL,
