@@ -10,32 +10,8 @@ use conveyor_queue::{JobState, NewJob, Store};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+conveyor_queue::on_both_backends!(
+    db:
     a_killed_workers_job_runs_again_after_one_lease,
     a_job_longer_than_the_lease_runs_once_across_processes,
     sigterm_lets_running_jobs_finish_and_hands_the_rest_back,

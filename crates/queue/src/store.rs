@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::error::{Error, Result};
@@ -144,7 +146,9 @@ impl Store {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect.clone())
+                // Lets the cleaner hand pruned pages back (`PRAGMA incremental_vacuum`); takes
+                // effect in databases created from now on. A write, so not on the readers.
+                .connect_with(connect.clone().auto_vacuum(SqliteAutoVacuum::Incremental))
                 .await?;
             let reader = if memory {
                 writer.clone()

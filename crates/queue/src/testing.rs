@@ -9,6 +9,57 @@ use crate::store::Store;
 
 pub use crate::scratch::ScratchDb as TestDb;
 
+/// Instantiates async test functions once per backend: `sqlite::<name>` always,
+/// `postgres::<name>` when `TEST_DATABASE_URL` is set (it says it skipped otherwise). Each gets
+/// a fresh database. With `store:` the functions take a [`Store`]; with `db:`, a `&TestDb`
+/// (for tests that need its URL, to start child processes).
+///
+/// ```ignore
+/// conveyor_queue::on_both_backends!(store: a_job_can_be_read_back, another_test);
+/// async fn a_job_can_be_read_back(store: Store) { /* ... */ }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    (store: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each $crate::testing::store_of, $($name),*);
+    };
+    (db: $($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@each $crate::testing::db_itself, $($name),*);
+    };
+    (@each $adapt:path, $($name:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::testing::TestDb::sqlite().await;
+                    super::$name($adapt(&db)).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = $crate::testing::TestDb::postgres().await else { return };
+                    super::$name($adapt(&db)).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+/// What `on_both_backends!(store: ...)` hands each test.
+pub fn store_of(db: &TestDb) -> Store {
+    db.store.clone()
+}
+
+/// What `on_both_backends!(db: ...)` hands each test.
+pub fn db_itself(db: &TestDb) -> &TestDb {
+    db
+}
+
 /// Polls job `id` until `done` holds for it, or panics after `within`.
 ///
 /// # Panics

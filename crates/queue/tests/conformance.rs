@@ -15,33 +15,8 @@ use conveyor_queue::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// Instantiates each test once per backend.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = conveyor_queue::testing::TestDb::sqlite().await;
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = conveyor_queue::testing::TestDb::postgres().await else { return };
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+conveyor_queue::on_both_backends!(
+    store:
     enqueued_jobs_can_be_read_back,
     many_jobs_are_inserted_in_batches_in_order,
     a_job_enqueued_in_a_transaction_exists_only_if_it_commits,

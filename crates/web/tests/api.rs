@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use conveyor_queue::testing::{TestDb, wait_for_state};
+use conveyor_queue::testing::wait_for_state;
 use conveyor_queue::{
     JobContext, JobState, QueueConfig, Registry, Store, Worker, WorkerConfig, builtin,
 };
@@ -15,32 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+conveyor_queue::on_both_backends!(
+    store:
     a_job_is_created_read_and_listed,
     bad_requests_get_problems_that_name_the_fault_and_store_nothing,
     a_unique_key_answers_with_the_live_job,

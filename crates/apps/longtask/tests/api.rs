@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use conveyor_queue::testing::{TestDb, eventually, wait_for_state};
+use conveyor_queue::testing::{eventually, wait_for_state};
 use conveyor_queue::{
     JobState, NewJob, QueueConfig, Registry, Store, Worker, WorkerConfig, builtin,
 };
@@ -14,32 +14,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else { return };
-                    super::$name(db.store.clone()).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+conveyor_queue::on_both_backends!(
+    store:
     adding_a_task_answers_in_the_seeds_exact_shape,
     unknown_tasks_are_not_found_in_the_seeds_shape,
     nonsense_overrides_are_refused_and_nothing_is_stored,
