@@ -218,65 +218,22 @@ impl Store {
                 tx.write_progress(worker, outcome.id, progress).await?;
             }
         }
-        // Completions are the hot path: on PostgreSQL one statement for the whole batch.
-        let completed: Vec<(i64, Option<&Value>, Option<i64>)> = outcomes
+        // Completions are the hot path: one statement per batch. Only group members need
+        // their row back (to settle the group); for the rest the count of rows updated says
+        // how many were fenced off, and no result rows cross over from the database.
+        let (members, loners): (Vec<_>, Vec<_>) = outcomes
             .iter()
             .filter_map(|o| match &o.end {
                 End::Completed(result) => Some((o.id, result.as_ref(), o.group_id)),
                 _ => None,
             })
-            .collect();
-        let done: Vec<(i64, Option<i64>)> = match tx.conn() {
-            Db::Pg(conn) => {
-                let ids: Vec<i64> = completed.iter().map(|c| c.0).collect();
-                let results: Vec<Json<&Value>> = completed
-                    .iter()
-                    .map(|c| Json(c.1.unwrap_or(&Value::Null)))
-                    .collect();
-                sqlx::query_as(
-                    "UPDATE job \
-                     SET state = 'completed', result = NULLIF(done.result, 'null'::JSONB), \
-                         finished_at = $3, lease_owner = NULL, lease_until = NULL \
-                     FROM UNNEST($1::BIGINT[], $2::JSONB[]) AS done(id, result) \
-                     WHERE job.id = done.id AND job.lease_owner = $4 AND job.state = 'running' \
-                     RETURNING job.id, job.group_id",
-                )
-                .bind(ids)
-                .bind(results)
-                .bind(now)
-                .bind(worker)
-                .fetch_all(conn)
-                .await?
-            }
-            Db::Lite(conn) => {
-                // sqlx runs each SQLite statement on a worker thread behind a channel; a
-                // statement per row costs a thread hand-off each, so the batch goes in as one
-                // JSON array and one UPDATE ... FROM json_each.
-                let batch: Vec<(i64, &Value)> = completed
-                    .iter()
-                    .map(|c| (c.0, c.1.unwrap_or(&Value::Null)))
-                    .collect();
-                // MATERIALIZED makes SQLite scan the batch and look each row up by rowid;
-                // without it, it walks the worker's running rows and re-reads the JSON for each.
-                sqlx::query_as(
-                    "WITH done (id, result) AS MATERIALIZED ( \
-                         SELECT value ->> 0, NULLIF(value -> 1, 'null') FROM json_each($1)) \
-                     UPDATE job \
-                     SET state = 'completed', result = done.result, \
-                         finished_at = $2, lease_owner = NULL, lease_until = NULL \
-                     FROM done \
-                     WHERE job.id = done.id AND job.lease_owner = $3 AND job.state = 'running' \
-                     RETURNING job.id, job.group_id",
-                )
-                .bind(Json(batch))
-                .bind(now)
-                .bind(worker)
-                .fetch_all(conn)
-                .await?
-            }
-        };
+            .partition(|c| c.2.is_some());
+        let updated = tx.complete(worker, now, &loners).await?;
+        report.recorded += updated;
+        report.fenced_off += loners.len() - updated;
+        let done = tx.complete_returning(worker, now, &members).await?;
         report.recorded += done.len();
-        report.fenced_off += completed.len() - done.len();
+        report.fenced_off += members.len() - done.len();
         settled_groups.extend(done.iter().filter_map(|d| d.1));
 
         for outcome in outcomes {
@@ -424,7 +381,109 @@ const WRITE_PROGRESS: &str = "UPDATE job \
      SET progress_done = $2, progress_total = $3, progress_message = $4 \
      WHERE id = $1 AND lease_owner = $5 AND state = 'running'";
 
+/// Completes a batch on PostgreSQL; `$1` ids, `$2` results, `$3` now, `$4` worker.
+macro_rules! complete_pg {
+    ($returning:literal) => {
+        concat!(
+            "UPDATE job \
+             SET state = 'completed', result = NULLIF(done.result, 'null'::JSONB), \
+                 finished_at = $3, lease_owner = NULL, lease_until = NULL \
+             FROM UNNEST($1::BIGINT[], $2::JSONB[]) AS done(id, result) \
+             WHERE job.id = done.id AND job.lease_owner = $4 AND job.state = 'running'",
+            $returning
+        )
+    };
+}
+
+/// Completes a batch on SQLite; `$1` a JSON array of `[id, result]`, `$2` now, `$3` worker.
+/// sqlx runs each SQLite statement on a worker thread behind a channel, so a statement per
+/// row would cost a thread hand-off each. MATERIALIZED makes SQLite scan the batch and look
+/// each row up by rowid; without it, it walks the worker's running rows and re-reads the JSON
+/// for each.
+macro_rules! complete_sqlite {
+    ($returning:literal) => {
+        concat!(
+            "WITH done (id, result) AS MATERIALIZED ( \
+                 SELECT value ->> 0, NULLIF(value -> 1, 'null') FROM json_each($1)) \
+             UPDATE job \
+             SET state = 'completed', result = done.result, \
+                 finished_at = $2, lease_owner = NULL, lease_until = NULL \
+             FROM done \
+             WHERE job.id = done.id AND job.lease_owner = $3 AND job.state = 'running'",
+            $returning
+        )
+    };
+}
+
+/// A completed job: id, result, group.
+type Completion<'a> = (i64, Option<&'a Value>, Option<i64>);
+
 impl Tx {
+    /// Completes `batch` for `worker`; returns how many rows it updated.
+    async fn complete(
+        &mut self,
+        worker: &str,
+        now: i64,
+        batch: &[Completion<'_>],
+    ) -> Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let updated = match self.conn() {
+            Db::Pg(conn) => {
+                let (ids, results) = pg_arrays(batch);
+                sqlx::query(complete_pg!(""))
+                    .bind(ids)
+                    .bind(results)
+                    .bind(now)
+                    .bind(worker)
+                    .execute(conn)
+                    .await?
+                    .rows_affected()
+            }
+            Db::Lite(conn) => sqlx::query(complete_sqlite!(""))
+                .bind(Json(sqlite_array(batch)))
+                .bind(now)
+                .bind(worker)
+                .execute(conn)
+                .await?
+                .rows_affected(),
+        };
+        Ok(usize::try_from(updated).unwrap_or(usize::MAX))
+    }
+
+    /// Completes `batch` for `worker`; returns the id and group of each row it updated.
+    async fn complete_returning(
+        &mut self,
+        worker: &str,
+        now: i64,
+        batch: &[Completion<'_>],
+    ) -> Result<Vec<(i64, Option<i64>)>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.conn() {
+            Db::Pg(conn) => {
+                let (ids, results) = pg_arrays(batch);
+                sqlx::query_as(complete_pg!(" RETURNING job.id, job.group_id"))
+                    .bind(ids)
+                    .bind(results)
+                    .bind(now)
+                    .bind(worker)
+                    .fetch_all(conn)
+                    .await?
+            }
+            Db::Lite(conn) => {
+                sqlx::query_as(complete_sqlite!(" RETURNING job.id, job.group_id"))
+                    .bind(Json(sqlite_array(batch)))
+                    .bind(now)
+                    .bind(worker)
+                    .fetch_all(conn)
+                    .await?
+            }
+        })
+    }
+
     async fn write_progress(
         &mut self,
         worker: &str,
@@ -458,4 +517,22 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// A batch as PostgreSQL's `UNNEST` takes it: ids, and results (`null` for none).
+fn pg_arrays<'a>(batch: &[Completion<'a>]) -> (Vec<i64>, Vec<Json<&'a Value>>) {
+    let ids = batch.iter().map(|c| c.0).collect();
+    let results = batch
+        .iter()
+        .map(|c| Json(c.1.unwrap_or(&Value::Null)))
+        .collect();
+    (ids, results)
+}
+
+/// A batch as SQLite's `json_each` takes it: `[[id, result], ...]`.
+fn sqlite_array<'a>(batch: &[Completion<'a>]) -> Vec<(i64, &'a Value)> {
+    batch
+        .iter()
+        .map(|c| (c.0, c.1.unwrap_or(&Value::Null)))
+        .collect()
 }
