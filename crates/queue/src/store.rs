@@ -140,7 +140,11 @@ impl Store {
                 // SQLite's default page cache is 2 MiB; the job table and its indexes outgrow
                 // that quickly, and every claim and completion then re-reads pages.
                 .pragma("cache_size", "-65536")
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // sqlx hands rows from its SQLite thread through a channel of this many; at
+                // the default (50) a claim of 100 blocks that thread halfway until the
+                // claimer drains it.
+                .row_buffer_size(1024);
             // An in-memory database exists once per connection: one connection must do all.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let writer = SqlitePoolOptions::new()
