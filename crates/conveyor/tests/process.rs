@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use conveyor_queue::clock::now_ms;
-use conveyor_queue::testing::{TestDb, wait_for_job, wait_for_state};
+use conveyor_queue::testing::{TestDb, enqueue_id, wait_for_job, wait_for_state};
 use conveyor_queue::{JobState, NewJob, Store};
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -43,12 +43,7 @@ async fn running_on(store: &Store, id: i64) -> String {
 
 async fn a_killed_workers_job_runs_again_after_one_lease(db: &TestDb) {
     let store = &db.store;
-    let id = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 3_000})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(store, NewJob::new("sleep", json!({"ms": 3_000}))).await;
     let mut first = worker(db, "2s", "1s");
     let first_owner = running_on(store, id).await;
 
@@ -70,12 +65,7 @@ async fn a_killed_workers_job_runs_again_after_one_lease(db: &TestDb) {
 
 async fn a_job_longer_than_the_lease_runs_once_across_processes(db: &TestDb) {
     let store = &db.store;
-    let id = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 3_500})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(store, NewJob::new("sleep", json!({"ms": 3_500}))).await;
     // Two processes, each with a rescuer that would steal the job if heartbeats failed.
     let mut a = worker(db, "1s", "1s");
     let mut b = worker(db, "1s", "1s");
@@ -88,18 +78,8 @@ async fn a_job_longer_than_the_lease_runs_once_across_processes(db: &TestDb) {
 
 async fn sigterm_lets_running_jobs_finish_and_hands_the_rest_back(db: &TestDb) {
     let store = &db.store;
-    let short = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 500})))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let long = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let short = enqueue_id(store, NewJob::new("sleep", json!({"ms": 500}))).await;
+    let long = enqueue_id(store, NewJob::new("sleep", json!({"ms": 600_000}))).await;
     let mut child = worker(db, "5s", "2s");
     running_on(store, short).await;
     running_on(store, long).await;
@@ -145,7 +125,7 @@ async fn a_count_whose_worker_is_killed_is_rescued_and_completes(db: &TestDb) {
     let target = step * 100;
     let args = json!({"target": target, "step": step});
     let job = NewJob::new(conveyor_longtask::KIND, args).queue(conveyor_longtask::QUEUE);
-    let id = store.enqueue(job).await.unwrap().job.id;
+    let id = enqueue_id(store, job).await;
 
     let mut first = worker(db, "2s", "1s");
     let job = wait_for_job(store, id, WAIT, |j| j.progress_done.unwrap_or(0) > 0).await;

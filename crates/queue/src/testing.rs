@@ -50,6 +50,14 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Enqueues `job` and returns its id.
+///
+/// # Panics
+/// When the job is refused or the database fails.
+pub async fn enqueue_id(store: &Store, job: crate::NewJob) -> i64 {
+    store.enqueue(job).await.expect("enqueue").job.id
+}
+
 /// What `on_both_backends!(store: ...)` hands each test.
 pub fn store_of(db: &TestDb) -> Store {
     db.store.clone()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conveyor_queue::clock::now_ms;
-use conveyor_queue::testing::{eventually, wait_for_job, wait_for_state};
+use conveyor_queue::testing::{enqueue_id, eventually, wait_for_job, wait_for_state};
 use conveyor_queue::{
     Backoff, Error, JobContext, JobError, JobFilter, JobState, NewJob, QueueConfig, Registry,
     Schedule, Scheduler, Store, Worker, WorkerConfig, builtin,
@@ -161,18 +161,12 @@ async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits(store: Store)
 
 async fn claims_follow_queue_priority_and_run_at(store: Store) {
     let now = now_ms();
-    let low = store
-        .enqueue(NewJob::new("noop", json!({})).queue("a"))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let high = store
-        .enqueue(NewJob::new("noop", json!({})).queue("a").priority(10))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let low = enqueue_id(&store, NewJob::new("noop", json!({})).queue("a")).await;
+    let high = enqueue_id(
+        &store,
+        NewJob::new("noop", json!({})).queue("a").priority(10),
+    )
+    .await;
     let later = store
         .enqueue(
             NewJob::new("noop", json!({}))
@@ -207,18 +201,12 @@ async fn claims_follow_queue_priority_and_run_at(store: Store) {
     }
 
     // Priority decides which job one slot gets.
-    let first = store
-        .enqueue(NewJob::new("noop", json!({})).queue("c"))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let urgent = store
-        .enqueue(NewJob::new("noop", json!({})).queue("c").priority(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let first = enqueue_id(&store, NewJob::new("noop", json!({})).queue("c")).await;
+    let urgent = enqueue_id(
+        &store,
+        NewJob::new("noop", json!({})).queue("c").priority(1),
+    )
+    .await;
     let one = store.claim_for_test("c", 1, "w1").await;
     assert_eq!(one[0].id, urgent);
     assert_eq!(store.claim_for_test("c", 1, "w1").await[0].id, first);
@@ -276,12 +264,11 @@ async fn a_worker_runs_jobs_to_completion(store: Store) {
 }
 
 async fn a_failed_attempt_waits_for_its_backoff_in_the_row(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("fail", json!({"times": 5})).max_attempts(5))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 5})).max_attempts(5),
+    )
+    .await;
     let mut config = quick_config("default", 1);
     config.backoff = Backoff {
         base: Duration::from_secs(60),
@@ -306,12 +293,11 @@ async fn a_failed_attempt_waits_for_its_backoff_in_the_row(store: Store) {
 }
 
 async fn failures_retry_until_success(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("fail", json!({"times": 2})).max_attempts(3))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 2})).max_attempts(3),
+    )
+    .await;
     let worker = spawn_worker(&store, registry(), quick_config("default", 2));
     let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
     assert_eq!(job.attempt, 3);
@@ -324,12 +310,11 @@ async fn failures_retry_until_success(store: Store) {
 }
 
 async fn exhausted_attempts_fail_with_the_last_error(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("fail", json!({"times": 10})).max_attempts(2))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 10})).max_attempts(2),
+    )
+    .await;
     let worker = spawn_worker(&store, registry(), quick_config("default", 2));
     let job = wait_for_state(&store, id, JobState::Failed, WAIT).await;
     assert_eq!(job.attempt, 2);
@@ -349,24 +334,9 @@ async fn permanent_errors_and_panics_fail_without_retry(store: Store) {
         }
         Ok(())
     });
-    let refuse = store
-        .enqueue(NewJob::new("refuse", json!({})).max_attempts(5))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let panics = store
-        .enqueue(NewJob::new("panic", json!({})).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let bad_args = store
-        .enqueue(NewJob::new("sleep", json!({"ms": "soon"})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let refuse = enqueue_id(&store, NewJob::new("refuse", json!({})).max_attempts(5)).await;
+    let panics = enqueue_id(&store, NewJob::new("panic", json!({})).max_attempts(1)).await;
+    let bad_args = enqueue_id(&store, NewJob::new("sleep", json!({"ms": "soon"}))).await;
     let worker = spawn_worker(&store, registry, quick_config("default", 2));
     let job = wait_for_state(&store, refuse, JobState::Failed, WAIT).await;
     assert_eq!((job.attempt, job.error.as_deref()), (1, Some("bad input")));
@@ -391,20 +361,10 @@ async fn a_job_cancelled_before_it_starts_never_runs(store: Store) {
             }
         }
     });
-    let id = store
-        .enqueue(NewJob::new("count", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("count", json!({}))).await;
     let job = store.cancel(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
-    let marker = store
-        .enqueue(NewJob::new("count", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let marker = enqueue_id(&store, NewJob::new("count", json!({}))).await;
     let worker = spawn_worker(&store, registry, quick_config("default", 2));
     wait_for_state(&store, marker, JobState::Completed, WAIT).await;
     assert_eq!(ran.load(Ordering::SeqCst), 1, "only the marker ran");
@@ -414,12 +374,7 @@ async fn a_job_cancelled_before_it_starts_never_runs(store: Store) {
 }
 
 async fn a_running_job_is_stopped_when_cancelled(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 600_000}))).await;
     let worker = spawn_worker(&store, registry(), quick_config("default", 1));
     wait_for_state(&store, id, JobState::Running, WAIT).await;
     let asked = store.cancel(id).await.unwrap().unwrap();
@@ -433,12 +388,7 @@ async fn a_running_job_is_stopped_when_cancelled(store: Store) {
 }
 
 async fn cancelling_an_ended_job_is_refused(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     store.cancel(id).await.unwrap();
     match store.cancel(id).await {
         Err(Error::WrongState {
@@ -627,12 +577,7 @@ async fn progress_is_recorded_while_running_and_at_the_end(store: Store) {
             }
         }
     });
-    let id = store
-        .enqueue(NewJob::new("steps", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("steps", json!({}))).await;
     let worker = spawn_worker(&store, registry, quick_config("default", 1));
     let job = wait_for_job(&store, id, WAIT, |j| j.progress_done == Some(500)).await;
     assert_eq!(
@@ -650,19 +595,9 @@ async fn progress_is_recorded_while_running_and_at_the_end(store: Store) {
 }
 
 async fn retention_prunes_only_old_ended_jobs(store: Store) {
-    let done = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let done = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     store.cancel(done).await.unwrap();
-    let waiting = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let waiting = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     let group = store
         .enqueue_group(
             &[NewJob::new("noop", json!({}))],
@@ -694,38 +629,18 @@ async fn an_idle_worker_is_woken_without_waiting_for_a_poll(store: Store) {
     };
     let worker = spawn_worker(&store, registry(), config);
     // Let the worker go idle on an empty queue.
-    let marker = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let marker = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     wait_for_state(&store, marker, JobState::Completed, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let id = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     // A poll would take 30 s; a wake-up takes milliseconds. 10 s leaves room for a slow CI.
     wait_for_state(&store, id, JobState::Completed, Duration::from_secs(10)).await;
     stop_worker(worker).await;
 }
 
 async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back(store: Store) {
-    let short = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 300})))
-        .await
-        .unwrap()
-        .job
-        .id;
-    let long = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 600_000})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let short = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 300}))).await;
+    let long = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 600_000}))).await;
     let config = WorkerConfig {
         grace: Duration::from_secs(2),
         ..quick_config("default", 2)
@@ -746,12 +661,7 @@ async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back(store: Store) 
 }
 
 async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("noop", json!({})).max_attempts(2))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("noop", json!({})).max_attempts(2)).await;
     let claimed = store.claim_expired_for_test("default", "dead").await;
     assert_eq!(claimed.len(), 1);
     let rescued = store.rescue_expired(100).await.unwrap();
@@ -772,12 +682,7 @@ async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
         (JobState::Running, Some("alive"))
     );
     // With its attempts spent, a rescued job fails instead.
-    let spent = store
-        .enqueue(NewJob::new("noop", json!({})).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let spent = enqueue_id(&store, NewJob::new("noop", json!({})).max_attempts(1)).await;
     store.claim_expired_for_test("default", "dead").await;
     let rescued = store.rescue_expired(100).await.unwrap();
     assert_eq!(
@@ -797,12 +702,7 @@ async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
 }
 
 async fn a_job_longer_than_its_lease_runs_once(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("sleep", json!({"ms": 2_500})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 2_500}))).await;
     let config = WorkerConfig {
         lease: Duration::from_millis(600),
         ..quick_config("default", 1)
@@ -945,12 +845,7 @@ async fn an_ended_job_can_be_retried(store: Store) {
             }
         }
     });
-    let id = store
-        .enqueue(NewJob::new("flaky", json!({})).max_attempts(1))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("flaky", json!({})).max_attempts(1)).await;
     let worker = spawn_worker(&store, registry, quick_config("default", 1));
     wait_for_state(&store, id, JobState::Failed, WAIT).await;
     let retried = store.retry(id).await.unwrap().unwrap();
@@ -958,12 +853,7 @@ async fn an_ended_job_can_be_retried(store: Store) {
     let job = wait_for_state(&store, id, JobState::Completed, WAIT).await;
     assert_eq!(job.attempt, 1, "attempts start afresh");
     stop_worker(worker).await;
-    let running = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let running = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     store.claim_for_test("default", 1, "w").await;
     assert!(matches!(
         store.retry(running).await,
@@ -1013,12 +903,7 @@ async fn invalid_jobs_are_refused_and_nothing_is_stored(store: Store) {
 }
 
 async fn a_live_workers_lease_covers_its_jobs_until_it_lapses(store: Store) {
-    let id = store
-        .enqueue(NewJob::new("noop", json!({})))
-        .await
-        .unwrap()
-        .job
-        .id;
+    let id = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
     // The lease taken at the claim has passed, but the worker renews its own.
     conveyor_queue::testing::set_worker_lease(&store, "alive", now_ms() + 60_000).await;
     store.claim_expired_for_test("default", "alive").await;
