@@ -34,6 +34,8 @@ pub enum Db<P, L> {
 }
 
 /// Runs `$body` with `$name` bound to the inner value of a [`Db`], once per backend.
+/// Apps use it for their own SQL: `dispatch!(store.reader(), pool => sqlx::query(...)...)`.
+#[macro_export]
 macro_rules! dispatch {
     ($value:expr, $name:ident => $body:expr) => {
         match $value {
@@ -42,7 +44,7 @@ macro_rules! dispatch {
         }
     };
 }
-pub(crate) use dispatch;
+pub use dispatch;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,9 +196,27 @@ impl Store {
     /// # Errors
     /// [`Error::Migrate`] when a migration fails or a landed one was edited.
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_with(
+            sqlx::migrate!("./migrations/postgres"),
+            sqlx::migrate!("./migrations/sqlite"),
+        )
+        .await
+    }
+
+    /// Applies an app's own migrations, `postgres` or `sqlite` by backend. Every migrator
+    /// shares sqlx's one bookkeeping table, so each keeps to its own range of versions (the
+    /// engine 1-9999, each app a block of 10,000 above) and ignores the others' rows.
+    ///
+    /// # Errors
+    /// [`Error::Migrate`] when a migration fails or a landed one was edited.
+    pub async fn migrate_with(
+        &self,
+        mut postgres: sqlx::migrate::Migrator,
+        mut sqlite: sqlx::migrate::Migrator,
+    ) -> Result<()> {
         match &self.inner.writer {
-            Db::Pg(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-            Db::Lite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Db::Pg(pool) => postgres.set_ignore_missing(true).run(pool).await?,
+            Db::Lite(pool) => sqlite.set_ignore_missing(true).run(pool).await?,
         }
         Ok(())
     }

@@ -34,9 +34,16 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Middleware: counts requests and times them, labelled by method, matched route and status.
-/// The route template, not the raw path, keeps the label set bounded.
+/// Middleware for the job API's listener: [`track_on`] labelled `api`.
 pub async fn track(request: Request, next: Next) -> Response {
+    track_on("api", request, next).await
+}
+
+/// Middleware: counts and times requests, labelled by listener, method, matched route and
+/// status, and logs one structured line per request (target `conveyor::http`, so
+/// `RUST_LOG=conveyor::http=warn` silences it). The route template, not the raw path, keeps
+/// the label set bounded.
+pub async fn track_on(listener: &'static str, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -44,10 +51,20 @@ pub async fn track(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("conveyor_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("conveyor_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "conveyor::http",
+        listener,
+        method,
+        route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    metrics::counter!("conveyor_http_requests_total", "listener" => listener, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("conveyor_http_request_duration_seconds", "listener" => listener, "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
     response
 }
 

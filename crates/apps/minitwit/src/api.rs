@@ -1,0 +1,301 @@
+//! The simulator API (default port 5001), as the course's simulator drives it: `latest` is
+//! recorded before anything else, then the Basic credentials are checked, then the input.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, Timeline};
+use crate::{Minitwit, now_seconds};
+
+/// `simulator:super_safe!`, the only credentials the simulator sends.
+const SIMULATOR_AUTH: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
+/// How many results `?no=` gives when absent or not a number.
+const DEFAULT_NO: i64 = 100;
+/// The most any list returns, whatever `?no=` asks.
+const MAX_NO: i64 = 10_000;
+
+/// The API routes, `/metrics` among them.
+pub fn router(app: Minitwit) -> Router {
+    Router::new()
+        .route("/latest", get(get_latest))
+        .route("/register", axum::routing::post(register))
+        .route("/msgs", get(all_messages))
+        .route("/msgs/{username}", get(user_messages).post(post_message))
+        .route("/fllws/{username}", get(follows).post(change_follow))
+        .route("/metrics", get(crate::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            record_latest,
+        ))
+        .with_state(app)
+}
+
+/// An API error: `{"status": 403, "error_msg": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: u16,
+    error_msg: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        tracing::error!(%error, "minitwit api: database");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            status: self.status.as_u16(),
+            error_msg: &self.message,
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The first step of every request: remember `?latest=N` (an integer other than -1),
+/// whatever happens after.
+async fn record_latest(State(app): State<Minitwit>, request: Request, next: Next) -> Response {
+    let latest = request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(key, _)| *key == "latest")
+            .filter_map(|(_, value)| value.parse::<i64>().ok())
+            .next_back()
+    });
+    if let Some(value) = latest.filter(|v| *v != -1)
+        && let Err(error) = db::set_latest(&app.store, value).await
+    {
+        return ApiError::from(error).into_response();
+    }
+    next.run(request).await
+}
+
+fn authorize(headers: &HeaderMap) -> ApiResult<()> {
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) if value.as_bytes() == SIMULATOR_AUTH.as_bytes() => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to use this resource!",
+        )),
+    }
+}
+
+/// `?no=N`: how many results; 100 when absent or not an integer.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    no: Option<String>,
+}
+
+impl ListQuery {
+    fn limit(&self) -> i64 {
+        self.no
+            .as_deref()
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .map_or(DEFAULT_NO, |n| n.min(MAX_NO))
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the expected JSON: {e}")))
+}
+
+async fn user_id(app: &Minitwit, username: &str) -> ApiResult<i64> {
+    match db::user_by_name(&app.store, username).await? {
+        Some(user) => Ok(user.user_id),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no user called {username:?}"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct Latest {
+    latest: i64,
+}
+
+async fn get_latest(State(app): State<Minitwit>) -> ApiResult<axum::Json<Latest>> {
+    Ok(axum::Json(Latest {
+        latest: db::latest(&app.store).await?,
+    }))
+}
+
+/// `POST /register`.
+#[derive(Debug, Deserialize)]
+pub struct Registration {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    pwd: Option<String>,
+}
+
+async fn register(State(app): State<Minitwit>, body: Bytes) -> ApiResult<StatusCode> {
+    let form: Registration = parse_body(&body)?;
+    let username = form.username.unwrap_or_default();
+    let email = form.email.unwrap_or_default();
+    let password = form.pwd.unwrap_or_default();
+    if let Some(error) = crate::registration_error(&username, &email, &password) {
+        return Err(ApiError::bad_request(error));
+    }
+    match app.register(&username, &email, &password).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(taken) => Err(ApiError::bad_request(taken)),
+    }
+}
+
+/// A message as the simulator reads it; the field order is the original's.
+#[derive(Serialize)]
+struct ApiMessage {
+    content: String,
+    pub_date: i64,
+    user: String,
+}
+
+async fn messages(app: &Minitwit, which: Timeline, limit: i64) -> ApiResult<Response> {
+    let rows = db::timeline(&app.store, which, limit, 0).await?;
+    let body: Vec<ApiMessage> = rows
+        .into_iter()
+        .map(|m| ApiMessage {
+            content: m.text,
+            pub_date: m.pub_date,
+            user: m.username,
+        })
+        .collect();
+    Ok(axum::Json(body).into_response())
+}
+
+async fn all_messages(
+    State(app): State<Minitwit>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Response> {
+    authorize(&headers)?;
+    messages(&app, Timeline::Public, query.limit()).await
+}
+
+async fn user_messages(
+    State(app): State<Minitwit>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Response> {
+    authorize(&headers)?;
+    let id = user_id(&app, &username).await?;
+    messages(&app, Timeline::User(id), query.limit()).await
+}
+
+/// `POST /msgs/<u>`.
+#[derive(Debug, Deserialize)]
+pub struct NewMessage {
+    content: Option<String>,
+}
+
+async fn post_message(
+    State(app): State<Minitwit>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    authorize(&headers)?;
+    let id = user_id(&app, &username).await?;
+    let message: NewMessage = parse_body(&body)?;
+    let content = message
+        .content
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("You have to enter a message (\"content\")"))?;
+    let chars = content.chars().count();
+    if chars > app.settings.max_message_chars {
+        return Err(ApiError::bad_request(format!(
+            "A message may have at most {} characters, not {chars}",
+            app.settings.max_message_chars
+        )));
+    }
+    db::add_message(&app.store, id, &content, now_seconds()).await?;
+    metrics::counter!("minitwit_messages_posted_total").increment(1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Follows {
+    follows: Vec<String>,
+}
+
+async fn follows(
+    State(app): State<Minitwit>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Follows>> {
+    authorize(&headers)?;
+    let id = user_id(&app, &username).await?;
+    let follows = db::followed_names(&app.store, id, query.limit()).await?;
+    Ok(axum::Json(Follows { follows }))
+}
+
+/// `POST /fllws/<u>`: `{"follow": name}` or `{"unfollow": name}`.
+#[derive(Debug, Deserialize)]
+pub struct FollowChange {
+    follow: Option<String>,
+    unfollow: Option<String>,
+}
+
+async fn change_follow(
+    State(app): State<Minitwit>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    authorize(&headers)?;
+    let who = user_id(&app, &username).await?;
+    let change: FollowChange = parse_body(&body)?;
+    match (change.follow, change.unfollow) {
+        (Some(name), _) => {
+            let whom = user_id(&app, &name).await?;
+            db::follow(&app.store, who, whom).await?;
+        }
+        (None, Some(name)) => {
+            let whom = user_id(&app, &name).await?;
+            db::unfollow(&app.store, who, whom).await?;
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "the body needs \"follow\" or \"unfollow\" with a username",
+            ));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,313 @@
+//! MiniTwit's SQL, the same text on both backends (expanded once per driver by `dispatch!`).
+//! Reads go to the store's readers, writes to its writer.
+
+use conveyor_queue::{Db, Store, dispatch};
+use sqlx::FromRow;
+
+/// A user as the pages need them.
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    /// Identifier.
+    pub user_id: i64,
+    /// Unique name, may contain spaces.
+    pub username: String,
+    /// Address (for the Gravatar picture).
+    pub email: String,
+}
+
+/// A message with its author, newest first in every list.
+#[derive(Debug, Clone, FromRow)]
+pub struct Message {
+    /// Identifier.
+    pub message_id: i64,
+    /// The text as posted.
+    pub text: String,
+    /// Unix seconds.
+    pub pub_date: i64,
+    /// The author's name.
+    pub username: String,
+    /// The author's address.
+    pub email: String,
+}
+
+/// Whose messages a timeline shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Timeline {
+    /// Everyone's.
+    Public,
+    /// One user's own.
+    User(i64),
+    /// A user's own and those of everyone they follow.
+    Personal(i64),
+}
+
+const MESSAGE_COLUMNS: &str = "SELECT m.message_id, m.text, m.pub_date, u.username, u.email \
+     FROM minitwit_message m JOIN minitwit_user u ON u.user_id = m.author_id \
+     WHERE m.flagged = FALSE ";
+const NEWEST_FIRST: &str = " ORDER BY m.pub_date DESC, m.message_id DESC LIMIT $1 OFFSET $2";
+
+/// Messages of a timeline, `limit` of them after skipping `offset`.
+pub async fn timeline(
+    store: &Store,
+    which: Timeline,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Message>> {
+    let (filter, user) = match which {
+        Timeline::Public => ("", None),
+        Timeline::User(id) => ("AND m.author_id = $3", Some(id)),
+        Timeline::Personal(id) => (
+            "AND (m.author_id = $3 OR m.author_id IN \
+                 (SELECT whom_id FROM minitwit_follower WHERE who_id = $3))",
+            Some(id),
+        ),
+    };
+    let sql = format!("{MESSAGE_COLUMNS}{filter}{NEWEST_FIRST}");
+    dispatch!(store.reader(), pool => {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset);
+        if let Some(id) = user {
+            query = query.bind(id);
+        }
+        query.fetch_all(pool).await
+    })
+}
+
+/// The user called `username`.
+pub async fn user_by_name(store: &Store, username: &str) -> sqlx::Result<Option<User>> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as("SELECT user_id, username, email FROM minitwit_user WHERE username = $1")
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+    })
+}
+
+/// The id and stored password hash of `username`.
+pub async fn credentials(store: &Store, username: &str) -> sqlx::Result<Option<(i64, String)>> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as("SELECT user_id, pw_hash FROM minitwit_user WHERE username = $1")
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+    })
+}
+
+/// Adds a user; `false` when the name is taken.
+pub async fn add_user(
+    store: &Store,
+    username: &str,
+    email: &str,
+    pw_hash: &str,
+) -> sqlx::Result<bool> {
+    let inserted = dispatch!(store.writer(), pool => {
+        sqlx::query(
+            "INSERT INTO minitwit_user (username, email, pw_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(pw_hash)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(inserted == 1)
+}
+
+/// Replaces a user's password hash (an upgrade to the current parameters).
+pub async fn set_password_hash(store: &Store, user_id: i64, pw_hash: &str) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query("UPDATE minitwit_user SET pw_hash = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(pw_hash)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Posts a message.
+pub async fn add_message(store: &Store, author_id: i64, text: &str, now: i64) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query(
+            "INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
+             VALUES ($1, $2, $3, FALSE)",
+        )
+        .bind(author_id)
+        .bind(text)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Flags (hides) or unflags messages; returns how many exist.
+pub async fn set_flagged(store: &Store, ids: &[i64], flagged: bool) -> sqlx::Result<u64> {
+    let ids = serde_json::to_string(ids).expect("integers serialise");
+    let changed = match store.writer() {
+        Db::Pg(pool) => sqlx::query(
+            "UPDATE minitwit_message SET flagged = $2 \
+                 WHERE message_id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+        )
+        .bind(ids)
+        .bind(flagged)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Db::Lite(pool) => sqlx::query(
+            "UPDATE minitwit_message SET flagged = $2 \
+                 WHERE message_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(ids)
+        .bind(flagged)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    Ok(changed)
+}
+
+/// `who` follows `whom` (once, however often asked).
+pub async fn follow(store: &Store, who: i64, whom: i64) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query(
+            "INSERT INTO minitwit_follower (who_id, whom_id) VALUES ($1, $2) \
+             ON CONFLICT (who_id, whom_id) DO NOTHING",
+        )
+        .bind(who)
+        .bind(whom)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}
+
+/// `who` no longer follows `whom` (fine if they did not).
+pub async fn unfollow(store: &Store, who: i64, whom: i64) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query("DELETE FROM minitwit_follower WHERE who_id = $1 AND whom_id = $2")
+            .bind(who)
+            .bind(whom)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Whether `who` follows `whom`.
+pub async fn follows(store: &Store, who: i64, whom: i64) -> sqlx::Result<bool> {
+    let row: Option<(i64,)> = dispatch!(store.reader(), pool => {
+        sqlx::query_as("SELECT who_id FROM minitwit_follower WHERE who_id = $1 AND whom_id = $2")
+            .bind(who)
+            .bind(whom)
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(row.is_some())
+}
+
+/// The names `who` follows, at most `limit`.
+pub async fn followed_names(store: &Store, who: i64, limit: i64) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> = dispatch!(store.reader(), pool => {
+        sqlx::query_as(
+            "SELECT u.username FROM minitwit_follower f \
+             JOIN minitwit_user u ON u.user_id = f.whom_id \
+             WHERE f.who_id = $1 ORDER BY u.username LIMIT $2",
+        )
+        .bind(who)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// The simulator's last `latest`, -1 before any.
+pub async fn latest(store: &Store) -> sqlx::Result<i64> {
+    let row: Option<(i64,)> = dispatch!(store.reader(), pool => {
+        sqlx::query_as("SELECT value FROM minitwit_latest WHERE id = 1")
+            .fetch_optional(pool)
+            .await?
+    });
+    Ok(row.map_or(-1, |r| r.0))
+}
+
+/// Records `latest`. On PostgreSQL without waiting for the disk: it is a progress marker
+/// written by every simulator request, and an fsync each would double their cost.
+pub async fn set_latest(store: &Store, value: i64) -> sqlx::Result<()> {
+    const UPSERT: &str = "INSERT INTO minitwit_latest (id, value) VALUES (1, $1) \
+                          ON CONFLICT (id) DO UPDATE SET value = excluded.value";
+    match store.writer() {
+        Db::Pg(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(UPSERT).bind(value).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Db::Lite(pool) => {
+            sqlx::query(UPSERT).bind(value).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a browser session for `user_id`.
+pub async fn add_session(
+    store: &Store,
+    token: &str,
+    user_id: i64,
+    expires_at: i64,
+) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query("INSERT INTO minitwit_session (token, user_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(token)
+            .bind(user_id)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The user of a live session.
+pub async fn session_user(store: &Store, token: &str, now: i64) -> sqlx::Result<Option<User>> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as(
+            "SELECT u.user_id, u.username, u.email FROM minitwit_session s \
+             JOIN minitwit_user u ON u.user_id = s.user_id \
+             WHERE s.token = $1 AND s.expires_at > $2",
+        )
+        .bind(token)
+        .bind(now)
+        .fetch_optional(pool)
+        .await
+    })
+}
+
+/// Ends a session, and any that expired.
+pub async fn end_session(store: &Store, token: &str, now: i64) -> sqlx::Result<()> {
+    dispatch!(store.writer(), pool => {
+        sqlx::query("DELETE FROM minitwit_session WHERE token = $1 OR expires_at <= $2")
+            .bind(token)
+            .bind(now)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Users, messages (flagged included) and follow pairs.
+pub async fn counts(store: &Store) -> sqlx::Result<(i64, i64, i64)> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM minitwit_user), \
+                    (SELECT COUNT(*) FROM minitwit_message), \
+                    (SELECT COUNT(*) FROM minitwit_follower)",
+        )
+        .fetch_one(pool)
+        .await
+    })
+}

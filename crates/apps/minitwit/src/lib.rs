@@ -1,0 +1,199 @@
+//! # conveyor-minitwit: the ITU DevOps course's microblog
+//!
+//! Two listeners, because the course's two kinds of client both define `POST /register`:
+//! - [`web`]: the pages (default port 5000), driven by browsers and the course's web tests;
+//! - [`api`]: the simulator's JSON API (default port 5001), and `/metrics`.
+//!
+//! Both share [`Minitwit`]: the store (tables `minitwit_*`, migrated beside the engine's),
+//! the password [`Hasher`] and the settings. [`db`] holds every statement; [`html`] the
+//! MarkupSafe escaper the templates use; [`simulate`] replays the course's scenario file.
+//! Nothing here uses the job queue: MiniTwit stands on the platform's store, HTTP and
+//! metrics plumbing only.
+
+pub mod api;
+pub mod db;
+pub mod html;
+pub mod password;
+pub mod simulate;
+pub mod web;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use conveyor_queue::Store;
+pub use password::Hasher;
+use tower_http::trace::TraceLayer;
+
+/// MiniTwit's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Longest message, in characters (default 1,000; the scenario's are at most 140).
+    pub max_message_chars: usize,
+    /// Days a login lasts (default 30).
+    pub session_days: i64,
+    /// Mark the session cookie `Secure` (default off: the pages are plain HTTP until a
+    /// TLS proxy fronts them, and browsers drop `Secure` cookies over HTTP).
+    pub secure_cookies: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_message_chars: 1000,
+            session_days: 30,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// What every MiniTwit handler reaches; cheap to clone.
+#[derive(Clone)]
+pub struct Minitwit {
+    /// The store.
+    pub store: Store,
+    hasher: Arc<Hasher>,
+    settings: Arc<Settings>,
+}
+
+impl Minitwit {
+    /// MiniTwit over `store`.
+    pub fn new(store: Store, hasher: Hasher, settings: Settings) -> Self {
+        Self {
+            store,
+            hasher: Arc::new(hasher),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Hashes off the async threads: argon2 is meant to be slow.
+    async fn hash(&self, password: &str) -> String {
+        let hasher = self.hasher.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .expect("hashing does not panic")
+    }
+
+    async fn verify(&self, password: &str, stored: &str) -> password::Verdict {
+        let hasher = self.hasher.clone();
+        let (password, stored) = (password.to_owned(), stored.to_owned());
+        tokio::task::spawn_blocking(move || hasher.verify(&password, &stored))
+            .await
+            .expect("verifying does not panic")
+    }
+
+    /// Adds a user whose input already passed [`registration_error`]; the inner `Err` is
+    /// the taken-name message.
+    async fn register(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> sqlx::Result<Result<(), &'static str>> {
+        const TAKEN: &str = "The username is already taken";
+        // Checked before hashing, so a taken name costs no hash; the insert's conflict
+        // clause settles a race between two registrations of one name.
+        if db::user_by_name(&self.store, username).await?.is_some() {
+            return Ok(Err(TAKEN));
+        }
+        let hash = self.hash(password).await;
+        if db::add_user(&self.store, username, email, &hash).await? {
+            metrics::counter!("minitwit_registrations_total").increment(1);
+            Ok(Ok(()))
+        } else {
+            Ok(Err(TAKEN))
+        }
+    }
+}
+
+/// The first problem with a registration, in the original's order (the taken name is
+/// checked last, against the database).
+pub fn registration_error(username: &str, email: &str, password: &str) -> Option<&'static str> {
+    if username.is_empty() {
+        Some("You have to enter a username")
+    } else if email.is_empty() || !email.contains('@') {
+        Some("You have to enter a valid email address")
+    } else if password.is_empty() {
+        Some("You have to enter a password")
+    } else if username.chars().count() > 100 || email.chars().count() > 254 {
+        Some("The username (at most 100 characters) or email address (254) is too long")
+    } else {
+        None
+    }
+}
+
+/// Unix seconds.
+pub fn now_seconds() -> i64 {
+    conveyor_queue::clock::now_ms() / 1000
+}
+
+/// Applies MiniTwit's migrations (its tables beside the engine's).
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate(store: &Store) -> conveyor_queue::Result<()> {
+    store
+        .migrate_with(
+            sqlx::migrate!("./migrations/postgres"),
+            sqlx::migrate!("./migrations/sqlite"),
+        )
+        .await
+}
+
+/// Largest request body either listener takes: a message is at most a few KiB.
+const BODY_LIMIT: usize = 64 << 10;
+
+/// The pages' router, with request metrics and logs.
+pub fn web_router(app: Minitwit) -> Router {
+    finish(web::router(app), "minitwit-web")
+}
+
+/// The simulator API's router, with request metrics and logs.
+pub fn api_router(app: Minitwit) -> Router {
+    finish(api::router(app), "minitwit-api")
+}
+
+fn finish(router: Router, listener: &'static str) -> Router {
+    // Installed before any request, or the first requests' metrics would be lost.
+    conveyor_web::metrics::handle();
+    router
+        .layer(axum::middleware::from_fn(move |request, next| {
+            conveyor_web::metrics::track_on(listener, request, next)
+        }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// `GET /metrics` on the API listener: the process's metrics, MiniTwit's counts included.
+async fn metrics(State(app): State<Minitwit>) -> Response {
+    refresh_counts(&app.store).await;
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        conveyor_web::metrics::handle().render(),
+    )
+        .into_response()
+}
+
+async fn refresh_counts(store: &Store) {
+    match db::counts(store).await {
+        Ok((users, messages, follows)) => {
+            metrics::gauge!("minitwit_users").set(users as f64);
+            metrics::gauge!("minitwit_messages").set(messages as f64);
+            metrics::gauge!("minitwit_follows").set(follows as f64);
+        }
+        Err(error) => tracing::warn!(%error, "minitwit: cannot count users and messages"),
+    }
+}
+
+/// Keeps the count gauges fresh for the main `/metrics` too, every `every`.
+pub async fn refresh_counts_every(store: Store, every: Duration) {
+    loop {
+        refresh_counts(&store).await;
+        tokio::time::sleep(every).await;
+    }
+}
