@@ -87,6 +87,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         .await
         .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
     store.migrate().await.context("applying migrations")?;
+    conveyor_minitwit::migrate(&store)
+        .await
+        .context("applying MiniTwit's migrations")?;
     Ok(store)
 }
 
@@ -171,6 +174,9 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
             }
         });
     }
+    if roles.http {
+        serve_minitwit(config, &store, &tasks, &shutdown).await?;
+    }
     if let Some(address) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -210,6 +216,56 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     tasks.close();
     tasks.wait().await;
     store.close().await;
+    Ok(())
+}
+
+/// MiniTwit's two listeners, each when configured, and its count gauges.
+async fn serve_minitwit(
+    config: &Config,
+    store: &Store,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = conveyor_minitwit::Settings {
+        secure_cookies: config.minitwit_secure_cookies,
+        ..conveyor_minitwit::Settings::default()
+    };
+    let hasher = conveyor_minitwit::Hasher::new(19_456, 2, 1)?;
+    let app = conveyor_minitwit::Minitwit::new(store.clone(), hasher, settings);
+    let listeners = [
+        (
+            config.minitwit_web,
+            conveyor_minitwit::web_router(app.clone()),
+            "pages",
+        ),
+        (
+            config.minitwit_api,
+            conveyor_minitwit::api_router(app),
+            "simulator API",
+        ),
+    ];
+    for (address, router, what) in listeners {
+        let Some(address) = address else { continue };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding MiniTwit's {what} to {address} (or set it off)"))?;
+        tracing::info!(%address, "serving MiniTwit's {what}");
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = conveyor_web::serve(listener, router, stop.cancelled_owned()).await
+            {
+                tracing::error!(%error, "MiniTwit server failed");
+            }
+        });
+    }
+    let counts = conveyor_minitwit::refresh_counts_every(store.clone(), Duration::from_secs(10));
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = counts => {}
+            () = stop.cancelled() => {}
+        }
+    });
     Ok(())
 }
 

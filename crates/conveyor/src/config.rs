@@ -57,6 +57,15 @@ pub struct Overrides {
     /// Log format: text or json [default: text]
     #[arg(long, env = "CONVEYOR_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// MiniTwit's web pages: an address, or "off" [default: 127.0.0.1:5000]
+    #[arg(long, env = "MINITWIT_WEB", global = true)]
+    pub minitwit_web: Option<String>,
+    /// MiniTwit's simulator API: an address, or "off" [default: 127.0.0.1:5001]
+    #[arg(long, env = "MINITWIT_API", global = true)]
+    pub minitwit_api: Option<String>,
+    /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
+    #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
+    pub minitwit_secure_cookies: Option<bool>,
 }
 
 impl Overrides {
@@ -75,6 +84,11 @@ impl Overrides {
             retention: self.retention.or(lower.retention),
             max_connections: self.max_connections.or(lower.max_connections),
             log_format: self.log_format.or(lower.log_format),
+            minitwit_web: self.minitwit_web.or(lower.minitwit_web),
+            minitwit_api: self.minitwit_api.or(lower.minitwit_api),
+            minitwit_secure_cookies: self
+                .minitwit_secure_cookies
+                .or(lower.minitwit_secure_cookies),
         }
     }
 
@@ -114,6 +128,12 @@ pub struct Config {
     pub max_connections: u32,
     /// JSON logs.
     pub log_json: bool,
+    /// MiniTwit's page listener, if on.
+    pub minitwit_web: Option<SocketAddr>,
+    /// MiniTwit's API listener, if on.
+    pub minitwit_api: Option<SocketAddr>,
+    /// MiniTwit's session cookie is `Secure`.
+    pub minitwit_secure_cookies: bool,
 }
 
 impl Config {
@@ -156,6 +176,15 @@ impl Config {
             retention: duration("retention", o.retention.as_deref().unwrap_or("7d"))?,
             max_connections,
             log_json,
+            minitwit_web: optional_address(
+                "minitwit_web",
+                o.minitwit_web.as_deref().unwrap_or("127.0.0.1:5000"),
+            )?,
+            minitwit_api: optional_address(
+                "minitwit_api",
+                o.minitwit_api.as_deref().unwrap_or("127.0.0.1:5001"),
+            )?,
+            minitwit_secure_cookies: o.minitwit_secure_cookies.unwrap_or(false),
         })
     }
 }
@@ -192,6 +221,16 @@ fn parse_queues(list: &str, default: usize) -> anyhow::Result<Vec<QueueConfig>> 
         bail!("queues: name at least one queue");
     }
     Ok(queues)
+}
+
+/// An address, or `None` for "off".
+fn optional_address(name: &str, text: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).with_context(|| {
+        format!("{name} must be an address like 127.0.0.1:5000, or off, not {text:?}")
+    })
 }
 
 /// `250ms`, `15s`, `5m`, `1h`, `7d`.

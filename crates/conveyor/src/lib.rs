@@ -7,6 +7,8 @@
 //! - [`jobs_cmd`]: `conveyor jobs list|show|enqueue|cancel`, straight on the database.
 //! - [`bench`]: `conveyor bench queue|longtask`, the engine's and the count's benchmarks.
 //! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
+//! - [`minitwit_cmd`]: `conveyor minitwit simulate|flag`, the course's simulator and
+//!   `flag_tool`.
 //!
 //! [`main`] parses the command line and dispatches.
 
@@ -15,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod jobs_cmd;
 pub mod load;
+pub mod minitwit_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +63,12 @@ pub enum Command {
         /// Which load test.
         #[command(subcommand)]
         command: load::LoadCommand,
+    },
+    /// MiniTwit's tools: replay a simulator scenario, flag messages
+    Minitwit {
+        /// Which MiniTwit command.
+        #[command(subcommand)]
+        command: minitwit_cmd::MinitwitCommand,
     },
     /// Benchmarks
     Bench {
@@ -114,5 +123,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs { command } => jobs_cmd::run(&config, command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Load { command } => load::run(command).await,
+        Command::Minitwit { command } => minitwit_cmd::run(&config, command).await,
     }
 }

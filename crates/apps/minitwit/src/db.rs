@@ -223,6 +223,9 @@ pub async fn followed_names(store: &Store, who: i64, limit: i64) -> sqlx::Result
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+const LATEST_UPSERT: &str = "INSERT INTO minitwit_latest (id, value) VALUES (1, $1) \
+                             ON CONFLICT (id) DO UPDATE SET value = excluded.value";
+
 /// The simulator's last `latest`, -1 before any.
 pub async fn latest(store: &Store) -> sqlx::Result<i64> {
     let row: Option<(i64,)> = dispatch!(store.reader(), pool => {
@@ -236,19 +239,20 @@ pub async fn latest(store: &Store) -> sqlx::Result<i64> {
 /// Records `latest`. On PostgreSQL without waiting for the disk: it is a progress marker
 /// written by every simulator request, and an fsync each would double their cost.
 pub async fn set_latest(store: &Store, value: i64) -> sqlx::Result<()> {
-    const UPSERT: &str = "INSERT INTO minitwit_latest (id, value) VALUES (1, $1) \
-                          ON CONFLICT (id) DO UPDATE SET value = excluded.value";
     match store.writer() {
         Db::Pg(pool) => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
+            // One round trip: a simple-protocol batch. The value is an integer, formatted.
+            let batch = format!(
+                "BEGIN; SET LOCAL synchronous_commit = off; \
+                 INSERT INTO minitwit_latest (id, value) VALUES (1, {value}) \
+                 ON CONFLICT (id) DO UPDATE SET value = excluded.value; COMMIT"
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
+                .execute(pool)
                 .await?;
-            sqlx::query(UPSERT).bind(value).execute(&mut *tx).await?;
-            tx.commit().await?;
         }
         Db::Lite(pool) => {
-            sqlx::query(UPSERT).bind(value).execute(pool).await?;
+            sqlx::query(LATEST_UPSERT).bind(value).execute(pool).await?;
         }
     }
     Ok(())
@@ -310,4 +314,137 @@ pub async fn counts(store: &Store) -> sqlx::Result<(i64, i64, i64)> {
         .fetch_one(pool)
         .await
     })
+}
+
+/// Records `latest` inside the statement it precedes (PostgreSQL; `$N` is the value or NULL).
+macro_rules! with_latest {
+    ($n:literal) => {
+        concat!(
+            "WITH latest AS ( \
+                 INSERT INTO minitwit_latest (id, value) SELECT 1, $",
+            $n,
+            "::BIGINT WHERE $",
+            $n,
+            "::BIGINT IS NOT NULL \
+                 ON CONFLICT (id) DO UPDATE SET value = excluded.value) "
+        )
+    };
+}
+
+/// The simulator's `POST /msgs/<u>`: records `latest` (when given) and posts as `username`;
+/// `false` when there is no such user. On PostgreSQL it is one statement, so one round trip
+/// and one commit: a request's database time is most of its time there.
+pub async fn post_message(
+    store: &Store,
+    latest: Option<i64>,
+    username: &str,
+    text: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    macro_rules! insert {
+        () => {
+            "INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
+             SELECT user_id, $2, $3, FALSE FROM minitwit_user WHERE username = $1"
+        };
+    }
+    let inserted = match store.writer() {
+        Db::Pg(pool) => sqlx::query(concat!(with_latest!("4"), insert!()))
+            .bind(username)
+            .bind(text)
+            .bind(now)
+            .bind(latest)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Db::Lite(pool) => {
+            let mut tx = pool.begin().await?;
+            if let Some(value) = latest {
+                sqlx::query(LATEST_UPSERT)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let inserted = sqlx::query(insert!())
+                .bind(username)
+                .bind(text)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            inserted
+        }
+    };
+    Ok(inserted == 1)
+}
+
+/// The simulator's `POST /fllws/<u>`: records `latest` (when given), then makes `who` follow
+/// (or unfollow) `whom` if both exist; returns both ids as found. One statement on PostgreSQL.
+pub async fn change_follow(
+    store: &Store,
+    latest: Option<i64>,
+    who: &str,
+    whom: &str,
+    follow: bool,
+) -> sqlx::Result<(Option<i64>, Option<i64>)> {
+    match store.writer() {
+        Db::Pg(pool) => {
+            let sql = if follow {
+                concat!(
+                    with_latest!("3"),
+                    ", who AS (SELECT user_id FROM minitwit_user WHERE username = $1), \
+                       whom AS (SELECT user_id FROM minitwit_user WHERE username = $2), \
+                       changed AS (INSERT INTO minitwit_follower (who_id, whom_id) \
+                           SELECT who.user_id, whom.user_id FROM who, whom \
+                           ON CONFLICT (who_id, whom_id) DO NOTHING) \
+                     SELECT (SELECT user_id FROM who), (SELECT user_id FROM whom)"
+                )
+            } else {
+                concat!(
+                    with_latest!("3"),
+                    ", who AS (SELECT user_id FROM minitwit_user WHERE username = $1), \
+                       whom AS (SELECT user_id FROM minitwit_user WHERE username = $2), \
+                       changed AS (DELETE FROM minitwit_follower \
+                           WHERE who_id = (SELECT user_id FROM who) \
+                             AND whom_id = (SELECT user_id FROM whom)) \
+                     SELECT (SELECT user_id FROM who), (SELECT user_id FROM whom)"
+                )
+            };
+            sqlx::query_as(sql)
+                .bind(who)
+                .bind(whom)
+                .bind(latest)
+                .fetch_one(pool)
+                .await
+        }
+        Db::Lite(pool) => {
+            let mut tx = pool.begin().await?;
+            if let Some(value) = latest {
+                sqlx::query(LATEST_UPSERT)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT username, user_id FROM minitwit_user WHERE username IN ($1, $2)",
+            )
+            .bind(who)
+            .bind(whom)
+            .fetch_all(&mut *tx)
+            .await?;
+            let find = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.1);
+            let (who_id, whom_id) = (find(who), find(whom));
+            if let (Some(a), Some(b)) = (who_id, whom_id) {
+                let sql = if follow {
+                    "INSERT INTO minitwit_follower (who_id, whom_id) VALUES ($1, $2) \
+                     ON CONFLICT (who_id, whom_id) DO NOTHING"
+                } else {
+                    "DELETE FROM minitwit_follower WHERE who_id = $1 AND whom_id = $2"
+                };
+                sqlx::query(sql).bind(a).bind(b).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok((who_id, whom_id))
+        }
+    }
 }

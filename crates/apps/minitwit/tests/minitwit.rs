@@ -25,6 +25,7 @@ conveyor_queue::on_both_backends!(
     web_refuses_cross_site_writes_but_takes_plain_forms,
     stored_hashes_are_upgraded_at_login,
     metrics_count_requests_users_and_messages,
+    the_replay_tool_plays_a_scenario_against_a_live_api,
 );
 
 const AUTH: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
@@ -656,57 +657,59 @@ async fn web_registration_and_login_errors(store: Store) {
 
 async fn web_timelines_follow_and_unfollow(store: Store) {
     let (web, _) = apps(&store).await;
-    let mut foo = Browser::new(&web);
-    foo.register("foo", "default").await;
-    foo.login("foo", "default").await;
-    foo.post("/add_message", &[("text", "the message by foo")])
+    let mut author = Browser::new(&web);
+    author.register("foo", "default").await;
+    author.login("foo", "default").await;
+    author
+        .post("/add_message", &[("text", "the message by foo")])
         .await;
-    foo.get("/logout").await;
+    author.get("/logout").await;
 
-    let mut bar = Browser::new(&web);
-    bar.register("bar", "default").await;
-    bar.login("bar", "default").await;
-    bar.post("/add_message", &[("text", "the message by bar")])
+    let mut reader = Browser::new(&web);
+    reader.register("bar", "default").await;
+    reader.login("bar", "default").await;
+    reader
+        .post("/add_message", &[("text", "the message by bar")])
         .await;
 
-    let page = bar.get("/").await;
+    let page = reader.get("/").await;
     assert!(page.body.contains("the message by bar"));
     assert!(
         !page.body.contains("the message by foo"),
         "not followed yet"
     );
-    let page = bar.get("/foo").await;
+    let page = reader.get("/foo").await;
     assert!(page.body.contains("foo's Timeline | MiniTwit"));
     assert!(page.body.contains("You are not yet following this user."));
 
-    let reply = bar.get("/foo/follow").await;
+    let reply = reader.get("/foo/follow").await;
     assert_eq!(reply.location(), "/foo");
-    let page = bar.then(reply).await;
+    let page = reader.then(reply).await;
     assert!(
         page.body.contains("You are now following &#34;foo&#34;"),
         "{}",
         page.body
     );
     assert!(page.body.contains("You are currently following this user."));
-    let page = bar.get("/").await;
+    let page = reader.get("/").await;
     assert!(page.body.contains("the message by foo") && page.body.contains("the message by bar"));
-    let page = bar.get("/bar").await;
+    let page = reader.get("/bar").await;
     assert!(page.body.contains("the message by bar") && !page.body.contains("the message by foo"));
-    let page = bar.get("/foo").await;
+    let page = reader.get("/foo").await;
     assert!(page.body.contains("the message by foo") && !page.body.contains("the message by bar"));
 
-    let reply = bar.get("/foo/unfollow").await;
-    let page = bar.then(reply).await;
+    let reply = reader.get("/foo/unfollow").await;
+    let page = reader.then(reply).await;
     assert!(
         page.body
             .contains("You are no longer following &#34;foo&#34;")
     );
-    let page = bar.get("/").await;
+    let page = reader.get("/").await;
     assert!(!page.body.contains("the message by foo"));
 
-    assert_eq!(bar.get("/nobody").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(reader.get("/nobody").await.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        bar.get("/nobody/follow").await.status,
+        reader.get("/nobody/follow").await.status,
         StatusCode::NOT_FOUND
     );
     let mut stranger = Browser::new(&web);
@@ -892,4 +895,62 @@ async fn metrics_count_requests_users_and_messages(store: Store) {
         page.body
     );
     assert!(page.body.contains(r#"route="/msgs/{username}""#));
+}
+
+/// The scenario replay against a real listener: a small inline scenario, then the course's
+/// sample scenario's first 1,000 actions when `../shared` is present.
+async fn the_replay_tool_plays_a_scenario_against_a_live_api(store: Store) {
+    use conveyor_minitwit::simulate::{parse, replay};
+    use std::time::Duration;
+
+    let (_, app) = apps(&store).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let inline = "1\t0\t0\tregister\tAnn Lee\tann@x.dk\tq\"u'o\\te\n\
+                  2\t0\t0\tregister\tBo\tbo@x.dk\tpw\n\
+                  3\t0\t0\ttweet\tAnn Lee\tHej <b>ünï</b> & \"co\"\n\
+                  4\t0\t0\tfollow\tBo\tAnn Lee\n\
+                  5\t0\t0\tunfollow\tBo\tAnn Lee\n\
+                  6\t0\t0\tunfollow\tBo\tAnn Lee\n\
+                  7\t0\t0\ttweet\tNobody\tlost\n";
+    let report = replay(&url, &parse(inline).unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(report.actions, 7);
+    assert_eq!(
+        report.errors, 1,
+        "the unknown user's tweet is a 404: {report}"
+    );
+    assert!(report.first_errors[0].contains("action 7"), "{report}");
+    assert!(report.latest_matches, "{report}");
+    let list = api(
+        &app_for(&store).await,
+        Method::GET,
+        "/msgs/Ann%20Lee",
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(list.json()[0]["content"], "Hej <b>ünï</b> & \"co\"");
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../../shared/data/minitwit/minitwit_scenario.csv");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipped the sample scenario: {} is absent", path.display());
+        return;
+    };
+    let mut actions = parse(&text).unwrap();
+    actions.truncate(1000);
+    let report = replay(&url, &actions, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert_eq!(report.registrations_refused, 0, "{report}");
+    assert!(report.latest_matches, "{report}");
+}
+
+async fn app_for(store: &Store) -> Router {
+    apps(store).await.1
 }

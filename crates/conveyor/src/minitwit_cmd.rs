@@ -1,0 +1,85 @@
+//! `conveyor minitwit simulate`: the course's simulator against a running API;
+//! `conveyor minitwit flag`: the original's `flag_tool`, hiding messages by id.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+
+/// `conveyor minitwit ...`
+#[derive(Debug, Subcommand)]
+pub enum MinitwitCommand {
+    /// Replay a scenario file against the simulator API, one request at a time
+    Simulate(SimulateArgs),
+    /// Hide messages (or show them again with --unflag)
+    Flag {
+        /// Message ids
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Show them again instead
+        #[arg(long)]
+        unflag: bool,
+    },
+}
+
+/// `conveyor minitwit simulate` options.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario: tab-separated id, delay, timestamp, command, user, arguments
+    #[arg(long)]
+    pub scenario: PathBuf,
+    /// The simulator API's base URL
+    #[arg(long, default_value = "http://127.0.0.1:5001")]
+    pub url: String,
+    /// Replay only the first N actions
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Per-request timeout in milliseconds, as the course's simulator (0.3 s)
+    #[arg(long, default_value_t = 300)]
+    pub timeout_ms: u64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a MiniTwit command.
+///
+/// # Errors
+/// An unreadable scenario, an unreachable database; a replay with errors exits non-zero.
+pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()> {
+    match command {
+        MinitwitCommand::Simulate(args) => {
+            let text = std::fs::read_to_string(&args.scenario)
+                .with_context(|| format!("reading {}", args.scenario.display()))?;
+            let mut actions = conveyor_minitwit::simulate::parse(&text)?;
+            if let Some(limit) = args.limit {
+                actions.truncate(limit);
+            }
+            let timeout = Duration::from_millis(args.timeout_ms);
+            let report = conveyor_minitwit::simulate::replay(&args.url, &actions, timeout).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{report}");
+            }
+            if report.errors > 0 || !report.latest_matches {
+                anyhow::bail!("{} errors during the replay", report.errors);
+            }
+            Ok(())
+        }
+        MinitwitCommand::Flag { ids, unflag } => {
+            let store = crate::app::connect(config).await?;
+            let changed = conveyor_minitwit::db::set_flagged(&store, &ids, !unflag).await?;
+            println!(
+                "{} {changed} of {} messages",
+                if unflag { "unflagged" } else { "flagged" },
+                ids.len()
+            );
+            store.close().await;
+            Ok(())
+        }
+    }
+}
