@@ -14,6 +14,15 @@ use crate::config::Config;
 pub enum MinitwitCommand {
     /// Replay a scenario file against the simulator API, one request at a time
     Simulate(SimulateArgs),
+    /// Fill the database with generated users and messages (for benchmarks)
+    Seed {
+        /// Users to add (`seed user 1`..., password `password`)
+        #[arg(long, default_value_t = 1000)]
+        users: i64,
+        /// Messages to add, spread over the users
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: i64,
+    },
     /// Hide messages (or show them again with --unflag)
     Flag {
         /// Message ids
@@ -68,6 +77,23 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
             if report.errors > 0 || !report.latest_matches {
                 anyhow::bail!("{} errors during the replay", report.errors);
             }
+            Ok(())
+        }
+        MinitwitCommand::Seed { users, messages } => {
+            anyhow::ensure!(
+                (1..=1_000_000).contains(&users) && (0..=100_000_000).contains(&messages),
+                "seed at most 1,000,000 users and 100,000,000 messages"
+            );
+            let store = crate::app::connect(config).await?;
+            let hash = conveyor_minitwit::Hasher::new(19_456, 2, 1)?.hash("password");
+            let started = std::time::Instant::now();
+            let now = conveyor_minitwit::now_seconds();
+            let added = conveyor_minitwit::db::seed(&store, users, messages, &hash, now).await?;
+            println!(
+                "added {added} messages over {users} users in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            store.close().await;
             Ok(())
         }
         MinitwitCommand::Flag { ids, unflag } => {
