@@ -41,12 +41,23 @@ impl Roles {
     };
 }
 
-/// Every job kind this binary runs: the built-ins and each app's.
-pub fn registry() -> Registry {
+/// Every job kind this binary runs: the built-ins and each app's. `average` reads and
+/// writes its files in `files`.
+pub fn registry(files: &conveyor_average::Storage) -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
     conveyor_longtask::register(&mut registry);
+    conveyor_average::register(&mut registry, files.clone());
     registry
+}
+
+/// Where `average` keeps its files, from the configuration.
+///
+/// # Errors
+/// When the directory cannot be made.
+pub fn average_storage(config: &Config) -> anyhow::Result<conveyor_average::Storage> {
+    conveyor_average::Storage::local(&config.average_dir)
+        .with_context(|| format!("average's directory {}", config.average_dir.display()))
 }
 
 /// Every periodic schedule of the apps.
@@ -55,8 +66,10 @@ pub fn schedules() -> Vec<Schedule> {
 }
 
 /// The apps' HTTP routes, merged beside the job API.
-pub fn app_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(conveyor_longtask::router())
+pub fn app_routes(files: &conveyor_average::Storage) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(conveyor_longtask::router())
+        .merge(conveyor_average::router(files.clone()))
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
@@ -90,6 +103,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
     conveyor_minitwit::migrate(&store)
         .await
         .context("applying MiniTwit's migrations")?;
+    conveyor_average::migrate(&store)
+        .await
+        .context("applying average's migrations")?;
     Ok(store)
 }
 
@@ -156,14 +172,19 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     conveyor_web::metrics::handle();
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
-    let state = AppState::new(store.clone(), registry(), WebSettings::default());
+    let files = average_storage(config)?;
+    let state = AppState::new(store.clone(), registry(&files), WebSettings::default());
 
     if roles.http {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
-        let app = conveyor_web::router(state.clone(), app_routes(), config.metrics_addr.is_none());
+        let app = conveyor_web::router(
+            state.clone(),
+            app_routes(&files),
+            config.metrics_addr.is_none(),
+        );
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) =
@@ -176,6 +197,19 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.http {
         serve_minitwit(config, &store, &tasks, &shutdown).await?;
+        // average's worker gauges (W, busy and idle slots, queued tasks) for /metrics.
+        let (state, stop) = (state.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                if let Err(error) = conveyor_average::api::worker_metrics(&state).await {
+                    tracing::warn!(?error, "average: cannot read worker metrics");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
     }
     if let Some(address) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(address)
@@ -191,7 +225,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         });
     }
     if roles.work {
-        let worker = Worker::new(store.clone(), registry(), worker_config(config));
+        let worker = Worker::new(store.clone(), registry(&files), worker_config(config));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = worker.run(stop.clone()).await {

@@ -4,7 +4,7 @@
 //! and validates, naming the setting at fault.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,9 +12,10 @@ use clap::Args;
 use conveyor_queue::QueueConfig;
 use serde::Deserialize;
 
-/// The queues served by default: general jobs, and the CPU-bound counting tasks of
-/// `longtask` at most two at a time (one per core of a small machine).
-pub const DEFAULT_QUEUES: &str = "default,longtask=2";
+/// The queues served by default: general jobs, the CPU-bound counting tasks of `longtask`
+/// at most two at a time (one per core of a small machine), and `average`'s file tasks
+/// (reading, parsing and writing overlap, so a few more than cores).
+pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -63,6 +64,9 @@ pub struct Overrides {
     /// MiniTwit's simulator API: an address, or "off" [default: 127.0.0.1:5001]
     #[arg(long, env = "MINITWIT_API", global = true)]
     pub minitwit_api: Option<String>,
+    /// Directory of average's files (input, partial sums, output) [default: average-data]
+    #[arg(long, env = "AVERAGE_DIR", global = true)]
+    pub average_dir: Option<PathBuf>,
     /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
     #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
     pub minitwit_secure_cookies: Option<bool>,
@@ -89,6 +93,7 @@ impl Overrides {
             minitwit_secure_cookies: self
                 .minitwit_secure_cookies
                 .or(lower.minitwit_secure_cookies),
+            average_dir: self.average_dir.or(lower.average_dir),
         }
     }
 
@@ -134,6 +139,8 @@ pub struct Config {
     pub minitwit_api: Option<SocketAddr>,
     /// MiniTwit's session cookie is `Secure`.
     pub minitwit_secure_cookies: bool,
+    /// average's files.
+    pub average_dir: PathBuf,
 }
 
 impl Config {
@@ -185,6 +192,9 @@ impl Config {
                 o.minitwit_api.as_deref().unwrap_or("127.0.0.1:5001"),
             )?,
             minitwit_secure_cookies: o.minitwit_secure_cookies.unwrap_or(false),
+            average_dir: o
+                .average_dir
+                .unwrap_or_else(|| PathBuf::from("average-data")),
         })
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
                 let delay = i64::try_from(delay).context("--delay-ms is too large")?;
                 job = job.run_at(conveyor_queue::clock::now_ms().saturating_add(delay));
             }
-            crate::app::registry().check(&job)?;
+            crate::app::registry(&crate::app::average_storage(config)?).check(&job)?;
             let enqueued = store.enqueue(job).await?;
             serde_json::to_string_pretty(&JobView::from(enqueued.job))?
         }

@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_smallest_scenario_passes_every_check() {
     let db = TestDb::sqlite().await;
+    let dir = std::env::temp_dir().join(format!("conveyor-load-test-{}", std::process::id()));
+    let files = conveyor_average::Storage::local(&dir).unwrap();
     let state = AppState::new(
         db.store.clone(),
-        conveyor::app::registry(),
+        conveyor::app::registry(&files),
         WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(), true);
+    let app = conveyor_web::router(state, conveyor::app::app_routes(&files), true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -33,7 +35,7 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
         }],
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(db.store.clone(), conveyor::app::registry(), config);
+    let worker = Worker::new(db.store.clone(), conveyor::app::registry(&files), config);
     let worker = tokio::spawn(worker.run(stop.clone()));
 
     let options = LongtaskLoad {

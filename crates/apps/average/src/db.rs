@@ -1,0 +1,217 @@
+//! The `average_job` rows: the same SQL on both backends.
+
+use conveyor_queue::{Store, Tx, dispatch};
+use sqlx::FromRow;
+
+/// One averaging job as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct Row {
+    /// Identifier.
+    pub id: i64,
+    /// F.
+    pub files: i64,
+    /// C.
+    pub entries: i64,
+    /// Files per task.
+    pub group_size: i32,
+    /// Seed of the generated data.
+    pub seed: i64,
+    /// generating / processing / aggregating / completed / failed.
+    pub status: String,
+    /// -1 while generating, then the reduction level running.
+    pub level: i32,
+    /// The engine group running now.
+    pub group_id: Option<i64>,
+    /// Generation tasks.
+    pub generate_tasks: i32,
+    /// Sum tasks over all levels.
+    pub sum_tasks: i32,
+    /// Sum tasks of finished levels.
+    pub sum_tasks_done: i32,
+    /// Prefix of its files in the store.
+    pub location: String,
+    /// The averages' file, when completed.
+    pub output: Option<String>,
+    /// The overall mean, when completed.
+    pub mean: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Ms since the epoch.
+    pub created_at: i64,
+    /// When generation ended.
+    pub generated_at: Option<i64>,
+    /// When it completed or failed.
+    pub finished_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, files, entries, group_size, seed, status, level, group_id, \
+     generate_tasks, sum_tasks, sum_tasks_done, location, output, mean, error, created_at, \
+     generated_at, finished_at";
+
+/// What a new job needs.
+pub struct NewRow {
+    /// F.
+    pub files: i64,
+    /// C.
+    pub entries: i64,
+    /// Files per task.
+    pub group_size: i32,
+    /// Seed.
+    pub seed: i64,
+    /// Generation tasks.
+    pub generate_tasks: i32,
+    /// Sum tasks.
+    pub sum_tasks: i32,
+    /// Ms since the epoch.
+    pub now: i64,
+}
+
+/// Inserts a job in `tx`; its location is `average/<id>`.
+pub async fn insert(tx: &mut Tx, new: &NewRow) -> sqlx::Result<i64> {
+    let id: i64 = dispatch!(tx.conn(), conn => {
+        sqlx::query_scalar(
+            "INSERT INTO average_job (files, entries, group_size, seed, status, level, \
+                 generate_tasks, sum_tasks, location, created_at) \
+             VALUES ($1, $2, $3, $4, 'generating', -1, $5, $6, '', $7) RETURNING id",
+        )
+        .bind(new.files)
+        .bind(new.entries)
+        .bind(new.group_size)
+        .bind(new.seed)
+        .bind(new.generate_tasks)
+        .bind(new.sum_tasks)
+        .bind(new.now)
+        .fetch_one(conn)
+        .await?
+    });
+    dispatch!(tx.conn(), conn => {
+        sqlx::query("UPDATE average_job SET location = $2 WHERE id = $1")
+            .bind(id)
+            .bind(format!("average/{id}"))
+            .execute(conn)
+            .await?;
+    });
+    Ok(id)
+}
+
+/// Moves a job from `level` to the next, with the group that now runs; `false` when it had
+/// moved already (a continuation that ran twice), or is gone.
+pub async fn advance(
+    tx: &mut Tx,
+    id: i64,
+    level: i32,
+    group_id: i64,
+    sum_tasks_done: i32,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let status = if level + 1 == 0 {
+        "processing"
+    } else {
+        "aggregating"
+    };
+    let moved = dispatch!(tx.conn(), conn => {
+        sqlx::query(
+            "UPDATE average_job \
+             SET level = $2 + 1, status = $3, group_id = $4, sum_tasks_done = $5, \
+                 generated_at = COALESCE(generated_at, $6) \
+             WHERE id = $1 AND level = $2 AND status IN ('generating', 'processing', 'aggregating')",
+        )
+        .bind(id)
+        .bind(level)
+        .bind(status)
+        .bind(group_id)
+        .bind(sum_tasks_done)
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(moved == 1)
+}
+
+/// Ends a job at `level`: completed with its output and mean, or failed with an error.
+pub async fn finish(
+    store: &Store,
+    id: i64,
+    level: i32,
+    outcome: Result<(&str, f64), &str>,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let (status, output, mean, error) = match outcome {
+        Ok((output, mean)) => ("completed", Some(output), Some(mean), None),
+        Err(error) => ("failed", None, None, Some(error)),
+    };
+    let done = dispatch!(store.writer(), pool => {
+        sqlx::query(
+            "UPDATE average_job \
+             SET status = $3, output = $4, mean = $5, error = $6, finished_at = $7, \
+                 sum_tasks_done = CASE WHEN $3 = 'completed' THEN sum_tasks ELSE sum_tasks_done END \
+             WHERE id = $1 AND level = $2 AND status IN ('generating', 'processing', 'aggregating')",
+        )
+        .bind(id)
+        .bind(level)
+        .bind(status)
+        .bind(output)
+        .bind(mean)
+        .bind(error)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(done == 1)
+}
+
+/// One job.
+pub async fn get(store: &Store, id: i64) -> sqlx::Result<Option<Row>> {
+    let sql = format!("SELECT {COLUMNS} FROM average_job WHERE id = $1");
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await
+    })
+}
+
+/// The newest jobs, before `before` when given.
+pub async fn list(store: &Store, before: Option<i64>, limit: i64) -> sqlx::Result<Vec<Row>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM average_job WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    );
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(pool).await
+    })
+}
+
+/// Removes a job's row; `false` when there was none.
+pub async fn delete(store: &Store, id: i64) -> sqlx::Result<bool> {
+    let deleted = dispatch!(store.writer(), pool => {
+        sqlx::query("DELETE FROM average_job WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(deleted == 1)
+}
+
+/// Jobs not ended yet.
+pub async fn active(store: &Store) -> sqlx::Result<i64> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM average_job \
+             WHERE status IN ('generating', 'processing', 'aggregating')",
+        )
+        .fetch_one(pool)
+        .await
+    })
+}
+
+/// Records the generation group of a new job.
+pub async fn advance_generation(tx: &mut Tx, id: i64, group_id: i64) -> sqlx::Result<()> {
+    dispatch!(tx.conn(), conn => {
+        sqlx::query("UPDATE average_job SET group_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(group_id)
+            .execute(conn)
+            .await?;
+    });
+    Ok(())
+}

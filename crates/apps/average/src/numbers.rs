@@ -1,0 +1,184 @@
+//! The files' formats and the arithmetic, kept pure so they are tested and benchmarked alone.
+//!
+//! - Input files: integers 1 to 100 as ASCII, separated by single spaces, ending in a newline
+//!   (the original's format). Any ASCII whitespace separates on reading.
+//! - Partial sums: the element-wise sums as little-endian `u64`, 8 bytes each; exact, and
+//!   read back without parsing.
+//! - The output: the per-position averages, shortest round-trip decimal form, one space
+//!   apart, ending in a newline.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Largest value an input may hold: keeps any sum of up to 100,000 files within `u64`.
+pub const VALUE_MAX: u64 = 1_000_000_000_000;
+
+/// File `index` of a job seeded `seed`: `entries` integers from 1 to 100.
+pub fn generate(seed: u64, index: u64, entries: usize) -> Vec<u8> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut out = Vec::with_capacity(entries * 3);
+    for n in 0..entries {
+        if n > 0 {
+            out.push(b' ');
+        }
+        let value: u8 = rng.random_range(1..=100);
+        if value == 100 {
+            out.extend_from_slice(b"100");
+        } else if value >= 10 {
+            out.push(b'0' + value / 10);
+            out.push(b'0' + value % 10);
+        } else {
+            out.push(b'0' + value);
+        }
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Adds the integers of an input file into `sums`, which must be exactly as long as the
+/// file has integers. The error names the problem and where it is.
+pub fn add_text(bytes: &[u8], sums: &mut [u64]) -> Result<(), String> {
+    let mut count = 0usize;
+    let mut value = 0u64;
+    let mut digits = 0u32;
+    for (offset, &byte) in bytes.iter().enumerate() {
+        if byte.is_ascii_digit() {
+            value = value * 10 + u64::from(byte - b'0');
+            digits += 1;
+            if value > VALUE_MAX {
+                return Err(format!("a number above {VALUE_MAX} at byte {offset}"));
+            }
+        } else if byte.is_ascii_whitespace() {
+            if digits > 0 {
+                let Some(slot) = sums.get_mut(count) else {
+                    return Err(format!("more than the expected {} numbers", sums.len()));
+                };
+                *slot += value;
+                count += 1;
+                value = 0;
+                digits = 0;
+            }
+        } else {
+            return Err(format!("unexpected byte 0x{byte:02x} at byte {offset}"));
+        }
+    }
+    if digits > 0 {
+        let Some(slot) = sums.get_mut(count) else {
+            return Err(format!("more than the expected {} numbers", sums.len()));
+        };
+        *slot += value;
+        count += 1;
+    }
+    if count != sums.len() {
+        return Err(format!(
+            "{count} numbers where {} were expected (truncated?)",
+            sums.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Adds a partial-sum file into `sums`.
+pub fn add_binary(bytes: &[u8], sums: &mut [u64]) -> Result<(), String> {
+    if bytes.len() != sums.len() * 8 {
+        return Err(format!(
+            "{} bytes where a partial sum of {} entries has {}",
+            bytes.len(),
+            sums.len(),
+            sums.len() * 8
+        ));
+    }
+    for (sum, chunk) in sums.iter_mut().zip(bytes.chunks_exact(8)) {
+        let value = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        *sum = sum
+            .checked_add(value)
+            .ok_or_else(|| "a sum overflowed 64 bits".to_owned())?;
+    }
+    Ok(())
+}
+
+/// A partial-sum file's bytes.
+pub fn encode_sums(sums: &[u64]) -> Vec<u8> {
+    sums.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// The averages of `sums` over `files`, as the output file's text, and the overall mean.
+pub fn averages(sums: &[u64], files: u64) -> (String, f64) {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(sums.len() * 6);
+    let mut total: u128 = 0;
+    for (n, &sum) in sums.iter().enumerate() {
+        if n > 0 {
+            text.push(' ');
+        }
+        let _ = write!(text, "{}", sum as f64 / files as f64);
+        total += u128::from(sum);
+    }
+    text.push('\n');
+    let mean = total as f64 / (files as f64 * sums.len() as f64);
+    (text, mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_parse_back_with_values_in_range() {
+        let file = generate(7, 3, 1000);
+        assert_eq!(file, generate(7, 3, 1000), "same seed and index, same file");
+        assert_ne!(file, generate(7, 4, 1000));
+        let mut sums = vec![0; 1000];
+        add_text(&file, &mut sums).unwrap();
+        assert!(sums.iter().all(|v| (1..=100).contains(v)));
+        assert!(sums.contains(&1) && sums.contains(&100), "both ends appear");
+    }
+
+    #[test]
+    fn text_errors_name_the_problem() {
+        let mut sums = vec![0; 3];
+        add_text(b"1 2 3\n", &mut sums).unwrap();
+        assert_eq!(sums, [1, 2, 3]);
+        add_text(b" 10\t20\n30 ", &mut sums).unwrap();
+        assert_eq!(sums, [11, 22, 33]);
+        assert!(
+            add_text(b"1 2", &mut sums)
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            add_text(b"1 2 3 4", &mut sums)
+                .unwrap_err()
+                .contains("more than")
+        );
+        assert!(
+            add_text(b"1 -2 3", &mut sums)
+                .unwrap_err()
+                .contains("byte 2")
+        );
+        assert!(
+            add_text(b"1 2 99999999999999", &mut sums)
+                .unwrap_err()
+                .contains("above")
+        );
+    }
+
+    #[test]
+    fn partial_sums_round_trip_and_check_their_length() {
+        let mut sums = vec![5, 6];
+        add_binary(&encode_sums(&[1, u64::from(u32::MAX)]), &mut sums).unwrap();
+        assert_eq!(sums, [6, 6 + u64::from(u32::MAX)]);
+        assert!(
+            add_binary(&[0; 7], &mut sums)
+                .unwrap_err()
+                .contains("7 bytes")
+        );
+    }
+
+    #[test]
+    fn averages_are_exact_quotients() {
+        let (text, mean) = averages(&[3, 4, 300], 2);
+        assert_eq!(text, "1.5 2 150\n");
+        assert!((mean - 307.0 / 6.0).abs() < 1e-12);
+    }
+}

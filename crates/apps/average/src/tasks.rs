@@ -1,0 +1,279 @@
+//! The job kinds, all on queue `average`:
+//!
+//! - `average.generate`: writes input files `from..to` of a job (a group of these generates
+//!   every file in parallel);
+//! - `average.sum`: sums some files element by element into one partial file;
+//! - `average.reduce`: the continuation of each group. After generation it starts level 0;
+//!   after a level it starts the next, `group_size` partial files per task, as one new
+//!   group whose continuation is again `average.reduce`; after the level with a single
+//!   task it writes the averages and completes the job.
+//!
+//! Every step can run twice (a worker killed after its work but before its completion is
+//! recorded): file names are a function of (level, index) and the contents of the inputs,
+//! so a rerun writes the same bytes; `average.reduce` moves the job's level by
+//! compare-and-set in the transaction that enqueues the next group, so a rerun enqueues
+//! nothing. A job deleted meanwhile makes every step a no-op.
+
+use conveyor_queue::{JobContext, JobError, JobState, NewJob, Registry};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::storage::Storage;
+use crate::{db, numbers, plan};
+
+/// The queue of every average task, so W (its concurrency) is set apart.
+pub const QUEUE: &str = "average";
+/// Writes input files.
+pub const GENERATE: &str = "average.generate";
+/// Sums files.
+pub const SUM: &str = "average.sum";
+/// Plans the next level, or finishes.
+pub const REDUCE: &str = "average.reduce";
+/// Input files written per generation task.
+pub const FILES_PER_GENERATE_TASK: u64 = 10;
+
+/// `average.generate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateArgs {
+    /// The average job.
+    pub job: i64,
+    /// Its files' prefix.
+    pub location: String,
+    /// C.
+    pub entries: u64,
+    /// Seed.
+    pub seed: u64,
+    /// First file.
+    pub from: u64,
+    /// One past the last file.
+    pub to: u64,
+}
+
+/// `average.sum`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumArgs {
+    /// The average job.
+    pub job: i64,
+    /// 0 reads input text; above, partial sums.
+    pub level: u32,
+    /// C.
+    pub entries: u64,
+    /// The files to add.
+    pub inputs: Vec<String>,
+    /// Where the sum goes.
+    pub output: String,
+}
+
+/// `average.reduce`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReduceArgs {
+    /// The average job.
+    pub job: i64,
+    /// The level that just ended (-1: generation).
+    pub level: i32,
+}
+
+/// Registers the three kinds, reading and writing files through `storage`.
+pub fn register(registry: &mut Registry, storage: Storage) {
+    let store_for_generate = storage.clone();
+    registry.register(GENERATE, move |args: GenerateArgs, ctx: JobContext| {
+        let storage = store_for_generate.clone();
+        async move { generate(&storage, args, &ctx).await }
+    });
+    let store_for_sum = storage.clone();
+    registry.register(SUM, move |args: SumArgs, ctx: JobContext| {
+        let storage = store_for_sum.clone();
+        async move { sum(&storage, args, &ctx).await }
+    });
+    registry.register(REDUCE, move |args: ReduceArgs, ctx: JobContext| {
+        let storage = storage.clone();
+        async move { reduce(&storage, args, &ctx).await }
+    });
+}
+
+/// The generation group of a new job: its tasks and its continuation.
+pub fn generation_jobs(job: i64, files: u64, entries: u64, seed: u64) -> (Vec<NewJob>, NewJob) {
+    let location = format!("average/{job}");
+    let tasks = (0..files)
+        .step_by(FILES_PER_GENERATE_TASK as usize)
+        .map(|from| {
+            let args = GenerateArgs {
+                job,
+                location: location.clone(),
+                entries,
+                seed,
+                from,
+                to: (from + FILES_PER_GENERATE_TASK).min(files),
+            };
+            NewJob::new(GENERATE, json!(args)).queue(QUEUE)
+        })
+        .collect();
+    (tasks, continuation(job, -1))
+}
+
+fn continuation(job: i64, level: i32) -> NewJob {
+    NewJob::new(REDUCE, json!(ReduceArgs { job, level })).queue(QUEUE)
+}
+
+/// `average.generate`'s handler.
+///
+/// # Errors
+/// When a file cannot be written.
+pub async fn generate(
+    storage: &Storage,
+    args: GenerateArgs,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    let total = (args.to - args.from) as i64;
+    for (done, index) in (args.from..args.to).enumerate() {
+        if ctx.is_cancelled() {
+            return Err(JobError::permanent("cancelled"));
+        }
+        let entries = args.entries as usize;
+        let seed = args.seed;
+        let bytes = tokio::task::spawn_blocking(move || numbers::generate(seed, index, entries))
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        storage
+            .put(&plan::input_path(&args.location, index), bytes)
+            .await?;
+        ctx.progress(done as i64 + 1, Some(total), None);
+    }
+    clean_up_if_deleted(storage, ctx, args.job).await
+}
+
+/// `average.sum`'s handler.
+///
+/// # Errors
+/// Permanent when an input is missing or malformed (naming it); retryable on store errors.
+pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(), JobError> {
+    let reads = args.inputs.iter().map(|path| storage.get(path));
+    let files = match futures_util::future::try_join_all(reads).await {
+        Ok(files) => files,
+        Err(error) if job_gone(ctx, args.job).await => {
+            tracing::debug!(%error, job = args.job, "average job deleted; sum skipped");
+            return Ok(());
+        }
+        Err(object_store::Error::NotFound { path, .. }) => {
+            return Err(JobError::permanent(format!("input file {path} is missing")));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let entries = args.entries as usize;
+    let level = args.level;
+    let inputs = args.inputs.clone();
+    let summed = tokio::task::spawn_blocking(move || {
+        let mut sums = vec![0u64; entries];
+        for (bytes, path) in files.iter().zip(&inputs) {
+            let added = if level == 0 {
+                numbers::add_text(bytes, &mut sums)
+            } else {
+                numbers::add_binary(bytes, &mut sums)
+            };
+            added.map_err(|problem| format!("{path}: {problem}"))?;
+        }
+        Ok::<_, String>(numbers::encode_sums(&sums))
+    })
+    .await
+    .map_err(|e| JobError::retry(e.to_string()))?
+    .map_err(JobError::permanent)?;
+    storage.put(&args.output, summed).await?;
+    clean_up_if_deleted(storage, ctx, args.job).await
+}
+
+/// A job deleted while this task ran would keep the file just written: remove them all.
+async fn clean_up_if_deleted(
+    storage: &Storage,
+    ctx: &JobContext,
+    job: i64,
+) -> Result<(), JobError> {
+    if job_gone(ctx, job).await {
+        storage.delete_under(&format!("average/{job}")).await?;
+    }
+    Ok(())
+}
+
+async fn job_gone(ctx: &JobContext, job: i64) -> bool {
+    matches!(db::get(ctx.store(), job).await, Ok(None))
+}
+
+/// `average.reduce`'s handler: plans the next level, or writes the averages.
+///
+/// # Errors
+/// On store or database errors (retried).
+pub async fn reduce(
+    storage: &Storage,
+    args: ReduceArgs,
+    ctx: &JobContext,
+) -> Result<Value, JobError> {
+    let store = ctx.store();
+    let Some(row) = db::get(store, args.job).await? else {
+        return Ok(json!({"skipped": "the job was deleted"}));
+    };
+    if row.level != args.level || row.finished_at.is_some() {
+        return Ok(json!({"skipped": "already past this level"}));
+    }
+    let now = conveyor_queue::clock::now_ms();
+    let members = ctx.group_members().await?;
+    if let Some(failed) = members.iter().find(|m| m.state != JobState::Completed) {
+        let error = format!(
+            "task {} {}: {}",
+            failed.id,
+            failed.state,
+            failed.error.as_deref().unwrap_or("no error recorded")
+        );
+        db::finish(store, row.id, row.level, Err(&error), now).await?;
+        return Ok(json!({"failed": error}));
+    }
+
+    let (files, group) = (row.files as u64, row.group_size as u64);
+    let levels = plan::level_tasks(files, group);
+    if args.level >= 0 && levels[args.level as usize] == 1 {
+        // The last level's single partial file holds the totals.
+        let totals = storage
+            .get(&plan::partial_path(&row.location, args.level as u32, 0))
+            .await?;
+        let mut sums = vec![0u64; row.entries as usize];
+        numbers::add_binary(&totals, &mut sums).map_err(JobError::permanent)?;
+        let (text, mean) = numbers::averages(&sums, files);
+        let output = plan::output_path(&row.location);
+        storage.put(&output, text.into_bytes()).await?;
+        db::finish(store, row.id, row.level, Ok((&output, mean)), now).await?;
+        return Ok(json!({"output": output, "mean": mean}));
+    }
+
+    let next = (args.level + 1) as u32;
+    let tasks: Vec<NewJob> = (0..levels[next as usize])
+        .map(|index| {
+            let args = SumArgs {
+                job: row.id,
+                level: next,
+                entries: row.entries as u64,
+                inputs: plan::task_inputs(&row.location, files, group, next, index),
+                output: plan::partial_path(&row.location, next, index),
+            };
+            NewJob::new(SUM, json!(args)).queue(QUEUE)
+        })
+        .collect();
+    let done_before: u64 = levels[..next as usize].iter().sum();
+    let mut tx = store.begin().await?;
+    let enqueued = tx
+        .enqueue_group(&tasks, continuation(row.id, next as i32))
+        .await?;
+    if db::advance(
+        &mut tx,
+        row.id,
+        args.level,
+        enqueued.group_id,
+        done_before as i32,
+        now,
+    )
+    .await?
+    {
+        tx.commit().await?;
+        Ok(json!({"level": next, "tasks": tasks.len()}))
+    } else {
+        // Another run of this continuation got there first; dropping `tx` rolls back.
+        Ok(json!({"skipped": "another run started the level"}))
+    }
+}
