@@ -16,14 +16,21 @@ conveyor_queue::on_both_backends!(
     a_job_longer_than_the_lease_runs_once_across_processes,
     sigterm_lets_running_jobs_finish_and_hands_the_rest_back,
     a_count_whose_worker_is_killed_is_rescued_and_completes,
+    an_average_job_whose_worker_is_killed_completes_exactly,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `conveyor work` on the test database with a short lease and poll.
 fn worker(db: &TestDb, lease: &str, grace: &str) -> Child {
+    worker_with(db, lease, grace, &[])
+}
+
+/// [`worker`] with extra environment.
+fn worker_with(db: &TestDb, lease: &str, grace: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .arg("work")
+        .envs(env.iter().copied())
         .env("DATABASE_URL", &db.url)
         .env("CONVEYOR_LEASE", lease)
         .env("CONVEYOR_GRACE", grace)
@@ -137,4 +144,88 @@ async fn a_count_whose_worker_is_killed_is_rescued_and_completes(db: &TestDb) {
     assert_eq!(job.result.unwrap()["count"], target);
     assert_eq!(job.progress_done, Some(i64::try_from(target).unwrap()));
     second.kill().await.unwrap();
+}
+
+/// A worker killed in the middle of the reduction: its tasks run again after the lease, a
+/// step that ran twice changes nothing, and the averages are exact.
+async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode, header};
+    use tower::ServiceExt;
+
+    let dir =
+        std::env::temp_dir().join(format!("conveyor-average-kill-{:x}", rand::random::<u64>()));
+    let files = conveyor_average::Storage::local(&dir).unwrap();
+    let store = &db.store;
+    conveyor_average::migrate(store).await.unwrap();
+    conveyor_minitwit::migrate(store).await.unwrap();
+    let state = conveyor_web::AppState::new(
+        store.clone(),
+        conveyor::app::registry(&files),
+        conveyor_web::WebSettings::default(),
+    );
+    let app = conveyor_web::router(state, conveyor::app::app_routes(&files), true);
+    let call = |method: Method, uri: String, body: Option<serde_json::Value>| {
+        let app = app.clone();
+        async move {
+            let mut request = Request::builder().method(method).uri(uri);
+            if body.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+            let response = app.oneshot(request.body(body).unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+            )
+        }
+    };
+    let body = json!({"files": 300, "entries_per_file": 4000, "seed": 7});
+    let (status, job) = call(Method::POST, "/api/average/jobs".into(), Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = job["id"].as_i64().unwrap();
+    let uri = format!("/api/average/jobs/{id}");
+
+    let dir_text = dir.display().to_string();
+    let env = [
+        ("AVERAGE_DIR", dir_text.as_str()),
+        ("CONVEYOR_QUEUES", "average=4"),
+    ];
+    let mut first = worker_with(db, "2s", "1s", &env);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, job) = call(Method::GET, uri.clone(), None).await;
+        if job["progress"]["sum_tasks"]["done"].as_u64().unwrap_or(0) > 0
+            || job["status"] != "generating"
+        {
+            assert_ne!(
+                job["status"], "completed",
+                "the kill must land mid-way: {job}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress: {job}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().await.expect("SIGKILL the worker");
+    let mut second = worker_with(db, "2s", "1s", &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let (_, job) = call(Method::GET, uri.clone(), None).await;
+        if matches!(job["status"].as_str(), Some("completed" | "failed")) {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not end: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["status"], "completed", "{job}");
+    let (_, verdict) = call(Method::POST, format!("{uri}/validate"), None).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["positions"], 4000);
+    second.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
