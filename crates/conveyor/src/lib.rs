@@ -7,12 +7,14 @@
 //! - [`jobs_cmd`]: `conveyor jobs list|show|enqueue|cancel`, straight on the database.
 //! - [`bench`]: `conveyor bench queue|longtask`, the engine's and the count's benchmarks.
 //! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
+//! - [`average_cmd`]: `conveyor average run`, submit and watch an averaging job.
 //! - [`minitwit_cmd`]: `conveyor minitwit simulate|flag`, the course's simulator and
 //!   `flag_tool`.
 //!
 //! [`main`] parses the command line and dispatches.
 
 pub mod app;
+pub mod average_cmd;
 pub mod bench;
 pub mod config;
 pub mod jobs_cmd;
@@ -63,6 +65,12 @@ pub enum Command {
         /// Which load test.
         #[command(subcommand)]
         command: load::LoadCommand,
+    },
+    /// average: submit an averaging job and watch it
+    Average {
+        /// Which average command.
+        #[command(subcommand)]
+        command: average_cmd::AverageCommand,
     },
     /// MiniTwit's tools: replay a simulator scenario, flag messages
     Minitwit {
@@ -124,5 +132,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command } => bench::run(command).await,
         Command::Load { command } => load::run(command).await,
         Command::Minitwit { command } => minitwit_cmd::run(&config, command).await,
+        Command::Average { command } => average_cmd::run(command).await,
     }
 }

@@ -68,9 +68,10 @@ pub struct WorkerConfig {
     pub rescue: bool,
     /// Most outcomes recorded per transaction (default 1000).
     pub completion_batch: usize,
-    /// With fewer than half a batch of free slots, how long a claimer waits for more to free
-    /// up before claiming what is free (default 5 ms). Without it, every job that ends would
-    /// trigger a claim of one job, and batching would vanish exactly under load.
+    /// With fewer than half a batch of free slots, the longest a claimer waits for half a
+    /// batch to free up before claiming what is free (default 5 ms). Without it, every job
+    /// that ends would trigger a claim of one job, and batching would vanish exactly under
+    /// load; with a plain sleep, a small pool of short jobs would idle a cooldown per job.
     pub fetch_cooldown: Duration,
 }
 
@@ -354,10 +355,26 @@ impl Shared {
                 }
                 continue;
             }
-            if free < batch.min(limit).div_ceil(2) {
-                tokio::select! {
-                    () = tokio::time::sleep(self.config.fetch_cooldown) => {}
-                    () = stop.cancelled() => continue,
+            let enough = batch.min(limit).div_ceil(2);
+            if free < enough {
+                // Wait for half a batch of slots, but no longer than the cooldown: a small
+                // pool of short jobs would otherwise idle a whole cooldown per job.
+                let deadline = tokio::time::Instant::now() + self.config.fetch_cooldown;
+                loop {
+                    let more = slots.freed.notified();
+                    tokio::pin!(more);
+                    more.as_mut().enable();
+                    if slots.free().0 >= enough {
+                        break;
+                    }
+                    tokio::select! {
+                        () = more => {}
+                        () = tokio::time::sleep_until(deadline) => break,
+                        () = stop.cancelled() => break,
+                    }
+                }
+                if stop.is_cancelled() {
+                    continue;
                 }
             }
             let wanted = slots.take(batch);

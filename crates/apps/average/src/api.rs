@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use conveyor_queue::JobState;
+use conveyor_queue::{JobState, NewJob};
 use conveyor_web::extract::{Json, Path};
 use conveyor_web::{ApiError, AppState};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,8 @@ pub const NUMBERS_MAX: u64 = 200_000_000;
 pub const GROUP_MAX: u64 = 1_000;
 /// Largest W.
 pub const W_MAX: u32 = 1_000;
+/// When a deleted job's files are deleted once more: after the default lease and grace.
+pub const CLEAN_DELAY_MS: i64 = 60_000;
 
 /// The routes; `storage` is where the files are.
 pub fn router(storage: Storage) -> OpenApiRouter<AppState> {
@@ -351,6 +353,18 @@ async fn remove(
         .delete_under(&row.location)
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    if row.finished_at.is_none() {
+        // Tasks running now may still write a file; delete once more when they are surely
+        // over (a lease and a grace period, at the defaults).
+        let later = conveyor_queue::clock::now_ms() + CLEAN_DELAY_MS;
+        let clean = tasks::CleanArgs {
+            location: row.location,
+        };
+        let job = NewJob::new(tasks::CLEAN, serde_json::json!(clean))
+            .queue(QUEUE)
+            .run_at(later);
+        state.store.enqueue(job).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

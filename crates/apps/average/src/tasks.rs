@@ -3,6 +3,7 @@
 //! - `average.generate`: writes input files `from..to` of a job (a group of these generates
 //!   every file in parallel);
 //! - `average.sum`: sums some files element by element into one partial file;
+//! - `average.clean`: deletes a deleted job's files once more, after its last tasks ended;
 //! - `average.reduce`: the continuation of each group. After generation it starts level 0;
 //!   after a level it starts the next, `group_size` partial files per task, as one new
 //!   group whose continuation is again `average.reduce`; after the level with a single
@@ -12,7 +13,8 @@
 //! recorded): file names are a function of (level, index) and the contents of the inputs,
 //! so a rerun writes the same bytes; `average.reduce` moves the job's level by
 //! compare-and-set in the transaction that enqueues the next group, so a rerun enqueues
-//! nothing. A job deleted meanwhile makes every step a no-op.
+//! nothing. Deleting a job cancels its waiting tasks; one running then may still write a
+//! file, which `average.clean`, run a lease and a grace period later, removes.
 
 use conveyor_queue::{JobContext, JobError, JobState, NewJob, Registry};
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,8 @@ pub const GENERATE: &str = "average.generate";
 pub const SUM: &str = "average.sum";
 /// Plans the next level, or finishes.
 pub const REDUCE: &str = "average.reduce";
+/// Deletes a deleted job's files once more, later.
+pub const CLEAN: &str = "average.clean";
 /// Input files written per generation task.
 pub const FILES_PER_GENERATE_TASK: u64 = 10;
 
@@ -64,6 +68,13 @@ pub struct SumArgs {
     pub output: String,
 }
 
+/// `average.clean`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CleanArgs {
+    /// The deleted job's files' prefix.
+    pub location: String,
+}
+
 /// `average.reduce`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReduceArgs {
@@ -85,9 +96,14 @@ pub fn register(registry: &mut Registry, storage: Storage) {
         let storage = store_for_sum.clone();
         async move { sum(&storage, args, &ctx).await }
     });
+    let store_for_reduce = storage.clone();
     registry.register(REDUCE, move |args: ReduceArgs, ctx: JobContext| {
-        let storage = storage.clone();
+        let storage = store_for_reduce.clone();
         async move { reduce(&storage, args, &ctx).await }
+    });
+    registry.register(CLEAN, move |args: CleanArgs, _ctx: JobContext| {
+        let storage = storage.clone();
+        async move { clean(&storage, args).await }
     });
 }
 
@@ -139,7 +155,7 @@ pub async fn generate(
             .await?;
         ctx.progress(done as i64 + 1, Some(total), None);
     }
-    clean_up_if_deleted(storage, ctx, args.job).await
+    Ok(())
 }
 
 /// `average.sum`'s handler.
@@ -159,37 +175,30 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
         }
         Err(error) => return Err(error.into()),
     };
-    let entries = args.entries as usize;
-    let level = args.level;
-    let inputs = args.inputs.clone();
-    let summed = tokio::task::spawn_blocking(move || {
-        let mut sums = vec![0u64; entries];
-        for (bytes, path) in files.iter().zip(&inputs) {
-            let added = if level == 0 {
-                numbers::add_text(bytes, &mut sums)
-            } else {
-                numbers::add_binary(bytes, &mut sums)
-            };
-            added.map_err(|problem| format!("{path}: {problem}"))?;
-        }
-        Ok::<_, String>(numbers::encode_sums(&sums))
-    })
-    .await
-    .map_err(|e| JobError::retry(e.to_string()))?
-    .map_err(JobError::permanent)?;
-    storage.put(&args.output, summed).await?;
-    clean_up_if_deleted(storage, ctx, args.job).await
+    // Parsed here, not on a blocking thread: a group of five 10,000-number files takes
+    // about 0.15 ms, less than the two thread hand-offs would.
+    let mut sums = vec![0u64; args.entries as usize];
+    for (bytes, path) in files.iter().zip(&args.inputs) {
+        let added = if args.level == 0 {
+            numbers::add_text(bytes, &mut sums)
+        } else {
+            numbers::add_binary(bytes, &mut sums)
+        };
+        added.map_err(|problem| JobError::permanent(format!("{path}: {problem}")))?;
+    }
+    storage
+        .put(&args.output, numbers::encode_sums(&sums))
+        .await?;
+    Ok(())
 }
 
-/// A job deleted while this task ran would keep the file just written: remove them all.
-async fn clean_up_if_deleted(
-    storage: &Storage,
-    ctx: &JobContext,
-    job: i64,
-) -> Result<(), JobError> {
-    if job_gone(ctx, job).await {
-        storage.delete_under(&format!("average/{job}")).await?;
-    }
+/// `average.clean`: deletes a deleted job's files again, after any task that was running
+/// when it was deleted has ended (so nothing it wrote is left behind).
+///
+/// # Errors
+/// The store's.
+pub async fn clean(storage: &Storage, args: CleanArgs) -> Result<(), JobError> {
+    storage.delete_under(&args.location).await?;
     Ok(())
 }
 
