@@ -56,8 +56,8 @@ pub fn registry(files: &conveyor_average::Storage) -> Registry {
 /// # Errors
 /// When the directory cannot be made.
 pub fn average_storage(config: &Config) -> anyhow::Result<conveyor_average::Storage> {
-    conveyor_average::Storage::local(&config.average_dir)
-        .with_context(|| format!("average's directory {}", config.average_dir.display()))
+    conveyor_average::Storage::open(&config.average_store)
+        .with_context(|| format!("average's store {}", config.average_store))
 }
 
 /// Every periodic schedule of the apps.

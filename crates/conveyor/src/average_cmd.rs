@@ -47,6 +47,7 @@ pub struct RunArgs {
 /// When the server is unreachable, refuses the job, or the job fails.
 pub async fn run(command: AverageCommand) -> anyhow::Result<()> {
     let AverageCommand::Run(args) = command;
+    conveyor_web::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()?;

@@ -4,7 +4,7 @@
 //! and validates, naming the setting at fault.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -64,9 +64,10 @@ pub struct Overrides {
     /// MiniTwit's simulator API: an address, or "off" [default: 127.0.0.1:5001]
     #[arg(long, env = "MINITWIT_API", global = true)]
     pub minitwit_api: Option<String>,
-    /// Directory of average's files (input, partial sums, output) [default: average-data]
-    #[arg(long, env = "AVERAGE_DIR", global = true)]
-    pub average_dir: Option<PathBuf>,
+    /// Where average keeps its files: a directory, or s3://bucket[/prefix] (S3 settings from
+    /// the AWS_* environment) [default: average-data]
+    #[arg(long, env = "AVERAGE_STORE", global = true)]
+    pub average_store: Option<String>,
     /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
     #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
     pub minitwit_secure_cookies: Option<bool>,
@@ -93,7 +94,7 @@ impl Overrides {
             minitwit_secure_cookies: self
                 .minitwit_secure_cookies
                 .or(lower.minitwit_secure_cookies),
-            average_dir: self.average_dir.or(lower.average_dir),
+            average_store: self.average_store.or(lower.average_store),
         }
     }
 
@@ -139,8 +140,8 @@ pub struct Config {
     pub minitwit_api: Option<SocketAddr>,
     /// MiniTwit's session cookie is `Secure`.
     pub minitwit_secure_cookies: bool,
-    /// average's files.
-    pub average_dir: PathBuf,
+    /// average's files: a directory or an s3:// URL.
+    pub average_store: String,
 }
 
 impl Config {
@@ -192,9 +193,7 @@ impl Config {
                 o.minitwit_api.as_deref().unwrap_or("127.0.0.1:5001"),
             )?,
             minitwit_secure_cookies: o.minitwit_secure_cookies.unwrap_or(false),
-            average_dir: o
-                .average_dir
-                .unwrap_or_else(|| PathBuf::from("average-data")),
+            average_store: o.average_store.unwrap_or_else(|| "average-data".to_owned()),
         })
     }
 }
@@ -284,10 +283,38 @@ mod tests {
                     name: "longtask".into(),
                     concurrency: 2
                 },
+                QueueConfig {
+                    name: "average".into(),
+                    concurrency: 4
+                },
             ]
         );
         assert_eq!(config.lease, Duration::from_secs(15));
         assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            config.minitwit_web,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5000)))
+        );
+        assert_eq!(
+            config.minitwit_api,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5001)))
+        );
+        assert_eq!(config.average_store, "average-data");
+    }
+
+    #[test]
+    fn minitwit_listeners_can_be_off_and_bad_addresses_are_named() {
+        let off = Overrides {
+            minitwit_web: Some("off".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(Config::resolve(off).unwrap().minitwit_web, None);
+        let bad = Overrides {
+            minitwit_api: Some("localhost".into()),
+            ..Overrides::default()
+        };
+        let error = Config::resolve(bad).unwrap_err().to_string();
+        assert!(error.contains("minitwit_api"), "{error}");
     }
 
     #[test]

@@ -224,6 +224,7 @@ pub async fn run(command: LoadCommand) -> anyhow::Result<()> {
 }
 
 async fn scenario(name: &'static str, plan: Plan, options: &LongtaskLoad) -> anyhow::Result<Value> {
+    conveyor_web::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)

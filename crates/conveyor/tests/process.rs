@@ -192,7 +192,7 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
 
     let dir_text = dir.display().to_string();
     let env = [
-        ("AVERAGE_DIR", dir_text.as_str()),
+        ("AVERAGE_STORE", dir_text.as_str()),
         ("CONVEYOR_QUEUES", "average=4"),
     ];
     let mut first = worker_with(db, "2s", "1s", &env);

@@ -17,6 +17,13 @@ pub mod jobs;
 pub mod metrics;
 pub mod state;
 
+/// Installs the TLS crypto provider (ring) that every HTTP client here needs before it is
+/// built (reqwest and object_store use rustls without a default provider, which spares the
+/// build aws-lc). Call it before building a client; later calls do nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 /// The app's file store; cheap to clone.
@@ -29,6 +31,34 @@ impl Storage {
             store: Arc::new(store),
             url: format!("file://{}", dir.display()),
         })
+    }
+
+    /// A directory path, or `s3://bucket[/prefix]`: S3 or any S3-compatible server, set up
+    /// from the standard environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL` for a server other than Amazon's, `AWS_ALLOW_HTTP`
+    /// for one without TLS).
+    ///
+    /// # Errors
+    /// A directory that cannot be made, or S3 settings that do not make a client.
+    pub fn open(location: &str) -> anyhow::Result<Self> {
+        if location.starts_with("s3://") {
+            conveyor_web::install_tls_provider();
+            let store = AmazonS3Builder::from_env().with_url(location).build()?;
+            let url = location.trim_end_matches('/').to_owned();
+            match url
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split_once('/'))
+            {
+                // A prefix inside the bucket: every path goes under it.
+                Some((_, prefix)) if !prefix.is_empty() => {
+                    let prefixed = PrefixStore::new(store, prefix);
+                    Ok(Self::new(Arc::new(prefixed), url))
+                }
+                _ => Ok(Self::new(Arc::new(store), url)),
+            }
+        } else {
+            Self::local(std::path::Path::new(location))
+        }
     }
 
     /// Any store, named by `url` in job resources.

@@ -23,6 +23,7 @@ conveyor_queue::on_both_backends!(
     a_malformed_input_file_fails_the_job_naming_the_file,
     deleting_a_job_stops_it_and_removes_its_files,
     w_is_read_and_changed_at_run_time,
+    a_job_runs_on_an_s3_compatible_bucket,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,9 +51,18 @@ fn fresh_dir() -> std::path::PathBuf {
 
 /// The app, and a worker for queue `average` whose registry `adjust` may change.
 async fn setup(store: &Store, adjust: impl FnOnce(&mut Registry, &Storage)) -> Setup {
-    conveyor_average::migrate(store).await.unwrap();
     let dir = fresh_dir();
     let storage = Storage::local(&dir).unwrap();
+    setup_on(store, storage, dir, adjust).await
+}
+
+async fn setup_on(
+    store: &Store,
+    storage: Storage,
+    dir: std::path::PathBuf,
+    adjust: impl FnOnce(&mut Registry, &Storage),
+) -> Setup {
+    conveyor_average::migrate(store).await.unwrap();
     let mut registry = Registry::new();
     conveyor_average::register(&mut registry, storage.clone());
     adjust(&mut registry, &storage);
@@ -427,5 +437,85 @@ async fn w_is_read_and_changed_at_run_time(store: Store) {
     let (_, metrics, text) = call(app, Method::GET, "/metrics", None).await;
     assert_eq!(metrics, Value::Null);
     assert!(text.contains("average_slots_idle"), "{text}");
+    setup.finish().await;
+}
+
+/// The same job with its files in an S3-compatible bucket (moto's server in CI; set
+/// `TEST_S3_ENDPOINT`, e.g. http://127.0.0.1:5055, to run it).
+async fn a_job_runs_on_an_s3_compatible_bucket(store: Store) {
+    use object_store::aws::AmazonS3Builder;
+
+    let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: TEST_S3_ENDPOINT is not set");
+        return;
+    };
+    conveyor_web::install_tls_provider();
+    let bucket = format!("conveyor-test-{:x}", rand::random::<u32>());
+    let client = reqwest::Client::new();
+    let created = client
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "creating the bucket: {}",
+        created.status()
+    );
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(&bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let storage = Storage::new(std::sync::Arc::new(s3), format!("s3://{bucket}"));
+    let setup = setup_on(&store, storage.clone(), fresh_dir(), |_, _| {}).await;
+    let app = &setup.app;
+
+    let body = json!({"files": 12, "entries_per_file": 30, "seed": 9});
+    let (status, job, text) = call(app, Method::POST, "/api/average/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let id = job["id"].as_i64().unwrap();
+    let job = wait_until_ended(app, id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!(
+        job["input_location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("s3://{bucket}/average/{id}/"))
+    );
+    let (_, verdict, _) = call(
+        app,
+        Method::POST,
+        &format!("/api/average/jobs/{id}/validate"),
+        None,
+    )
+    .await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    let (_, output, _) = call(
+        app,
+        Method::GET,
+        &format!("/api/average/jobs/{id}/output"),
+        None,
+    )
+    .await;
+    assert_eq!(output, Value::Null, "the output is text, not JSON");
+
+    let (status, _, _) = call(
+        app,
+        Method::DELETE,
+        &format!("/api/average/jobs/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let left = storage
+        .delete_under(&format!("average/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "deleting the job deleted its objects");
     setup.finish().await;
 }

@@ -159,6 +159,7 @@ const AUTHORIZATION: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
 pub async fn replay(base: &str, actions: &[Action], timeout: Duration) -> anyhow::Result<Report> {
     let base = Url::parse(base).with_context(|| format!("--url {base:?}"))?;
     // No idle connections kept: every request opens its own, as the simulator's do.
+    conveyor_web::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(timeout)
