@@ -161,6 +161,13 @@ mod tests {
                 .unwrap_err()
                 .contains("above")
         );
+        let huge = format!("1 2 {}", "9".repeat(40));
+        let error = add_text(huge.as_bytes(), &mut sums).unwrap_err();
+        assert!(error.contains("above"), "{error}");
+        let error = add_text(b"1 2 3x", &mut sums).unwrap_err();
+        assert!(error.contains("byte 5"), "{error}");
+        let error = add_text(b"", &mut sums).unwrap_err();
+        assert!(error.contains("0 numbers"), "{error}");
     }
 
     #[test]
