@@ -41,35 +41,77 @@ impl Roles {
     };
 }
 
-/// Every job kind this binary runs: the built-ins and each app's. `average` reads and
-/// writes its files in `files`.
-pub fn registry(files: &conveyor_average::Storage) -> Registry {
+/// What the apps need beyond the store: average's file store, repostats' GitHub client
+/// and snapshot.
+#[derive(Debug, Clone)]
+pub struct AppResources {
+    /// average's files.
+    pub files: conveyor_average::Storage,
+    /// repostats' GitHub client (`GITHUB_API_URL`, `GITHUB_TOKENS`).
+    pub github: conveyor_repostats::Github,
+    /// repostats' snapshot, read by its routes.
+    pub snapshot: conveyor_repostats::SnapshotCell,
+}
+
+impl AppResources {
+    /// From the configuration and the environment.
+    ///
+    /// # Errors
+    /// When average's store cannot be opened or the HTTP client built.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let files = conveyor_average::Storage::open(&config.average_store)
+            .with_context(|| format!("average's store {}", config.average_store))?;
+        Self::with_files(files)
+    }
+
+    /// With `files` for average, and GitHub as the environment says.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn with_files(files: conveyor_average::Storage) -> anyhow::Result<Self> {
+        let github = conveyor_repostats::Github::new(conveyor_repostats::GithubConfig::from_env())?;
+        Ok(Self {
+            files,
+            github,
+            snapshot: conveyor_repostats::SnapshotCell::default(),
+        })
+    }
+}
+
+/// Every job kind this binary runs: the built-ins and each app's.
+pub fn registry(apps: &AppResources) -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
     conveyor_longtask::register(&mut registry);
-    conveyor_average::register(&mut registry, files.clone());
+    conveyor_average::register(&mut registry, apps.files.clone());
+    conveyor_repostats::register(&mut registry, apps.github.clone());
     registry
 }
 
-/// Where `average` keeps its files, from the configuration.
+/// Every periodic schedule of the apps: repostats' refresh, unless `off`.
 ///
 /// # Errors
-/// When the directory cannot be made.
-pub fn average_storage(config: &Config) -> anyhow::Result<conveyor_average::Storage> {
-    conveyor_average::Storage::open(&config.average_store)
-        .with_context(|| format!("average's store {}", config.average_store))
-}
-
-/// Every periodic schedule of the apps.
-pub fn schedules() -> Vec<Schedule> {
-    Vec::new()
+/// When the refresh expression does not parse.
+pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
+    let mut schedules = Vec::new();
+    if config.repostats_refresh != "off" {
+        let job =
+            conveyor_queue::NewJob::new(conveyor_repostats::jobs::REFRESH, serde_json::json!({}))
+                .queue(conveyor_repostats::QUEUE);
+        schedules.push(
+            Schedule::new("repostats-refresh", &config.repostats_refresh, job)
+                .context("repostats_refresh")?,
+        );
+    }
+    Ok(schedules)
 }
 
 /// The apps' HTTP routes, merged beside the job API.
-pub fn app_routes(files: &conveyor_average::Storage) -> OpenApiRouter<AppState> {
+pub fn app_routes(apps: &AppResources) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(conveyor_longtask::router())
-        .merge(conveyor_average::router(files.clone()))
+        .merge(conveyor_average::router(apps.files.clone()))
+        .merge(conveyor_repostats::router(apps.snapshot.clone()))
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
@@ -106,6 +148,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
     conveyor_average::migrate(&store)
         .await
         .context("applying average's migrations")?;
+    conveyor_repostats::migrate(&store)
+        .await
+        .context("applying repostats' migrations")?;
     Ok(store)
 }
 
@@ -172,8 +217,8 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     conveyor_web::metrics::handle();
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
-    let files = average_storage(config)?;
-    let state = AppState::new(store.clone(), registry(&files), WebSettings::default());
+    let apps = AppResources::from_config(config)?;
+    let state = AppState::new(store.clone(), registry(&apps), WebSettings::default());
 
     if roles.http {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -182,7 +227,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
         let app = conveyor_web::router(
             state.clone(),
-            app_routes(&files),
+            app_routes(&apps),
             config.metrics_addr.is_none(),
         );
         let stop = shutdown.clone();
@@ -197,6 +242,19 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.http {
         serve_minitwit(config, &store, &tasks, &shutdown).await?;
+        // repostats' snapshot follows the database's version.
+        let fresh = conveyor_repostats::keep_fresh(
+            store.clone(),
+            apps.snapshot.clone(),
+            Duration::from_secs(1),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = fresh => {}
+                () = stop.cancelled() => {}
+            }
+        });
         // average's worker gauges (W, busy and idle slots, queued tasks) for /metrics.
         let (state, stop) = (state.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -225,7 +283,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         });
     }
     if roles.work {
-        let worker = Worker::new(store.clone(), registry(&files), worker_config(config));
+        let worker = Worker::new(store.clone(), registry(&apps), worker_config(config));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = worker.run(stop.clone()).await {
@@ -233,7 +291,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
                 stop.cancel();
             }
         });
-        let scheduler = Scheduler::new(store.clone(), schedules());
+        let scheduler = Scheduler::new(store.clone(), schedules(config)?);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = scheduler.run(stop).await {

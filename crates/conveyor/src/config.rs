@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 /// The queues served by default: general jobs, the CPU-bound counting tasks of `longtask`
 /// at most two at a time (one per core of a small machine), and `average`'s file tasks
-/// (reading, parsing and writing overlap, so a few more than cores).
-pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4";
+/// (reading, parsing and writing overlap, so a few more than cores), and `repostats`'
+/// requests to GitHub (which asks for about 20 at once at most).
+pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -68,6 +69,10 @@ pub struct Overrides {
     /// the AWS_* environment) [default: average-data]
     #[arg(long, env = "AVERAGE_STORE", global = true)]
     pub average_store: Option<String>,
+    /// When repostats lists the newest repositories: a cron expression (UTC), or "off"
+    /// [default: */10 * * * *]
+    #[arg(long, env = "REPOSTATS_REFRESH", global = true)]
+    pub repostats_refresh: Option<String>,
     /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
     #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
     pub minitwit_secure_cookies: Option<bool>,
@@ -95,6 +100,7 @@ impl Overrides {
                 .minitwit_secure_cookies
                 .or(lower.minitwit_secure_cookies),
             average_store: self.average_store.or(lower.average_store),
+            repostats_refresh: self.repostats_refresh.or(lower.repostats_refresh),
         }
     }
 
@@ -142,6 +148,8 @@ pub struct Config {
     pub minitwit_secure_cookies: bool,
     /// average's files: a directory or an s3:// URL.
     pub average_store: String,
+    /// repostats' refresh schedule, or "off".
+    pub repostats_refresh: String,
 }
 
 impl Config {
@@ -194,6 +202,9 @@ impl Config {
             )?,
             minitwit_secure_cookies: o.minitwit_secure_cookies.unwrap_or(false),
             average_store: o.average_store.unwrap_or_else(|| "average-data".to_owned()),
+            repostats_refresh: o
+                .repostats_refresh
+                .unwrap_or_else(|| "*/10 * * * *".to_owned()),
         })
     }
 }
@@ -286,6 +297,10 @@ mod tests {
                 QueueConfig {
                     name: "average".into(),
                     concurrency: 4
+                },
+                QueueConfig {
+                    name: "repostats".into(),
+                    concurrency: 8
                 },
             ]
         );

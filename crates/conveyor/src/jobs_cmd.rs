@@ -120,7 +120,8 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
                 let delay = i64::try_from(delay).context("--delay-ms is too large")?;
                 job = job.run_at(conveyor_queue::clock::now_ms().saturating_add(delay));
             }
-            crate::app::registry(&crate::app::average_storage(config)?).check(&job)?;
+            let apps = crate::app::AppResources::from_config(config)?;
+            crate::app::registry(&apps).check(&job)?;
             let enqueued = store.enqueue(job).await?;
             serde_json::to_string_pretty(&JobView::from(enqueued.job))?
         }

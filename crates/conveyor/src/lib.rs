@@ -78,6 +78,8 @@ pub enum Command {
         #[command(subcommand)]
         command: minitwit_cmd::MinitwitCommand,
     },
+    /// A fake GitHub API for repostats' tests and demos (rate limits, ETags, latency)
+    FakeGithub(FakeGithubArgs),
     /// Benchmarks
     Bench {
         /// Which benchmark.
@@ -133,5 +135,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load { command } => load::run(command).await,
         Command::Minitwit { command } => minitwit_cmd::run(&config, command).await,
         Command::Average { command } => average_cmd::run(command).await,
+        Command::FakeGithub(args) => fake_github(args).await,
     }
+}
+
+/// `conveyor fake-github` options.
+#[derive(Debug, clap::Args)]
+pub struct FakeGithubArgs {
+    /// Address to serve on
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: std::net::SocketAddr,
+    /// A directory laid out like shared/data/github/; without it, generated data
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Generated repositories (without --data)
+    #[arg(long, default_value_t = 150)]
+    pub repos: usize,
+    /// Latency added to every answer, in milliseconds
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// Core requests per window and token (GitHub: 60 anonymous, 5000 with a token)
+    #[arg(long, default_value_t = 5000)]
+    pub core_limit: i64,
+    /// Search requests per window and token
+    #[arg(long, default_value_t = 30)]
+    pub search_limit: i64,
+    /// Length of a rate window, in seconds
+    #[arg(long, default_value_t = 3600)]
+    pub window_seconds: u64,
+    /// Every n-th request answers 429 with retry-after (0: never)
+    #[arg(long, default_value_t = 0)]
+    pub throttle_every: u64,
+}
+
+async fn fake_github(args: FakeGithubArgs) -> anyhow::Result<()> {
+    use conveyor_repostats::fake::{Fake, FakeConfig};
+    let config = FakeConfig {
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        core_limit: args.core_limit,
+        search_limit: args.search_limit,
+        window: std::time::Duration::from_secs(args.window_seconds),
+        throttle_every: args.throttle_every,
+    };
+    let fake = match &args.data {
+        Some(dir) => Fake::from_dir(dir, config)?,
+        None => Fake::generated(args.repos, config),
+    };
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    tracing::info!(address = %args.addr, "fake GitHub serving; point GITHUB_API_URL at it");
+    let stop = app::shutdown_signal();
+    conveyor_web::serve(
+        listener,
+        std::sync::Arc::new(fake).router(),
+        stop.cancelled_owned(),
+    )
+    .await?;
+    Ok(())
 }

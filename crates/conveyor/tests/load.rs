@@ -14,12 +14,13 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
     let db = TestDb::sqlite().await;
     let dir = std::env::temp_dir().join(format!("conveyor-load-test-{}", std::process::id()));
     let files = conveyor_average::Storage::local(&dir).unwrap();
+    let apps = conveyor::app::AppResources::with_files(files).unwrap();
     let state = AppState::new(
         db.store.clone(),
-        conveyor::app::registry(&files),
+        conveyor::app::registry(&apps),
         WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(&files), true);
+    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps), true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -35,7 +36,7 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
         }],
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(db.store.clone(), conveyor::app::registry(&files), config);
+    let worker = Worker::new(db.store.clone(), conveyor::app::registry(&apps), config);
     let worker = tokio::spawn(worker.run(stop.clone()));
 
     let options = LongtaskLoad {

@@ -156,15 +156,16 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
     let dir =
         std::env::temp_dir().join(format!("conveyor-average-kill-{:x}", rand::random::<u64>()));
     let files = conveyor_average::Storage::local(&dir).unwrap();
+    let apps = conveyor::app::AppResources::with_files(files).unwrap();
     let store = &db.store;
     conveyor_average::migrate(store).await.unwrap();
     conveyor_minitwit::migrate(store).await.unwrap();
     let state = conveyor_web::AppState::new(
         store.clone(),
-        conveyor::app::registry(&files),
+        conveyor::app::registry(&apps),
         conveyor_web::WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(&files), true);
+    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps), true);
     let call = |method: Method, uri: String, body: Option<serde_json::Value>| {
         let app = app.clone();
         async move {

@@ -1,0 +1,241 @@
+//! The seed's API, served from the snapshot: `/ping`, `/repos`, `/stats`; plus
+//! `/api/repostats/status` (freshness and the GitHub budget) and `/api/repostats/refresh`.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
+
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use conveyor_queue::{NewJob, Store};
+use conveyor_web::{ApiError, AppState};
+use serde::Serialize;
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::snapshot::{Filter, RepoView, SnapshotCell, Stats};
+use crate::{db, jobs};
+
+/// The routes, reading `cell`.
+pub fn router(cell: SnapshotCell) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .route("/ping", get(ping))
+        .route("/repos", get(repos))
+        .route("/stats", get(stats))
+        .route("/api/repostats/status", get(status))
+        .route("/api/repostats/refresh", post(refresh_now))
+        .layer(Extension(cell))
+}
+
+/// Keeps `cell` at the database's version: reloads within `every` of a change (each API
+/// replica runs one; a request never touches the database).
+pub async fn keep_fresh(store: Store, cell: SnapshotCell, every: Duration) {
+    loop {
+        match db::version(&store).await {
+            Ok(version) if version != cell.load().version => {
+                match db::load_snapshot(&store).await {
+                    Ok(snapshot) => {
+                        metrics::gauge!("repostats_snapshot_repositories")
+                            .set(snapshot.repos.len() as f64);
+                        cell.store(snapshot);
+                    }
+                    Err(error) => tracing::warn!(%error, "repostats: cannot load the snapshot"),
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "repostats: cannot read the version"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn ping() -> impl IntoResponse {
+    axum::Json(json!({"status": "pong"}))
+}
+
+fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(query) = query else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Result<String, ApiError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text
+                    .get(at + 1..at + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("bad percent-encoding in {text:?}"))
+                    })?;
+                out.push(hex);
+                at += 2;
+            }
+            b => out.push(b),
+        }
+        at += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("the query is not UTF-8"))
+}
+
+fn filter_of(query: Option<&str>) -> Result<Filter, ApiError> {
+    let pairs = pairs(query)?;
+    Filter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(ApiError::bad_request)
+}
+
+/// An answer that carries an ETag (the snapshot's version and the query) and a short
+/// `Cache-Control`; `If-None-Match` with the same tag gets a 304.
+fn cached<T: Serialize>(
+    headers: &HeaderMap,
+    version: i64,
+    query: Option<&str>,
+    body: impl FnOnce() -> T,
+) -> Response {
+    let mut hasher = DefaultHasher::new();
+    query.unwrap_or("").hash(&mut hasher);
+    let etag = format!("\"{version}-{:x}\"", hasher.finish());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let tag = HeaderValue::from_str(&etag).expect("an ASCII tag");
+    let cache = HeaderValue::from_static("public, max-age=5");
+    if matches {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
+        axum::Json(body()),
+    )
+        .into_response()
+}
+
+/// `/repos`.
+#[derive(Serialize)]
+struct ReposBody<'a> {
+    repositories: Vec<&'a RepoView>,
+    count: usize,
+    freshness: Freshness,
+}
+
+/// How fresh the data is.
+#[derive(Serialize)]
+struct Freshness {
+    /// The snapshot's version.
+    version: i64,
+    /// When the list was last refreshed (ms since the epoch).
+    refreshed_at: Option<i64>,
+    /// Repositories listed, and of those with languages fetched.
+    repositories: usize,
+    with_languages: usize,
+}
+
+fn freshness(snapshot: &crate::snapshot::Snapshot) -> Freshness {
+    Freshness {
+        version: snapshot.version,
+        refreshed_at: snapshot.refreshed_at,
+        repositories: snapshot.repos.len(),
+        with_languages: snapshot
+            .repos
+            .iter()
+            .filter(|r| r.languages.is_some())
+            .count(),
+    }
+}
+
+async fn repos(
+    Extension(cell): Extension<SnapshotCell>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = filter_of(query.as_deref())?;
+    let snapshot = cell.load();
+    Ok(cached(&headers, snapshot.version, query.as_deref(), || {
+        let repositories = snapshot.select(&filter);
+        ReposBody {
+            count: repositories.len(),
+            repositories,
+            freshness: freshness(&snapshot),
+        }
+    }))
+}
+
+#[derive(Serialize)]
+struct StatsBody {
+    #[serde(flatten)]
+    stats: Stats,
+    language: Option<String>,
+    freshness: Freshness,
+}
+
+async fn stats(
+    Extension(cell): Extension<SnapshotCell>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = filter_of(query.as_deref())?;
+    let snapshot = cell.load();
+    Ok(cached(&headers, snapshot.version, query.as_deref(), || {
+        StatsBody {
+            stats: snapshot.stats(&filter),
+            language: filter.language.clone(),
+            freshness: freshness(&snapshot),
+        }
+    }))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Extension(cell): Extension<SnapshotCell>,
+) -> Result<Response, ApiError> {
+    let budget = crate::github::budget(&state.store)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let budget: Vec<_> = budget
+        .into_iter()
+        .map(|(token, bucket, remaining, reset_at, blocked_until)| {
+            json!({"token": token, "bucket": bucket, "remaining": remaining, "reset_at": reset_at, "blocked_until": blocked_until})
+        })
+        .collect();
+    let snapshot = cell.load();
+    Ok(axum::Json(json!({"freshness": freshness(&snapshot), "budget": budget})).into_response())
+}
+
+async fn refresh_now(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let job = NewJob::new(jobs::REFRESH, json!({}))
+        .queue(jobs::QUEUE)
+        .unique_key("repostats-refresh");
+    let enqueued = state.store.enqueue(job).await?;
+    let status = if enqueued.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        axum::Json(json!({"job": enqueued.job.id, "already_waiting": enqueued.duplicate})),
+    )
+        .into_response())
+}
