@@ -22,6 +22,7 @@ conveyor_queue::on_both_backends!(
     a_small_budget_is_spent_across_windows_without_a_refusal,
     throttled_answers_are_retried_after_retry_after,
     unchanged_languages_are_refetched_for_free,
+    the_recorded_responses_keep_their_edge_cases,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -93,8 +94,12 @@ impl Setup {
 }
 
 async fn setup(store: &Store, fake: FakeConfig) -> Setup {
+    setup_with(store, Fake::generated(150, fake)).await
+}
+
+async fn setup_with(store: &Store, fake: Fake) -> Setup {
     conveyor_repostats::migrate(store).await.unwrap();
-    let fake = Arc::new(Fake::generated(150, fake));
+    let fake = Arc::new(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = fake.clone().router();
@@ -346,5 +351,39 @@ async fn unchanged_languages_are_refetched_for_free(store: Store) {
         "a 304 is not a served request"
     );
     assert_eq!(setup.fake.not_modified(), 1);
+    setup.finish().await;
+}
+
+/// The real recorded GitHub responses in `../shared/data/github` (skipped when absent).
+async fn the_recorded_responses_keep_their_edge_cases(store: Store) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/data/github");
+    if !dir.join("search-repositories.json").exists() {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let setup = setup_with(&store, Fake::from_dir(&dir, fast()).unwrap()).await;
+    setup.refresh_and_wait().await;
+    let (_, all, _) = setup.get("/repos").await;
+    let repos = all["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 100);
+    let empty = repos.iter().filter(|r| r["languages"] == json!({})).count();
+    assert_eq!(empty, 16, "16 repositories have {{}} languages");
+    let no_primary = repos.iter().filter(|r| r["language"].is_null()).count();
+    assert_eq!(no_primary, 15);
+    let (_, stats, _) = setup.get("/stats").await;
+    assert_eq!(stats["licenses"]["none"], 44, "44 without a license");
+    // Primary `Matlab`, languages key `MATLAB`: one language, matched in any case.
+    let (_, matlab, _) = setup.get("/repos?language=matlab").await;
+    assert!(matlab["count"].as_u64().unwrap() >= 1);
+    assert!(
+        stats["languages"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.eq_ignore_ascii_case("matlab"))
+            .count()
+            <= 1
+    );
     setup.finish().await;
 }
