@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::snapshot::{Filter, RepoView, SnapshotCell, Stats};
+use crate::snapshot::{Filter, RENDERED_MAX, RepoView, Snapshot, SnapshotCell, Stats};
 use crate::{db, jobs};
 
 /// The routes, reading `cell`.
@@ -99,16 +99,18 @@ fn filter_of(query: Option<&str>) -> Result<Filter, ApiError> {
 }
 
 /// An answer that carries an ETag (the snapshot's version and the query) and a short
-/// `Cache-Control`; `If-None-Match` with the same tag gets a 304.
+/// `Cache-Control`; `If-None-Match` with the same tag gets a 304. The body is rendered once
+/// per snapshot and query, then served from the snapshot's cache.
 fn cached<T: Serialize>(
     headers: &HeaderMap,
-    version: i64,
+    snapshot: &Snapshot,
+    route: &'static str,
     query: Option<&str>,
-    body: impl FnOnce() -> T,
-) -> Response {
+    body: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<Response, ApiError> {
     let mut hasher = DefaultHasher::new();
-    query.unwrap_or("").hash(&mut hasher);
-    let etag = format!("\"{version}-{:x}\"", hasher.finish());
+    (route, query.unwrap_or("")).hash(&mut hasher);
+    let etag = format!("\"{}-{:x}\"", snapshot.version, hasher.finish());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -118,18 +120,50 @@ fn cached<T: Serialize>(
         });
     let tag = HeaderValue::from_str(&etag).expect("an ASCII tag");
     let cache = HeaderValue::from_static("public, max-age=5");
-    if matches {
-        return (
+    let key = (route, query.unwrap_or("").to_owned());
+    let hit = snapshot
+        .rendered
+        .lock()
+        .expect("not poisoned")
+        .get(&key)
+        .cloned();
+    if matches && hit.is_some() {
+        return Ok((
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
         )
-            .into_response();
+            .into_response());
     }
-    (
-        [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
-        axum::Json(body()),
+    // Only a valid query is ever rendered, so a hit needs no parsing.
+    let bytes = match hit {
+        Some(bytes) => bytes,
+        None => {
+            let body = body()?;
+            if matches {
+                return Ok((
+                    StatusCode::NOT_MODIFIED,
+                    [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
+                )
+                    .into_response());
+            }
+            let bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("answers serialise"));
+            let mut rendered = snapshot.rendered.lock().expect("not poisoned");
+            if rendered.len() < RENDERED_MAX {
+                rendered.insert(key, bytes.clone());
+            }
+            bytes
+        }
+    };
+    let json = HeaderValue::from_static("application/json");
+    Ok((
+        [
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, cache),
+            (header::CONTENT_TYPE, json),
+        ],
+        bytes,
     )
-        .into_response()
+        .into_response())
 }
 
 /// `/repos`.
@@ -170,16 +204,16 @@ async fn repos(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(query.as_deref())?;
     let snapshot = cell.load();
-    Ok(cached(&headers, snapshot.version, query.as_deref(), || {
+    cached(&headers, &snapshot, "repos", query.as_deref(), || {
+        let filter = filter_of(query.as_deref())?;
         let repositories = snapshot.select(&filter);
-        ReposBody {
+        Ok(ReposBody {
             count: repositories.len(),
             repositories,
             freshness: freshness(&snapshot),
-        }
-    }))
+        })
+    })
 }
 
 #[derive(Serialize)]
@@ -195,15 +229,15 @@ async fn stats(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let filter = filter_of(query.as_deref())?;
     let snapshot = cell.load();
-    Ok(cached(&headers, snapshot.version, query.as_deref(), || {
-        StatsBody {
+    cached(&headers, &snapshot, "stats", query.as_deref(), || {
+        let filter = filter_of(query.as_deref())?;
+        Ok(StatsBody {
             stats: snapshot.stats(&filter),
             language: filter.language.clone(),
             freshness: freshness(&snapshot),
-        }
-    }))
+        })
+    })
 }
 
 async fn status(

@@ -171,5 +171,6 @@ pub async fn load_snapshot(store: &Store) -> sqlx::Result<Snapshot> {
         version,
         refreshed_at,
         repos,
+        rendered: Default::default(),
     })
 }

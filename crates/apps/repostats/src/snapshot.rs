@@ -285,7 +285,13 @@ pub struct Snapshot {
     pub refreshed_at: Option<i64>,
     /// Newest first.
     pub repos: Vec<RepoView>,
+    /// Answers already rendered from this snapshot, by route and query: a repeated query
+    /// costs a lookup, not a filter and a serialisation. Dropped with the snapshot.
+    pub rendered: std::sync::Mutex<std::collections::HashMap<(&'static str, String), bytes::Bytes>>,
 }
+
+/// Most answers one snapshot keeps rendered (queries beyond are answered uncached).
+pub const RENDERED_MAX: usize = 1024;
 
 impl Snapshot {
     /// The repositories `filter` keeps, in its order, at most its limit.

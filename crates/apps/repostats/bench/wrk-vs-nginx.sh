@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# repostats' API against nginx serving the same bytes as static files, side by side.
+#
+#   crates/apps/repostats/bench/wrk-vs-nginx.sh [seconds] [connections]
+#
+# Needs: a release build (cargo build --release), wrk and nginx (Debian packages). Starts a
+# fake GitHub with generated data, `conveyor up` on a scratch SQLite file, refreshes, saves
+# the two answers, serves them from nginx, then runs wrk on each pair in turn.
+set -euo pipefail
+cd "$(dirname "$0")/../../../.."
+SECONDS_EACH="${1:-10}"
+CONNECTIONS="${2:-50}"
+BIN=target/release/conveyor
+WORK="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+"$BIN" fake-github --addr 127.0.0.1:7300 --latency-ms 1 >"$WORK/fake.log" 2>&1 &
+GITHUB_API_URL=http://127.0.0.1:7300 RUST_LOG=warn "$BIN" --database-url "sqlite://$WORK/bench.db" \
+  --listen 127.0.0.1:8300 --minitwit-web off --minitwit-api off --average-store "$WORK/files" \
+  --repostats-refresh off up >"$WORK/conveyor.log" 2>&1 &
+for _ in $(seq 1 50); do curl -fs -o /dev/null http://127.0.0.1:8300/ping && break; sleep 0.2; done
+curl -fs -X POST http://127.0.0.1:8300/api/repostats/refresh >/dev/null
+for _ in $(seq 1 100); do
+  curl -fs http://127.0.0.1:8300/api/repostats/status | grep -q '"with_languages":100' && break
+  sleep 0.2
+done
+sleep 1.5   # the snapshot reloads within a second
+
+mkdir -p "$WORK/www"
+curl -fs 'http://127.0.0.1:8300/repos?language=python' >"$WORK/www/repos.json"
+curl -fs 'http://127.0.0.1:8300/stats' >"$WORK/www/stats.json"
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:8301;
+    default_type application/json;
+    location = /repos { alias $WORK/www/repos.json; }
+    location = /stats { alias $WORK/www/stats.json; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf"
+
+run() {
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency "$1" | awk -v name="$2" '
+    /Requests\/sec/ {rps=$2} / 99%/ {p99=$2} / 50%/ {p50=$2}
+    END {printf "%-28s %10s req/s  p50 %8s  p99 %8s\n", name, rps, p50, p99}'
+}
+echo "bytes: /repos?language=python $(wc -c <"$WORK/www/repos.json"), /stats $(wc -c <"$WORK/www/stats.json")"
+run 'http://127.0.0.1:8300/repos?language=python' 'conveyor /repos?language=python'
+run 'http://127.0.0.1:8301/repos' 'nginx    same bytes'
+run 'http://127.0.0.1:8300/stats' 'conveyor /stats'
+run 'http://127.0.0.1:8301/stats' 'nginx    same bytes'
