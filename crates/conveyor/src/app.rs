@@ -51,6 +51,8 @@ pub struct AppResources {
     pub github: conveyor_repostats::Github,
     /// repostats' snapshot, read by its routes.
     pub snapshot: conveyor_repostats::SnapshotCell,
+    /// repostats' requests a second per client address (0: no limit).
+    pub per_ip: u32,
 }
 
 impl AppResources {
@@ -61,7 +63,10 @@ impl AppResources {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let files = conveyor_average::Storage::open(&config.average_store)
             .with_context(|| format!("average's store {}", config.average_store))?;
-        Self::with_files(files)
+        Ok(Self {
+            per_ip: config.repostats_per_ip,
+            ..Self::with_files(files)?
+        })
     }
 
     /// With `files` for average, and GitHub as the environment says.
@@ -74,6 +79,7 @@ impl AppResources {
             files,
             github,
             snapshot: conveyor_repostats::SnapshotCell::default(),
+            per_ip: 0,
         })
     }
 }
@@ -111,7 +117,10 @@ pub fn app_routes(apps: &AppResources) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(conveyor_longtask::router())
         .merge(conveyor_average::router(apps.files.clone()))
-        .merge(conveyor_repostats::router(apps.snapshot.clone()))
+        .merge(conveyor_repostats::router(
+            apps.snapshot.clone(),
+            apps.per_ip,
+        ))
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.

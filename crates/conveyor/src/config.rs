@@ -73,6 +73,10 @@ pub struct Overrides {
     /// [default: */10 * * * *]
     #[arg(long, env = "REPOSTATS_REFRESH", global = true)]
     pub repostats_refresh: Option<String>,
+    /// repostats' /ping, /repos, /stats: requests a second per client IP, bursts of twice
+    /// that; 0 for no limit [default: 200]
+    #[arg(long, env = "REPOSTATS_PER_IP", global = true)]
+    pub repostats_per_ip: Option<u32>,
     /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
     #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
     pub minitwit_secure_cookies: Option<bool>,
@@ -101,6 +105,7 @@ impl Overrides {
                 .or(lower.minitwit_secure_cookies),
             average_store: self.average_store.or(lower.average_store),
             repostats_refresh: self.repostats_refresh.or(lower.repostats_refresh),
+            repostats_per_ip: self.repostats_per_ip.or(lower.repostats_per_ip),
         }
     }
 
@@ -150,6 +155,8 @@ pub struct Config {
     pub average_store: String,
     /// repostats' refresh schedule, or "off".
     pub repostats_refresh: String,
+    /// repostats' requests a second per client IP (0: no limit).
+    pub repostats_per_ip: u32,
 }
 
 impl Config {
@@ -205,6 +212,7 @@ impl Config {
             repostats_refresh: o
                 .repostats_refresh
                 .unwrap_or_else(|| "*/10 * * * *".to_owned()),
+            repostats_per_ip: o.repostats_per_ip.unwrap_or(200),
         })
     }
 }

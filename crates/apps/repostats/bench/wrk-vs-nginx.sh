@@ -17,7 +17,7 @@ trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/nu
 "$BIN" fake-github --addr 127.0.0.1:7300 --latency-ms 1 >"$WORK/fake.log" 2>&1 &
 GITHUB_API_URL=http://127.0.0.1:7300 RUST_LOG=warn "$BIN" --database-url "sqlite://$WORK/bench.db" \
   --listen 127.0.0.1:8300 --minitwit-web off --minitwit-api off --average-store "$WORK/files" \
-  --repostats-refresh off up >"$WORK/conveyor.log" 2>&1 &
+  --repostats-refresh off --repostats-per-ip 0 up >"$WORK/conveyor.log" 2>&1 &
 for _ in $(seq 1 50); do curl -fs -o /dev/null http://127.0.0.1:8300/ping && break; sleep 0.2; done
 curl -fs -X POST http://127.0.0.1:8300/api/repostats/refresh >/dev/null
 for _ in $(seq 1 100); do

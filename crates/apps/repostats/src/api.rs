@@ -17,12 +17,21 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::snapshot::{Filter, RENDERED_MAX, RepoView, Snapshot, SnapshotCell, Stats};
 use crate::{db, jobs};
 
-/// The routes, reading `cell`.
-pub fn router(cell: SnapshotCell) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// The routes, reading `cell`; `/ping`, `/repos` and `/stats` limited to `per_ip` requests
+/// a second per client address (0: no limit).
+pub fn router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
+    let mut public = OpenApiRouter::new()
         .route("/ping", get(ping))
         .route("/repos", get(repos))
-        .route("/stats", get(stats))
+        .route("/stats", get(stats));
+    if per_ip > 0 {
+        let limiter = crate::limit::PerIp::new(per_ip);
+        public = public.layer(axum::middleware::from_fn(move |request, next| {
+            crate::limit::limit(limiter.clone(), request, next)
+        }));
+    }
+    OpenApiRouter::new()
+        .merge(public)
         .route("/api/repostats/status", get(status))
         .route("/api/repostats/refresh", post(refresh_now))
         .layer(Extension(cell))

@@ -10,6 +10,7 @@
 //! - [`db`]: the rows; every write bumps a version.
 //! - [`snapshot`]: the immutable in-memory view, filters and statistics.
 //! - [`api`]: `/ping`, `/repos`, `/stats` served from the snapshot; status and refresh.
+//! - [`limit`]: per-client-IP rate limiting of the public routes.
 //! - [`fake`]: `conveyor fake-github`, GitHub's behaviour for tests and demos.
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod db;
 pub mod fake;
 pub mod github;
 pub mod jobs;
+pub mod limit;
 pub mod model;
 pub mod snapshot;
 

@@ -23,6 +23,7 @@ conveyor_queue::on_both_backends!(
     throttled_answers_are_retried_after_retry_after,
     unchanged_languages_are_refetched_for_free,
     the_recorded_responses_keep_their_edge_cases,
+    a_client_over_its_rate_gets_429_with_retry_after,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -115,7 +116,7 @@ async fn setup_with(store: &Store, fake: Fake) -> Setup {
     conveyor_repostats::register(&mut registry, github);
     let cell = SnapshotCell::default();
     let state = AppState::new(store.clone(), registry.clone(), WebSettings::default());
-    let app = conveyor_web::router(state, conveyor_repostats::router(cell.clone()), true);
+    let app = conveyor_web::router(state, conveyor_repostats::router(cell.clone(), 0), true);
     let config = WorkerConfig {
         queues: vec![QueueConfig {
             name: jobs::QUEUE.into(),
@@ -386,4 +387,39 @@ async fn the_recorded_responses_keep_their_edge_cases(store: Store) {
             <= 1
     );
     setup.finish().await;
+}
+
+async fn a_client_over_its_rate_gets_429_with_retry_after(store: Store) {
+    use axum::extract::connect_info::MockConnectInfo;
+    conveyor_repostats::migrate(&store).await.unwrap();
+    let state = AppState::new(store.clone(), Registry::new(), WebSettings::default());
+    let app = conveyor_web::router(
+        state,
+        conveyor_repostats::router(SnapshotCell::default(), 3),
+        true,
+    )
+    .layer(MockConnectInfo(std::net::SocketAddr::from((
+        [203, 0, 113, 7],
+        4000,
+    ))));
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            app.oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..6 {
+        assert_eq!(
+            get("/ping").await.status(),
+            StatusCode::OK,
+            "a burst of twice the rate"
+        );
+    }
+    let refused = get("/repos").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    // The job API is not limited.
+    assert_eq!(get("/api/queues").await.status(), StatusCode::OK);
 }
