@@ -165,6 +165,8 @@ pub struct Filter {
     pub flags: Vec<(&'static str, bool)>,
     /// At most this many.
     pub limit: Option<usize>,
+    /// After skipping this many (paging).
+    pub offset: usize,
     /// Order.
     pub sort: Option<Sort>,
 }
@@ -191,6 +193,15 @@ impl Filter {
                             format!("limit must be an integer from 1 to 1000, not {value:?}")
                         })?;
                     filter.limit = Some(limit);
+                }
+                "offset" => {
+                    filter.offset = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= 100_000)
+                        .ok_or_else(|| {
+                            format!("offset must be an integer from 0 to 100000, not {value:?}")
+                        })?;
                 }
                 "sort" => {
                     filter.sort = Some(match value.to_ascii_lowercase().as_str() {
@@ -309,6 +320,9 @@ impl Snapshot {
             Sort::Name => kept.sort_by_key(|r| r.full_name.to_lowercase()),
             Sort::Bytes => kept.sort_by_key(|r| std::cmp::Reverse(bytes(r))),
         }
+        if filter.offset > 0 {
+            kept.drain(..filter.offset.min(kept.len()));
+        }
         if let Some(limit) = filter.limit {
             kept.truncate(limit);
         }
@@ -320,6 +334,7 @@ impl Snapshot {
     pub fn stats(&self, filter: &Filter) -> Stats {
         let kept = self.select(&Filter {
             limit: None,
+            offset: 0,
             ..filter.clone()
         });
         let mut by_lower: BTreeMap<String, (String, u64, usize)> = BTreeMap::new();

@@ -223,6 +223,10 @@ async fn the_api_filters_case_insensitively_and_refuses_bad_values(store: Store)
     let mut expected = sorted.clone();
     expected.sort();
     assert_eq!(sorted, expected);
+    let (_, page, _) = setup.get("/repos?limit=10&offset=20").await;
+    let paged = names(&page);
+    assert_eq!(paged.first().map(String::as_str), Some("repo-20"));
+    assert_eq!(paged.len(), 10);
     let (_, named, _) = setup.get("/repos?name=REPO-1").await;
     assert!(names(&named).iter().all(|n| n.contains("repo-1")));
 
@@ -231,6 +235,7 @@ async fn the_api_filters_case_insensitively_and_refuses_bad_values(store: Store)
         ("/repos?colour=red", "colour"),
         ("/repos?limit=0", "limit"),
         ("/repos?sort=random", "sort"),
+        ("/repos?offset=-1", "offset"),
         ("/stats?archived=2", "archived"),
     ] {
         let (status, problem, _) = setup.get(uri).await;
