@@ -24,6 +24,7 @@ conveyor_queue::on_both_backends!(
     unchanged_languages_are_refetched_for_free,
     the_recorded_responses_keep_their_edge_cases,
     a_client_over_its_rate_gets_429_with_retry_after,
+    the_next_token_is_used_only_when_one_is_spent,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -99,6 +100,10 @@ async fn setup(store: &Store, fake: FakeConfig) -> Setup {
 }
 
 async fn setup_with(store: &Store, fake: Fake) -> Setup {
+    setup_with_tokens(store, fake, Vec::new()).await
+}
+
+async fn setup_with_tokens(store: &Store, fake: Fake, tokens: Vec<String>) -> Setup {
     conveyor_repostats::migrate(store).await.unwrap();
     let fake = Arc::new(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -108,7 +113,7 @@ async fn setup_with(store: &Store, fake: Fake) -> Setup {
 
     let github = Github::new(GithubConfig {
         api_url: url,
-        tokens: Vec::new(),
+        tokens,
         max_wait: Duration::from_millis(500),
     })
     .unwrap();
@@ -427,4 +432,41 @@ async fn a_client_over_its_rate_gets_429_with_retry_after(store: Store) {
     assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
     // The job API is not limited.
     assert_eq!(get("/api/queues").await.status(), StatusCode::OK);
+}
+
+async fn the_next_token_is_used_only_when_one_is_spent(store: Store) {
+    // 60 core requests per token per hour: the 100 languages need both tokens, and no wait.
+    let config = FakeConfig {
+        core_limit: 60,
+        ..fast()
+    };
+    let tokens = vec!["first-secret".to_owned(), "second-secret".to_owned()];
+    let setup = setup_with_tokens(&store, Fake::generated(150, config), tokens).await;
+    let started = std::time::Instant::now();
+    setup.refresh_and_wait().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no wait for an hourly reset"
+    );
+    assert_eq!(setup.fake.refused(), 0);
+    let (_, status, _) = setup.get("/api/repostats/status").await;
+    let remaining = |token: &str| {
+        status["budget"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["token"] == token && b["bucket"] == "core")
+            .map(|b| b["remaining"].as_i64().unwrap())
+    };
+    assert_eq!(
+        remaining("token-1"),
+        Some(0),
+        "the first token is spent first: {status}"
+    );
+    assert_eq!(remaining("token-2"), Some(20), "then the second: {status}");
+    assert!(
+        !status.to_string().contains("secret"),
+        "token values are never shown"
+    );
+    setup.finish().await;
 }
