@@ -391,14 +391,7 @@ async fn follow(
     visitor: Visitor,
     Path(username): Path<String>,
 ) -> PageResult {
-    let me = visitor.user()?;
-    let whom = known_user(&app, &username).await?;
-    db::follow(&app.store, me.user_id, whom.user_id).await?;
-    let flash = format!("You are now following \"{}\"", whom.username);
-    Ok(redirect_with_flash(
-        &format!("/{}", percent_encode(&whom.username)),
-        Some(&flash),
-    ))
+    change_follow(&app, &visitor, &username, true).await
 }
 
 async fn unfollow(
@@ -406,10 +399,26 @@ async fn unfollow(
     visitor: Visitor,
     Path(username): Path<String>,
 ) -> PageResult {
+    change_follow(&app, &visitor, &username, false).await
+}
+
+/// `/<user>/follow` and `/<user>/unfollow`: 401 logged out, 404 unknown, else a 302 back to
+/// the user's page with the original's flash.
+async fn change_follow(
+    app: &Minitwit,
+    visitor: &Visitor,
+    username: &str,
+    follow: bool,
+) -> PageResult {
     let me = visitor.user()?;
-    let whom = known_user(&app, &username).await?;
-    db::unfollow(&app.store, me.user_id, whom.user_id).await?;
-    let flash = format!("You are no longer following \"{}\"", whom.username);
+    let whom = known_user(app, username).await?;
+    let flash = if follow {
+        db::follow(&app.store, me.user_id, whom.user_id).await?;
+        format!("You are now following \"{}\"", whom.username)
+    } else {
+        db::unfollow(&app.store, me.user_id, whom.user_id).await?;
+        format!("You are no longer following \"{}\"", whom.username)
+    };
     Ok(redirect_with_flash(
         &format!("/{}", percent_encode(&whom.username)),
         Some(&flash),
