@@ -1,0 +1,196 @@
+//! Analyzers: file bytes in, metrics out. They know nothing of SQL or the queue.
+//!
+//! - [`lines`]: tokei's code / comment / blank counts, for every language tokei knows.
+//! - [`code`]: rust-code-analysis (cyclomatic and cognitive complexity, Halstead, LOC, NOM,
+//!   NARGS, NEXITS, maintainability index), per file and per function, for the languages
+//!   its grammars parse.
+//! - [`commit`]: commit messages: a type (merge, feature, fix, config, other) and a
+//!   readability score.
+//!
+//! Languages are tokei's names (`Rust`, `Python`, `C++`, ...), detected from the path by
+//! [`language_of`]. Several analyzers may serve one language; [`Analyzers::analyze`] merges
+//! their outputs under each analyzer's name. Adding one is a new file implementing
+//! [`Analyzer`] and a line in [`Analyzers::standard`].
+
+pub mod code;
+pub mod commit;
+pub mod lines;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// One file to analyze.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Path inside the repository.
+    pub path: &'a str,
+    /// tokei's name of its language.
+    pub language: &'a str,
+    /// Contents.
+    pub bytes: &'a [u8],
+}
+
+/// The columns every analysis may fill (for aggregates); `None` where no analyzer measured it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Lines of code (tokei).
+    pub code: Option<i64>,
+    /// Comment lines (tokei).
+    pub comments: Option<i64>,
+    /// Blank lines (tokei).
+    pub blanks: Option<i64>,
+    /// Source lines (rust-code-analysis).
+    pub sloc: Option<f64>,
+    /// Physical lines of code.
+    pub ploc: Option<f64>,
+    /// Logical lines of code.
+    pub lloc: Option<f64>,
+    /// Comment lines.
+    pub cloc: Option<f64>,
+    /// Functions (NOM).
+    pub functions: Option<f64>,
+    /// Cyclomatic complexity, summed over the file's spaces.
+    pub cyclomatic: Option<f64>,
+    /// Cognitive complexity, summed.
+    pub cognitive: Option<f64>,
+    /// Maintainability index (original formula).
+    pub mi: Option<f64>,
+}
+
+/// What one analyzer found in one file.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Its whole report, stored as JSON under its name.
+    pub report: Value,
+    /// The columns it measured.
+    pub summary: Summary,
+}
+
+/// An analyzer of files.
+pub trait Analyzer: Send + Sync {
+    /// Its name, the key of its report.
+    fn name(&self) -> &'static str;
+    /// Whether it measures files of `language`.
+    fn serves(&self, language: &str) -> bool;
+    /// Measures one file.
+    ///
+    /// # Errors
+    /// A message when the file cannot be measured (it does not parse, say).
+    fn analyze(&self, source: &Source<'_>) -> Result<Output, String>;
+}
+
+/// Every analyzer's merged output for one file.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// By analyzer name: its report, or `{"error": ...}`.
+    pub reports: Map<String, Value>,
+    /// The columns, each from the analyzer that measured it.
+    pub summary: Summary,
+    /// Analyzers that failed, with why.
+    pub errors: Vec<String>,
+}
+
+/// The analyzers a process runs.
+#[derive(Clone)]
+pub struct Analyzers {
+    list: Vec<Arc<dyn Analyzer>>,
+}
+
+impl std::fmt::Debug for Analyzers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.list.iter().map(|a| a.name()).collect();
+        f.debug_struct("Analyzers").field("list", &names).finish()
+    }
+}
+
+impl Analyzers {
+    /// tokei's line counts and rust-code-analysis.
+    pub fn standard() -> Self {
+        Self {
+            list: vec![Arc::new(lines::Lines::default()), Arc::new(code::Code)],
+        }
+    }
+
+    /// Whether any analyzer serves `language`.
+    pub fn serves(&self, language: &str) -> bool {
+        self.list.iter().any(|a| a.serves(language))
+    }
+
+    /// Runs every analyzer serving the file's language and merges what they report.
+    pub fn analyze(&self, source: &Source<'_>) -> Analysis {
+        let mut analysis = Analysis::default();
+        for analyzer in self.list.iter().filter(|a| a.serves(source.language)) {
+            match analyzer.analyze(source) {
+                Ok(output) => {
+                    analysis
+                        .reports
+                        .insert(analyzer.name().to_owned(), output.report);
+                    merge(&mut analysis.summary, output.summary);
+                }
+                Err(error) => {
+                    analysis
+                        .errors
+                        .push(format!("{}: {error}", analyzer.name()));
+                    analysis.reports.insert(
+                        analyzer.name().to_owned(),
+                        serde_json::json!({ "error": error }),
+                    );
+                }
+            }
+        }
+        analysis
+    }
+}
+
+/// Takes every column `from` measured that `into` has not.
+fn merge(into: &mut Summary, from: Summary) {
+    macro_rules! take {
+        ($($field:ident),*) => { $( if into.$field.is_none() { into.$field = from.$field; } )* };
+    }
+    take!(
+        code, comments, blanks, sloc, ploc, lloc, cloc, functions, cyclomatic, cognitive, mi
+    );
+}
+
+/// tokei's name for the language of `path`, from its extension or file name.
+pub fn language_of(path: &str) -> Option<&'static str> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let extension = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
+        _ => name.to_ascii_lowercase(),
+    };
+    tokei::LanguageType::from_file_extension(&extension).map(|l| l.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_come_from_extensions() {
+        assert_eq!(language_of("src/main.rs"), Some("Rust"));
+        assert_eq!(language_of("a/b/setup.py"), Some("Python"));
+        assert_eq!(language_of("x.CPP"), Some("C++"));
+        assert_eq!(language_of("lib/index.js"), Some("JavaScript"));
+        assert_eq!(language_of("README"), None);
+        assert_eq!(language_of("picture.png"), None);
+    }
+
+    #[test]
+    fn outputs_merge_under_each_analyzer() {
+        let analyzers = Analyzers::standard();
+        let source = Source {
+            path: "a.rs",
+            language: "Rust",
+            bytes: b"// one\nfn main() {\n    if true { println!(\"x\"); }\n}\n",
+        };
+        let analysis = analyzers.analyze(&source);
+        assert!(analysis.errors.is_empty(), "{:?}", analysis.errors);
+        assert!(analysis.reports.contains_key("tokei"));
+        assert!(analysis.reports.contains_key("rust-code-analysis"));
+        assert_eq!(analysis.summary.code, Some(3));
+        assert_eq!(analysis.summary.comments, Some(1));
+        assert_eq!(analysis.summary.functions, Some(1.0));
+    }
+}

@@ -1,0 +1,99 @@
+//! GitLab: `GET /api/v4/projects?pagination=keyset&order_by=id&sort=asc&id_after=<id>`,
+//! every public project in id order, 100 a page; the cursor is the last id seen. A token
+//! (`GITLAB_TOKEN`) is sent when set. `RateLimit-Remaining: 0` pauses until
+//! `RateLimit-Reset`.
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Batch, Found, IndexError, Indexer, get_json, parse};
+
+/// The GitLab indexer.
+pub struct Gitlab;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cursor {
+    id_after: i64,
+}
+
+#[derive(Deserialize)]
+struct Project {
+    id: i64,
+    path_with_namespace: String,
+    http_url_to_repo: String,
+}
+
+impl Indexer for Gitlab {
+    fn host(&self) -> &'static str {
+        "gitlab"
+    }
+
+    fn defaults(&self) -> (Value, Value) {
+        (
+            json!({"base_url": "https://gitlab.com"}),
+            json!({"id_after": 0}),
+        )
+    }
+
+    fn check(&self, settings: &Value, cursor: &Value) -> Result<(), String> {
+        parse::<Settings>(settings, "settings").map_err(|e| e.to_string())?;
+        parse::<Cursor>(cursor, "cursor").map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn next_batch<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        settings: &'a Value,
+        cursor: &'a Value,
+    ) -> BoxFuture<'a, Result<Batch, IndexError>> {
+        Box::pin(async move {
+            let settings: Settings = parse(settings, "settings")?;
+            let cursor: Cursor = parse(cursor, "cursor")?;
+            let url = format!(
+                "{}/api/v4/projects",
+                settings.base_url.trim_end_matches('/')
+            );
+            let id_after = cursor.id_after.to_string();
+            let mut request = http.get(url).query(&[
+                ("pagination", "keyset"),
+                ("order_by", "id"),
+                ("sort", "asc"),
+                ("per_page", "100"),
+                ("visibility", "public"),
+                ("id_after", id_after.as_str()),
+            ]);
+            if let Ok(token) = std::env::var("GITLAB_TOKEN") {
+                request = request.header("PRIVATE-TOKEN", token);
+            }
+            let (body, _, pause_until) = get_json(request).await?;
+            let projects: Vec<Project> = serde_json::from_value(body)
+                .map_err(|e| IndexError::Failed(format!("unexpected answer: {e}")))?;
+            let last = projects
+                .iter()
+                .map(|p| p.id)
+                .max()
+                .unwrap_or(cursor.id_after);
+            Ok(Batch {
+                exhausted: projects.is_empty(),
+                found: projects
+                    .into_iter()
+                    .map(|p| Found {
+                        url: p.http_url_to_repo,
+                        name: p.path_with_namespace,
+                    })
+                    .collect(),
+                cursor: json!({ "id_after": last }),
+                pause_until,
+            })
+        })
+    }
+}

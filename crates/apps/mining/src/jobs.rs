@@ -1,0 +1,631 @@
+//! The job kinds. Indexing and cloning wait on hosts, so they run on queue `mining-fetch`;
+//! analysis is CPU-bound and runs on queue `mining`, whose concurrency should match the
+//! cores.
+//!
+//! - `mining.tick` (periodic): starts `mining.index` for every enabled, unpaused indexer.
+//! - `mining.index {indexer}`: fetches batches while the backlog of discovered repositories
+//!   is under its bound, storing repositories and the cursor in one transaction per batch;
+//!   a throttled host pauses the indexer until its reset.
+//! - `mining.process {repo}`: waits for room in the download area, clones (shallow, bounded
+//!   in size and time), records HEAD, files and commits (replacing an earlier run's), and
+//!   enqueues one `mining.analyze` per chunk of files as one engine group.
+//! - `mining.analyze {repo, dir, files}`: runs the analyzers on a chunk of files, each under
+//!   a size cap and a time limit, and records the results in one transaction.
+//! - `mining.finish {repo, dir}`: the group's continuation, released exactly once by the
+//!   engine: removes the clone and marks the repository analysed.
+//!
+//! The feeder admits discovered repositories to `queued` (one `mining.process` each) while
+//! fewer than `queued_max` wait, so the backlog of downloads is bounded.
+//!
+//! Every step can run twice (a worker killed after its work but before its completion was
+//! recorded): the processing job's id is on the repository row, so its rerun sees its own
+//! finished work; file ids change when a repository is re-listed, so an old run's analysis
+//! lands nowhere; removing a clone that is gone is a no-op.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_queue::{JobContext, JobError, NewJob, Registry, Store, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::analyzer::{self, Analyzers, Source};
+use crate::db::{self, FileResult};
+use crate::git::{self, CloneLimits};
+use crate::indexer::{Hosts, IndexError};
+
+/// The analysis queue (CPU-bound).
+pub const QUEUE: &str = "mining";
+/// The queue of indexing and cloning (waiting on hosts).
+pub const FETCH_QUEUE: &str = "mining-fetch";
+/// Starts the indexers.
+pub const TICK: &str = "mining.tick";
+/// Runs one indexer.
+pub const INDEX: &str = "mining.index";
+/// Clones and lists one repository.
+pub const PROCESS: &str = "mining.process";
+/// Analyses a chunk of files.
+pub const ANALYZE: &str = "mining.analyze";
+/// Removes a clone once its files are analysed.
+pub const FINISH: &str = "mining.finish";
+
+/// The pipeline's bounds and places.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The download area (clones live under it while their files are analysed). Workers on
+    /// several machines share it, as the POC's volume; a worker that finds a clone missing
+    /// clones it again.
+    pub downloads: PathBuf,
+    /// Bounds of one clone.
+    pub clone: CloneLimits,
+    /// Most bytes of clones at once; processing waits for room (the POC's 2 GB).
+    pub area_max_bytes: u64,
+    /// Most repositories queued for download (the POC's 24).
+    pub queued_max: i64,
+    /// Larger files are not analysed (recorded as failed, naming the limit).
+    pub file_max_bytes: u64,
+    /// Longest analysis of one file.
+    pub file_timeout: Duration,
+    /// Files per `mining.analyze` task.
+    pub files_per_task: usize,
+    /// Most files recorded per repository.
+    pub files_max: usize,
+    /// Commit messages analysed per repository (the clone's depth).
+    pub commits_max: usize,
+    /// Batches an indexer fetches per run.
+    pub index_batches: usize,
+    /// Indexers wait while this many repositories are discovered and not yet queued.
+    pub backlog_max: i64,
+    /// How long a throttled indexer pauses when the host does not say (the POC's 30 min).
+    pub pause: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            downloads: PathBuf::from("mining-downloads"),
+            clone: CloneLimits {
+                timeout: Duration::from_secs(300),
+                max_bytes: 1 << 30,
+                depth: 20,
+            },
+            area_max_bytes: 2 << 30,
+            queued_max: 24,
+            file_max_bytes: 1 << 20,
+            file_timeout: Duration::from_secs(10),
+            files_per_task: 32,
+            files_max: 100_000,
+            commits_max: 20,
+            index_batches: 10,
+            backlog_max: 1_000,
+            pause: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// What the handlers share: settings, analyzers, indexer kinds, an HTTP client.
+#[derive(Debug, Clone)]
+pub struct Mining {
+    /// Bounds and places.
+    pub settings: Arc<Settings>,
+    /// The analyzers.
+    pub analyzers: Analyzers,
+    /// The indexer kinds.
+    pub hosts: Hosts,
+    /// For the hosts' APIs.
+    pub http: reqwest::Client,
+}
+
+impl Mining {
+    /// The standard analyzers and hosts with `settings`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(settings: Settings) -> reqwest::Result<Self> {
+        conveyor_web::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .user_agent("conveyor-mining")
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            analyzers: Analyzers::standard(),
+            hosts: Hosts::standard(),
+            http,
+        })
+    }
+}
+
+/// `mining.index`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexArgs {
+    /// The indexer's name.
+    pub indexer: String,
+}
+
+/// `mining.process`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessArgs {
+    /// The repository.
+    pub repo: i64,
+}
+
+/// One file of an analysis task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Its row.
+    pub id: i64,
+    /// Path in the repository.
+    pub path: String,
+    /// Its language.
+    pub language: String,
+}
+
+/// `mining.analyze`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalyzeArgs {
+    /// The repository.
+    pub repo: i64,
+    /// The clone.
+    pub dir: String,
+    /// Where it was cloned from, to clone again if the clone is missing here.
+    pub url: String,
+    /// The commit listed.
+    pub head: String,
+    /// The files.
+    pub files: Vec<FileRef>,
+}
+
+/// `mining.finish`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishArgs {
+    /// The repository.
+    pub repo: i64,
+    /// The processing job whose run this ends.
+    pub job: i64,
+    /// The clone to remove.
+    pub dir: String,
+}
+
+/// Registers the five kinds.
+pub fn register(registry: &mut Registry, mining: Mining) {
+    let m = mining.clone();
+    registry.register(TICK, move |_: Value, ctx: JobContext| {
+        let m = m.clone();
+        async move { tick(&m, &ctx).await }
+    });
+    let m = mining.clone();
+    registry.register(INDEX, move |args: IndexArgs, ctx: JobContext| {
+        let m = m.clone();
+        async move { index(&m, args, &ctx).await }
+    });
+    let m = mining.clone();
+    registry.register(PROCESS, move |args: ProcessArgs, ctx: JobContext| {
+        let m = m.clone();
+        async move { process(&m, args, &ctx).await }
+    });
+    let m = mining.clone();
+    registry.register(ANALYZE, move |args: AnalyzeArgs, ctx: JobContext| {
+        let m = m.clone();
+        async move { analyze(&m, args, &ctx).await }
+    });
+    registry.register(
+        FINISH,
+        move |args: FinishArgs, ctx: JobContext| async move { finish(args, &ctx).await },
+    );
+}
+
+/// The periodic tick's job.
+pub fn tick_job() -> NewJob {
+    NewJob::new(TICK, json!({})).queue(FETCH_QUEUE)
+}
+
+/// The job that runs indexer `name` (one live at a time).
+pub fn index_job(name: &str) -> NewJob {
+    NewJob::new(
+        INDEX,
+        json!(IndexArgs {
+            indexer: name.to_owned()
+        }),
+    )
+    .queue(FETCH_QUEUE)
+    .unique_key(format!("{INDEX}:{name}"))
+}
+
+/// The job that processes repository `repo` (one live at a time).
+pub fn process_job(repo: i64) -> NewJob {
+    NewJob::new(PROCESS, json!(ProcessArgs { repo }))
+        .queue(FETCH_QUEUE)
+        .max_attempts(3)
+        .unique_key(format!("{PROCESS}:{repo}"))
+}
+
+fn db_error(error: sqlx::Error) -> JobError {
+    JobError::retry(format!("database: {error}"))
+}
+
+/// Admits queued repositories in `tx` and enqueues their processing.
+///
+/// # Errors
+/// The database's.
+pub async fn feed_in(tx: &mut Tx, settings: &Settings) -> conveyor_queue::Result<usize> {
+    let now = conveyor_queue::clock::now_ms();
+    let admitted = db::feed(tx, settings.queued_max, now).await?;
+    let jobs: Vec<NewJob> = admitted.iter().map(|id| process_job(*id)).collect();
+    if !jobs.is_empty() {
+        tx.enqueue_many(&jobs).await?;
+    }
+    Ok(admitted.len())
+}
+
+/// [`feed_in`] in a transaction of its own.
+///
+/// # Errors
+/// The database's.
+pub async fn feed(store: &Store, settings: &Settings) -> conveyor_queue::Result<usize> {
+    let mut tx = store.begin().await?;
+    let admitted = feed_in(&mut tx, settings).await?;
+    tx.commit().await?;
+    Ok(admitted)
+}
+
+async fn tick(m: &Mining, ctx: &JobContext) -> Result<Value, JobError> {
+    let store = ctx.store();
+    let now = conveyor_queue::clock::now_ms();
+    let mut started = Vec::new();
+    for row in db::indexers(store).await.map_err(db_error)? {
+        if row.enabled && row.paused_until.is_none_or(|until| until <= now) {
+            store.enqueue(index_job(&row.name)).await?;
+            started.push(row.name);
+        }
+    }
+    feed(store, &m.settings).await?;
+    Ok(json!({ "started": started }))
+}
+
+async fn index(m: &Mining, args: IndexArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    let store = ctx.store();
+    let Some(row) = db::indexer(store, &args.indexer).await.map_err(db_error)? else {
+        return Err(JobError::permanent(format!("no indexer {}", args.indexer)));
+    };
+    let Some(host) = m.hosts.get(&row.host) else {
+        return Err(JobError::permanent(format!("no indexer kind {}", row.host)));
+    };
+    let settings: Value = serde_json::from_str(&row.settings)
+        .map_err(|e| JobError::permanent(format!("settings: {e}")))?;
+    let mut cursor: Value = serde_json::from_str(&row.cursor)
+        .map_err(|e| JobError::permanent(format!("cursor: {e}")))?;
+    let (mut batches, mut added) = (0, 0);
+    while batches < m.settings.index_batches && !ctx.is_cancelled() {
+        if db::discovered_backlog(store).await.map_err(db_error)? >= m.settings.backlog_max {
+            break;
+        }
+        let outcome = host.next_batch(&m.http, &settings, &cursor).await;
+        let now = conveyor_queue::clock::now_ms();
+        batches += 1;
+        let (batch, error, paused_until) = match outcome {
+            Ok(batch) => {
+                let pause = batch.pause_until;
+                (Some(batch), None, pause)
+            }
+            Err(IndexError::Throttled { until, reason }) => {
+                let until = until.unwrap_or(now + m.settings.pause.as_millis() as i64);
+                tracing::info!(indexer = %row.name, until, %reason, "indexer throttled; paused");
+                (None, Some(format!("throttled: {reason}")), Some(until))
+            }
+            Err(error) => (None, Some(error.to_string()), None),
+        };
+        let found = batch.as_ref().map_or(&[][..], |b| &b.found[..]);
+        let run = db::IndexerRun {
+            found,
+            cursor: batch.as_ref().map(|b| b.cursor.to_string()),
+            paused_until,
+            error: error.clone(),
+        };
+        let mut tx = store.begin().await?;
+        added += db::record_batch(&mut tx, &row.name, &run, now)
+            .await
+            .map_err(db_error)?;
+        feed_in(&mut tx, &m.settings).await?;
+        tx.commit().await?;
+        match batch {
+            Some(batch) if !batch.exhausted && paused_until.is_none() => cursor = batch.cursor,
+            _ => break,
+        }
+    }
+    metrics::counter!("mining_repositories_discovered_total").increment(added);
+    Ok(json!({ "batches": batches, "added": added }))
+}
+
+/// Waits until the download area has room, or the job is told to stop.
+async fn wait_for_room(m: &Mining, ctx: &JobContext) -> Result<(), JobError> {
+    loop {
+        if git::size_of(&m.settings.downloads).await < m.settings.area_max_bytes {
+            return Ok(());
+        }
+        tokio::select! {
+            () = ctx.cancelled() => return Err(JobError::retry("stopped while waiting for room")),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    let store = ctx.store();
+    let Some(row) = db::repo(store, args.repo).await.map_err(db_error)? else {
+        return Ok(json!({"skipped": "no such repository"}));
+    };
+    if row.job_id == Some(ctx.id()) && matches!(row.state.as_str(), "analyzing" | "analyzed") {
+        return Ok(json!({"skipped": "this job processed it already"}));
+    }
+    let now = conveyor_queue::clock::now_ms();
+    db::start_fetch(store, row.id, ctx.id(), now)
+        .await
+        .map_err(db_error)?;
+    // One left `queued`: admit the next.
+    feed(store, &m.settings).await?;
+    wait_for_room(m, ctx).await?;
+
+    let dir = m
+        .settings
+        .downloads
+        .join(format!("{}-{}", row.id, ctx.id()));
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    tokio::fs::create_dir_all(&m.settings.downloads)
+        .await
+        .map_err(|e| JobError::retry(format!("download area: {e}")))?;
+    let fail = |error: String, permanent: bool| async move {
+        let last = permanent || ctx.attempt() >= ctx.max_attempts();
+        if last {
+            let now = conveyor_queue::clock::now_ms();
+            db::fail_repo(store, row.id, ctx.id(), &error, now)
+                .await
+                .map_err(db_error)?;
+            metrics::counter!("mining_repositories_processed_total", "outcome" => "failed")
+                .increment(1);
+            Err(JobError::permanent(error))
+        } else {
+            Err(JobError::retry(error))
+        }
+    };
+    if let Err(error) = git::clone(&row.url, &dir, &m.settings.clone).await {
+        let permanent = matches!(error, git::GitError::TooLarge(_));
+        return fail(error.to_string(), permanent).await;
+    }
+    let listed = async {
+        let head = git::head(&dir).await?;
+        let files = git::files(&dir, m.settings.files_max).await?;
+        let commits = git::commits(&dir, m.settings.commits_max).await?;
+        Ok::<_, git::GitError>((head, files, commits))
+    };
+    let (head, tracked, commits) = match listed.await {
+        Ok(listed) => listed,
+        Err(error) => {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return fail(error.to_string(), false).await;
+        }
+    };
+    let files: Vec<db::NewFile> = tracked
+        .iter()
+        .filter_map(|f| {
+            let language = analyzer::language_of(&f.path)?;
+            m.analyzers.serves(language).then(|| db::NewFile {
+                path: f.path.clone(),
+                language: language.to_owned(),
+                bytes: f.bytes as i64,
+            })
+        })
+        .collect();
+    let commits: Vec<db::NewCommit> = commits
+        .iter()
+        .map(|c| db::NewCommit {
+            sha: c.sha.clone(),
+            committed_at: c.time * 1000,
+            kind: analyzer::commit::kind(&c.message, c.parents).as_str(),
+            readability: analyzer::commit::fog(&c.message),
+            summary: c
+                .message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+        })
+        .collect();
+    let fetched = db::Fetched {
+        head: head.clone(),
+        clone_bytes: git::size_of(&dir).await as i64,
+        files_listed: tracked.len() as i32,
+        files_total: files.len() as i32,
+    };
+
+    let now = conveyor_queue::clock::now_ms();
+    let mut tx = store.begin().await?;
+    let ids = db::replace_files(&mut tx, row.id, &files, &commits, now)
+        .await
+        .map_err(db_error)?;
+    let dir_text = dir.to_string_lossy().into_owned();
+    let tasks: Vec<NewJob> = files
+        .iter()
+        .zip(&ids)
+        .map(|(f, id)| FileRef {
+            id: *id,
+            path: f.path.clone(),
+            language: f.language.clone(),
+        })
+        .collect::<Vec<_>>()
+        .chunks(m.settings.files_per_task.max(1))
+        .map(|chunk| {
+            let args = AnalyzeArgs {
+                repo: row.id,
+                dir: dir_text.clone(),
+                url: row.url.clone(),
+                head: head.clone(),
+                files: chunk.to_vec(),
+            };
+            NewJob::new(ANALYZE, json!(args))
+                .queue(QUEUE)
+                .max_attempts(5)
+        })
+        .collect();
+    let group = if tasks.is_empty() {
+        None
+    } else {
+        let finish = NewJob::new(
+            FINISH,
+            json!(FinishArgs {
+                repo: row.id,
+                job: ctx.id(),
+                dir: dir_text.clone(),
+            }),
+        )
+        .queue(QUEUE)
+        .max_attempts(10);
+        Some(tx.enqueue_group(&tasks, finish).await?.group_id)
+    };
+    if !db::set_analyzing(&mut tx, row.id, ctx.id(), group, &fetched, now)
+        .await
+        .map_err(db_error)?
+    {
+        drop(tx);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        return Ok(json!({"skipped": "the repository was taken by another run"}));
+    }
+    tx.commit().await?;
+    if group.is_none() {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        metrics::counter!("mining_repositories_processed_total", "outcome" => "analyzed")
+            .increment(1);
+    }
+    Ok(json!({ "head": head, "files": files.len(), "tasks": tasks.len() }))
+}
+
+/// Makes sure the clone is at `dir`: a worker on another machine, or after the download
+/// area was lost, clones again (into a temporary name first, so concurrent tasks do not
+/// see a half clone) and checks that HEAD is still the commit listed.
+async fn ensure_clone(m: &Mining, args: &AnalyzeArgs) -> Result<(), String> {
+    let dir = Path::new(&args.dir);
+    if tokio::fs::metadata(dir).await.is_ok() {
+        return Ok(());
+    }
+    let temporary = PathBuf::from(format!("{}.{:x}", args.dir, rand::random::<u32>()));
+    git::clone(&args.url, &temporary, &m.settings.clone)
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = git::head(&temporary).await.map_err(|e| e.to_string())?;
+    if head != args.head {
+        let _ = tokio::fs::remove_dir_all(&temporary).await;
+        return Err(format!(
+            "the clone was lost and the repository moved on from {} to {head}; re-process it",
+            args.head
+        ));
+    }
+    if tokio::fs::rename(&temporary, dir).await.is_err() {
+        // Another task got there first.
+        let _ = tokio::fs::remove_dir_all(&temporary).await;
+    }
+    Ok(())
+}
+
+/// Analyses one file within the size cap and the time limit.
+async fn analyze_file(m: &Mining, dir: &Path, file: &FileRef) -> FileResult {
+    let failed = |error: String| FileResult {
+        id: file.id,
+        error: Some(error),
+        ..FileResult::default()
+    };
+    let path = dir.join(&file.path);
+    let bytes = match tokio::fs::metadata(&path).await {
+        Ok(meta) if meta.len() > m.settings.file_max_bytes => {
+            return failed(format!(
+                "{} bytes: larger than the {}-byte limit",
+                meta.len(),
+                m.settings.file_max_bytes
+            ));
+        }
+        Ok(_) => match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(error) => return failed(format!("cannot read: {error}")),
+        },
+        Err(error) => return failed(format!("cannot read: {error}")),
+    };
+    let analyzers = m.analyzers.clone();
+    let (relative, language) = (file.path.clone(), file.language.clone());
+    // On a blocking thread, abandoned at the time limit: the slot is freed and the thread
+    // ends when the parser does (the size cap bounds how long that can be).
+    let work = tokio::task::spawn_blocking(move || {
+        analyzers.analyze(&Source {
+            path: &relative,
+            language: &language,
+            bytes: &bytes,
+        })
+    });
+    match tokio::time::timeout(m.settings.file_timeout, work).await {
+        Err(_) => failed(format!(
+            "analysis took longer than {:?}",
+            m.settings.file_timeout
+        )),
+        Ok(Err(panic)) => failed(format!("an analyzer panicked: {panic}")),
+        Ok(Ok(analysis)) => FileResult {
+            id: file.id,
+            error: (!analysis.errors.is_empty()).then(|| analysis.errors.join("; ")),
+            summary: analysis.summary,
+            metrics: Some(Value::Object(analysis.reports).to_string()),
+        },
+    }
+}
+
+async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    if let Err(error) = ensure_clone(m, &args).await {
+        if ctx.attempt() < ctx.max_attempts() {
+            return Err(JobError::retry(error));
+        }
+        let results: Vec<FileResult> = args
+            .files
+            .iter()
+            .map(|f| FileResult {
+                id: f.id,
+                error: Some(error.clone()),
+                ..FileResult::default()
+            })
+            .collect();
+        db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
+        return Err(JobError::permanent(error));
+    }
+    let dir = Path::new(&args.dir);
+    let total = args.files.len() as i64;
+    let mut results = Vec::with_capacity(args.files.len());
+    for (done, file) in args.files.iter().enumerate() {
+        if ctx.is_cancelled() {
+            return Err(JobError::retry("stopped"));
+        }
+        results.push(analyze_file(m, dir, file).await);
+        ctx.progress(done as i64 + 1, Some(total), None);
+    }
+    db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
+    let failed = results.iter().filter(|r| r.metrics.is_none()).count() as u64;
+    metrics::counter!("mining_files_analyzed_total", "outcome" => "analyzed")
+        .increment(results.len() as u64 - failed);
+    metrics::counter!("mining_files_analyzed_total", "outcome" => "failed").increment(failed);
+    Ok(json!({ "files": results.len(), "failed": failed }))
+}
+
+async fn finish(args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    match tokio::fs::remove_dir_all(&args.dir).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(JobError::retry(format!("removing {}: {error}", args.dir))),
+    }
+    let store = ctx.store();
+    let now = conveyor_queue::clock::now_ms();
+    if db::finish_repo(store, args.repo, args.job, now)
+        .await
+        .map_err(db_error)?
+    {
+        metrics::counter!("mining_repositories_processed_total", "outcome" => "analyzed")
+            .increment(1);
+    }
+    Ok(json!({ "removed": args.dir }))
+}
