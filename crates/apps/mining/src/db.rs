@@ -622,7 +622,7 @@ pub async fn language_totals(
     let sql = "SELECT language, COUNT(*) AS files, \
              SUM(CASE WHEN state = 'analyzed' THEN 1 ELSE 0 END) AS analyzed, \
              SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed, \
-             COUNT(DISTINCT repo_id) AS repositories, SUM(bytes) AS bytes, \
+             COUNT(DISTINCT repo_id) AS repositories, CAST(SUM(bytes) AS BIGINT) AS bytes, \
              CAST(SUM(code) AS BIGINT) AS code, CAST(SUM(comments) AS BIGINT) AS comments, \
              CAST(SUM(blanks) AS BIGINT) AS blanks, SUM(functions) AS functions, \
              SUM(cyclomatic) AS cyclomatic, SUM(cognitive) AS cognitive, AVG(mi) AS mi_mean \
