@@ -53,6 +53,10 @@ pub struct AppResources {
     pub snapshot: conveyor_repostats::SnapshotCell,
     /// repostats' requests a second per client address (0: no limit).
     pub per_ip: u32,
+    /// mining's settings, analyzers, hosts and HTTP client.
+    pub mining: conveyor_mining::Mining,
+    /// mining's API needs keys.
+    pub mining_require_key: bool,
 }
 
 impl AppResources {
@@ -63,8 +67,14 @@ impl AppResources {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let files = conveyor_average::Storage::open(&config.average_store)
             .with_context(|| format!("average's store {}", config.average_store))?;
+        let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
+            downloads: config.mining_downloads.clone().into(),
+            ..conveyor_mining::Settings::default()
+        })?;
         Ok(Self {
             per_ip: config.repostats_per_ip,
+            mining,
+            mining_require_key: config.mining_require_key,
             ..Self::with_files(files)?
         })
     }
@@ -80,6 +90,8 @@ impl AppResources {
             github,
             snapshot: conveyor_repostats::SnapshotCell::default(),
             per_ip: 0,
+            mining: conveyor_mining::Mining::new(conveyor_mining::Settings::default())?,
+            mining_require_key: false,
         })
     }
 }
@@ -91,10 +103,12 @@ pub fn registry(apps: &AppResources) -> Registry {
     conveyor_longtask::register(&mut registry);
     conveyor_average::register(&mut registry, apps.files.clone());
     conveyor_repostats::register(&mut registry, apps.github.clone());
+    conveyor_mining::register(&mut registry, apps.mining.clone());
     registry
 }
 
-/// Every periodic schedule of the apps: repostats' refresh, unless `off`.
+/// Every periodic schedule of the apps: repostats' refresh and mining's indexers, each
+/// unless `off`.
 ///
 /// # Errors
 /// When the refresh expression does not parse.
@@ -109,11 +123,22 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
                 .context("repostats_refresh")?,
         );
     }
+    if config.mining_index != "off" {
+        schedules.push(
+            Schedule::new(
+                "mining-index",
+                &config.mining_index,
+                conveyor_mining::jobs::tick_job(),
+            )
+            .context("mining_index")?,
+        );
+    }
     Ok(schedules)
 }
 
 /// The apps' HTTP routes, merged beside the job API.
-pub fn app_routes(apps: &AppResources) -> OpenApiRouter<AppState> {
+pub fn app_routes(apps: &AppResources, store: &Store) -> OpenApiRouter<AppState> {
+    let gate = conveyor_mining::KeyGate::new(store.clone(), apps.mining_require_key);
     OpenApiRouter::new()
         .merge(conveyor_longtask::router())
         .merge(conveyor_average::router(apps.files.clone()))
@@ -121,12 +146,14 @@ pub fn app_routes(apps: &AppResources) -> OpenApiRouter<AppState> {
             apps.snapshot.clone(),
             apps.per_ip,
         ))
+        .merge(conveyor_mining::router(apps.mining.clone(), gate))
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn,tokei=error")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -160,6 +187,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
     conveyor_repostats::migrate(&store)
         .await
         .context("applying repostats' migrations")?;
+    conveyor_mining::migrate(&store)
+        .await
+        .context("applying mining's migrations")?;
     Ok(store)
 }
 
@@ -227,6 +257,9 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
     let apps = AppResources::from_config(config)?;
+    conveyor_mining::ensure_indexers(&store, &apps.mining)
+        .await
+        .context("creating mining's indexers")?;
     let state = AppState::new(store.clone(), registry(&apps), WebSettings::default());
 
     if roles.http {
@@ -236,7 +269,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
         let app = conveyor_web::router(
             state.clone(),
-            app_routes(&apps),
+            app_routes(&apps, &store),
             config.metrics_addr.is_none(),
         );
         let stop = shutdown.clone();

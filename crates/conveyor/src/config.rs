@@ -32,7 +32,7 @@ pub struct Overrides {
     #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
     /// Queues this worker serves, comma-separated, each optionally name=concurrency
-    /// [default: default,longtask=2]
+    /// [default: default,longtask=2,average=4,repostats=8,mining=2,mining-fetch=2]
     #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
     pub queues: Option<String>,
     /// Jobs running at once per queue unless the queue says otherwise [default: 8]
@@ -80,6 +80,18 @@ pub struct Overrides {
     /// Mark MiniTwit's session cookie Secure (behind TLS) [default: false]
     #[arg(long, env = "MINITWIT_SECURE_COOKIES", global = true)]
     pub minitwit_secure_cookies: Option<bool>,
+    /// mining's download area, where clones live while analysed; shared by the workers of
+    /// several machines [default: mining-downloads]
+    #[arg(long, env = "MINING_DOWNLOADS", global = true)]
+    pub mining_downloads: Option<String>,
+    /// When mining's enabled indexers run: a cron expression (UTC), or "off"
+    /// [default: * * * * *]
+    #[arg(long, env = "MINING_INDEX", global = true)]
+    pub mining_index: Option<String>,
+    /// Refuse /api/mining requests without an API key; writes need an admin key
+    /// [default: false]
+    #[arg(long, env = "MINING_REQUIRE_KEY", global = true)]
+    pub mining_require_key: Option<bool>,
 }
 
 impl Overrides {
@@ -106,6 +118,9 @@ impl Overrides {
             average_store: self.average_store.or(lower.average_store),
             repostats_refresh: self.repostats_refresh.or(lower.repostats_refresh),
             repostats_per_ip: self.repostats_per_ip.or(lower.repostats_per_ip),
+            mining_downloads: self.mining_downloads.or(lower.mining_downloads),
+            mining_index: self.mining_index.or(lower.mining_index),
+            mining_require_key: self.mining_require_key.or(lower.mining_require_key),
         }
     }
 
@@ -157,6 +172,12 @@ pub struct Config {
     pub repostats_refresh: String,
     /// repostats' requests a second per client IP (0: no limit).
     pub repostats_per_ip: u32,
+    /// mining's download area.
+    pub mining_downloads: String,
+    /// mining's indexer schedule, or "off".
+    pub mining_index: String,
+    /// mining's API needs keys.
+    pub mining_require_key: bool,
 }
 
 impl Config {
@@ -213,6 +234,11 @@ impl Config {
                 .repostats_refresh
                 .unwrap_or_else(|| "*/10 * * * *".to_owned()),
             repostats_per_ip: o.repostats_per_ip.unwrap_or(200),
+            mining_downloads: o
+                .mining_downloads
+                .unwrap_or_else(|| "mining-downloads".to_owned()),
+            mining_index: o.mining_index.unwrap_or_else(|| "* * * * *".to_owned()),
+            mining_require_key: o.mining_require_key.unwrap_or(false),
         })
     }
 }

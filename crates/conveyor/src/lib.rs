@@ -8,6 +8,7 @@
 //! - [`bench`]: `conveyor bench queue|longtask`, the engine's and the count's benchmarks.
 //! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
 //! - [`average_cmd`]: `conveyor average run`, submit and watch an averaging job.
+//! - [`mining_cmd`]: `conveyor mining run|key`, analyse repositories here, make API keys.
 //! - [`minitwit_cmd`]: `conveyor minitwit simulate|flag`, the course's simulator and
 //!   `flag_tool`.
 //!
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod config;
 pub mod jobs_cmd;
 pub mod load;
+pub mod mining_cmd;
 pub mod minitwit_cmd;
 
 use std::path::PathBuf;
@@ -71,6 +73,12 @@ pub enum Command {
         /// Which average command.
         #[command(subcommand)]
         command: average_cmd::AverageCommand,
+    },
+    /// mining: analyse repositories end to end here; API keys
+    Mining {
+        /// Which mining command.
+        #[command(subcommand)]
+        command: mining_cmd::MiningCommand,
     },
     /// MiniTwit's tools: replay a simulator scenario, flag messages
     Minitwit {
@@ -135,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load { command } => load::run(command).await,
         Command::Minitwit { command } => minitwit_cmd::run(&config, command).await,
         Command::Average { command } => average_cmd::run(command).await,
+        Command::Mining { command } => mining_cmd::run(&config, command).await,
         Command::FakeGithub(args) => fake_github(args).await,
     }
 }

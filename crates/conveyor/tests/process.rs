@@ -165,7 +165,7 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
         conveyor::app::registry(&apps),
         conveyor_web::WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps), true);
+    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps, store), true);
     let call = |method: Method, uri: String, body: Option<serde_json::Value>| {
         let app = app.clone();
         async move {

@@ -577,6 +577,14 @@ pub async fn files(store: &Store, filter: &FileFilter, limit: i64) -> sqlx::Resu
     })
 }
 
+/// Files of a repository not analysed yet.
+pub async fn pending_files(store: &Store, repo: i64) -> sqlx::Result<i64> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM mining_file WHERE repo_id = $1 AND state = 'pending'")
+            .bind(repo).fetch_one(pool).await
+    })
+}
+
 /// One file.
 pub async fn file(store: &Store, id: i64) -> sqlx::Result<Option<FileRow>> {
     let sql = format!("SELECT {FILE_COLUMNS} FROM mining_file WHERE id = $1");

@@ -1,0 +1,244 @@
+//! `conveyor mining run <git-url-or-path>...`: analyses repositories end to end in this
+//! process (workers included) on the configured database, with a progress bar, then prints
+//! a summary; `conveyor mining key create` makes an API key for third parties.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use conveyor_mining::db;
+use conveyor_queue::{QueueConfig, Registry, Worker};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// `conveyor mining ...`
+#[derive(Debug, Subcommand)]
+pub enum MiningCommand {
+    /// Clone and analyse repositories here and now, then print a summary
+    Run(RunArgs),
+    /// API keys for /api/mining
+    Key {
+        /// Which key command.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+/// `conveyor mining run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Git URLs (https, ssh, file://) or local paths
+    #[arg(required = true)]
+    pub repositories: Vec<String>,
+    /// Files analysed at once [default: the number of cores]
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `conveyor mining key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it (it is shown only once)
+    Create {
+        /// Who it is for
+        #[arg(long)]
+        name: String,
+        /// Requests a minute
+        #[arg(long, default_value_t = 500)]
+        per_minute: i32,
+        /// May change indexers and add repositories
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+/// Runs a mining command.
+///
+/// # Errors
+/// An unreachable database, or (for `run`) a repository that failed.
+pub async fn run(config: &Config, command: MiningCommand) -> anyhow::Result<()> {
+    let store = crate::app::connect(config).await?;
+    match command {
+        MiningCommand::Key {
+            command:
+                KeyCommand::Create {
+                    name,
+                    per_minute,
+                    admin,
+                },
+        } => {
+            if !(1..=1_000_000).contains(&per_minute) {
+                bail!("per_minute must be from 1 to 1000000");
+            }
+            let (id, key) = conveyor_mining::key::create(&store, &name, per_minute, admin).await?;
+            println!(
+                "key {id} for {name:?} ({per_minute}/min{}):",
+                if admin { ", admin" } else { "" }
+            );
+            println!("{key}");
+            Ok(())
+        }
+        MiningCommand::Run(args) => analyse(config, store, args).await,
+    }
+}
+
+async fn analyse(
+    config: &Config,
+    store: conveyor_queue::Store,
+    args: RunArgs,
+) -> anyhow::Result<()> {
+    let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
+        downloads: config.mining_downloads.clone().into(),
+        ..conveyor_mining::Settings::default()
+    })?;
+    let mut registry = Registry::new();
+    conveyor_mining::register(&mut registry, mining.clone());
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let worker_config = conveyor_queue::WorkerConfig {
+        queues: vec![
+            QueueConfig {
+                name: conveyor_mining::QUEUE.into(),
+                concurrency: args.workers.unwrap_or(cores).max(1),
+            },
+            QueueConfig {
+                name: conveyor_mining::FETCH_QUEUE.into(),
+                concurrency: 2,
+            },
+        ],
+        ..crate::app::worker_config(config)
+    };
+    let stop = CancellationToken::new();
+    let worker = Worker::new(store.clone(), registry, worker_config);
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for url in &args.repositories {
+        let id = conveyor_mining::api::add(&store, url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {}", e.detail))?;
+        ids.push(id);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let rows = loop {
+        let mut rows = Vec::new();
+        for id in &ids {
+            rows.push(
+                db::repo(&store, *id)
+                    .await?
+                    .context("a repository vanished")?,
+            );
+        }
+        let (mut total, mut done) = (0u64, 0u64);
+        for row in &rows {
+            total += row.files_total.unwrap_or(0) as u64;
+            if row.state == "analyzing" {
+                let pending = db::pending_files(&store, row.id).await? as u64;
+                done += (row.files_total.unwrap_or(0) as u64).saturating_sub(pending);
+            } else if matches!(row.state.as_str(), "analyzed" | "failed") {
+                done += row.files_total.unwrap_or(0) as u64;
+            }
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+        let ended = rows
+            .iter()
+            .filter(|r| matches!(r.state.as_str(), "analyzed" | "failed"))
+            .count();
+        bar.set_message(format!("{ended}/{} repositories", rows.len()));
+        if ended == rows.len() {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    stop.cancel();
+    handle.await??;
+
+    let mut summary = Vec::new();
+    for row in &rows {
+        let languages = db::language_totals(&store, Some(row.id)).await?;
+        let commits = db::commit_kinds(&store, row.id).await?;
+        summary.push(serde_json::json!({
+            "repository": row, "languages": languages,
+            "commits": commits.iter().map(|(k, n, fog)| serde_json::json!({"kind": k, "count": n, "readability": fog})).collect::<Vec<_>>(),
+        }));
+    }
+    let files: i64 = rows
+        .iter()
+        .map(|r| i64::from(r.files_total.unwrap_or(0)))
+        .sum();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"seconds": seconds, "files": files, "repositories": summary})
+        );
+    } else {
+        for (row, entry) in rows.iter().zip(&summary) {
+            println!(
+                "{} [{}] {} at {}: {} of {} files analysed",
+                row.name,
+                row.state,
+                row.url,
+                row.head_commit.as_deref().unwrap_or("-"),
+                row.files_total.unwrap_or(0),
+                row.files_listed.unwrap_or(0)
+            );
+            if let Some(error) = &row.error {
+                println!("  error: {error}");
+            }
+            println!(
+                "  {:<16} {:>6} {:>9} {:>9} {:>9} {:>11} {:>6}",
+                "language", "files", "code", "comments", "functions", "cyclomatic", "MI"
+            );
+            for l in entry["languages"].as_array().into_iter().flatten() {
+                let f = |k: &str| l[k].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
+                println!(
+                    "  {:<16} {:>6} {:>9} {:>9} {:>9} {:>11} {:>6}",
+                    l["language"].as_str().unwrap_or("?"),
+                    f("files"),
+                    f("code"),
+                    f("comments"),
+                    f("functions"),
+                    f("cyclomatic"),
+                    l["mi_mean"]
+                        .as_f64()
+                        .map_or("-".to_owned(), |v| format!("{v:.1}")),
+                );
+            }
+            let kinds: Vec<String> = entry["commits"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {}", c["count"], c["kind"].as_str().unwrap_or("?")))
+                .collect();
+            if !kinds.is_empty() {
+                println!("  commits: {}", kinds.join(", "));
+            }
+        }
+        println!(
+            "{files} files in {} repositories in {seconds:.2} s ({:.0} files/s)",
+            rows.len(),
+            files as f64 / seconds.max(1e-9)
+        );
+    }
+    if rows.iter().any(|r| r.state == "failed") {
+        bail!("some repositories failed");
+    }
+    Ok(())
+}
