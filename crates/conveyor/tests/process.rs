@@ -17,6 +17,7 @@ conveyor_queue::on_both_backends!(
     sigterm_lets_running_jobs_finish_and_hands_the_rest_back,
     a_count_whose_worker_is_killed_is_rescued_and_completes,
     an_average_job_whose_worker_is_killed_completes_exactly,
+    a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_once,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -227,6 +228,127 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
     let (_, verdict) = call(Method::POST, format!("{uri}/validate"), None).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
     assert_eq!(verdict["positions"], 4000);
+    second.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A worker killed while a repository's files are being analysed: the rescued tasks run
+/// again, every file ends analysed exactly once (one row each), and the clone is removed.
+async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_once(db: &TestDb) {
+    let store = &db.store;
+    let dir =
+        std::env::temp_dir().join(format!("conveyor-mining-kill-{:x}", rand::random::<u64>()));
+    let (repo_dir, downloads) = (dir.join("repo"), dir.join("downloads"));
+    std::fs::create_dir_all(&repo_dir).unwrap();
+    // 300 files of 60 functions each: seconds of analysis in a debug build.
+    let body: String = (0..60)
+        .map(|i| format!("pub fn f{i}(x: i32) -> i32 {{\n    if x > {i} {{ x - {i} }} else {{ x + {i} }}\n}}\n\n"))
+        .collect();
+    for i in 0..300 {
+        std::fs::write(repo_dir.join(format!("m{i}.rs")), &body).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo_dir)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "Add modules"]);
+    conveyor_mining::migrate(store).await.unwrap();
+    let id = conveyor_mining::api::add(store, repo_dir.to_str().unwrap())
+        .await
+        .unwrap();
+
+    let downloads_text = downloads.display().to_string();
+    let env = [
+        ("MINING_DOWNLOADS", downloads_text.as_str()),
+        ("MINING_INDEX", "off"),
+        ("CONVEYOR_QUEUES", "mining=2,mining-fetch=1"),
+    ];
+    let mut first = worker_with(db, "2s", "1s", &env);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let repo = conveyor_mining::db::repo(store, id).await.unwrap().unwrap();
+        let total = i64::from(repo.files_total.unwrap_or(0));
+        let pending = conveyor_mining::db::pending_files(store, id).await.unwrap();
+        if repo.state == "analyzing" && pending < total {
+            break;
+        }
+        assert_ne!(repo.state, "analyzed", "the kill must land mid-way");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {repo:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().await.expect("SIGKILL the worker");
+    let mut second = worker_with(db, "2s", "1s", &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let repo = loop {
+        let repo = conveyor_mining::db::repo(store, id).await.unwrap().unwrap();
+        if matches!(repo.state.as_str(), "analyzed" | "failed") {
+            break repo;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not end: {repo:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(repo.state, "analyzed", "{repo:?}");
+    assert_eq!(repo.files_total, Some(300));
+    let filter = conveyor_mining::db::FileFilter {
+        repo: Some(id),
+        ..Default::default()
+    };
+    let mut files = Vec::new();
+    let mut after = None;
+    loop {
+        let page = conveyor_mining::db::files(
+            store,
+            &conveyor_mining::db::FileFilter {
+                after,
+                ..filter.clone()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        files.extend(page);
+    }
+    assert_eq!(files.len(), 300, "one row per file");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.state == "analyzed" && f.functions == Some(60.0))
+    );
+    let rescued = store
+        .list(&conveyor_queue::JobFilter {
+            kind: Some("mining.analyze".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|j| j.attempt > 1)
+        .count();
+    assert!(rescued > 0, "some analysis ran again after the kill");
+    assert!(
+        std::fs::read_dir(&downloads)
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "clone removed"
+    );
     second.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
