@@ -26,6 +26,8 @@ pub enum BenchCommand {
     Queue(QueueBench),
     /// The longtask count with progress reporting against the bare loop
     Longtask(LongtaskBench),
+    /// mining's pipeline against its analyzers called directly on the same files
+    Mining(crate::mining_bench::MiningBench),
 }
 
 /// `conveyor bench longtask` options.
@@ -74,6 +76,7 @@ pub struct QueueBench {
 /// When the database cannot be made or a phase does not finish in time.
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Mining(options) => crate::mining_bench::run(options).await,
         BenchCommand::Queue(options) => {
             let report = queue(&options).await?;
             if options.json {

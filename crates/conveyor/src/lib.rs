@@ -8,6 +8,7 @@
 //! - [`bench`]: `conveyor bench queue|longtask`, the engine's and the count's benchmarks.
 //! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
 //! - [`average_cmd`]: `conveyor average run`, submit and watch an averaging job.
+//! - [`mining_bench`]: `conveyor bench mining`, the pipeline against direct analysis.
 //! - [`mining_cmd`]: `conveyor mining run|key`, analyse repositories here, make API keys.
 //! - [`minitwit_cmd`]: `conveyor minitwit simulate|flag`, the course's simulator and
 //!   `flag_tool`.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod config;
 pub mod jobs_cmd;
 pub mod load;
+pub mod mining_bench;
 pub mod mining_cmd;
 pub mod minitwit_cmd;
 

@@ -1,0 +1,238 @@
+//! `conveyor bench mining --path DIR`: files analysed per second through the whole pipeline
+//! (clone, listing, engine jobs, analysis, results written) against the same analyzers
+//! (tokei and rust-code-analysis) called directly on the same files, in one process, with
+//! the same number of threads. Runs alternate so drift hits both alike.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use conveyor_mining::analyzer::{self, Analyzers, Source};
+use conveyor_queue::scratch::ScratchDb;
+use conveyor_queue::{QueueConfig, Registry, Worker, WorkerConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// `conveyor bench mining` options.
+#[derive(Debug, Clone, Args)]
+pub struct MiningBench {
+    /// A directory of sources (copied into a fresh git repository first)
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Threads for the direct run and analysis slots for the pipeline [default: cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed runs of each
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// postgres://... to run the pipeline on PostgreSQL; default SQLite
+    #[arg(long)]
+    pub on: Option<String>,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark and prints its figures.
+///
+/// # Errors
+/// When the directory cannot be copied or committed, or a pipeline run fails.
+pub async fn run(options: MiningBench) -> anyhow::Result<()> {
+    let report = measure(&options).await?;
+    if options.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} files ({} bytes), {} threads, median of {} runs",
+            report["files"], report["bytes"], report["threads"], report["runs"]
+        );
+        println!(
+            "direct:   {:.1} files/s",
+            report["direct_files_per_second"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "pipeline: {:.1} files/s",
+            report["pipeline_files_per_second"].as_f64().unwrap_or(0.0)
+        );
+        println!("ratio:    {:.3}", report["ratio"].as_f64().unwrap_or(0.0));
+    }
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+        .args(args)
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn measure(options: &MiningBench) -> anyhow::Result<Value> {
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1);
+    let work = std::env::temp_dir().join(format!("conveyor-bench-mining-{}", std::process::id()));
+    let repo = work.join("repo");
+    std::fs::create_dir_all(&work)?;
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&options.path)
+        .arg(&repo)
+        .status()?;
+    if !copied.success() {
+        bail!("cannot copy {}", options.path.display());
+    }
+    let _ = std::fs::remove_dir_all(repo.join(".git"));
+    git(&repo, &["init", "-q"])?;
+    git(&repo, &["add", "-A", "-f"])?;
+    git(&repo, &["commit", "-q", "-m", "bench"])?;
+
+    // The files the pipeline will analyse: tracked, with an analyzer, under the size cap.
+    let settings = conveyor_mining::Settings::default();
+    let analyzers = Analyzers::standard();
+    let listed = git(&repo, &["ls-files", "-z"])?;
+    let mut files: Vec<(String, &'static str, Vec<u8>)> = Vec::new();
+    for path in listed.split('\0').filter(|p| !p.is_empty()) {
+        let Some(language) = analyzer::language_of(path) else {
+            continue;
+        };
+        if !analyzers.serves(language) {
+            continue;
+        }
+        let bytes = std::fs::read(repo.join(path))?;
+        if bytes.len() as u64 <= settings.file_max_bytes {
+            files.push((path.to_owned(), language, bytes));
+        }
+    }
+    if files.is_empty() {
+        bail!("no file under {} has an analyzer", options.path.display());
+    }
+    let bytes: usize = files.iter().map(|f| f.2.len()).sum();
+
+    let (mut direct, mut pipeline) = (Vec::new(), Vec::new());
+    for run in 0..options.runs.max(1) {
+        direct.push(direct_rate(&analyzers, &files, threads));
+        pipeline.push(
+            pipeline_rate(
+                options,
+                &repo,
+                &work.join(format!("downloads-{run}")),
+                threads,
+            )
+            .await?,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let (direct, pipeline) = (median(direct), median(pipeline));
+    Ok(json!({
+        "files": files.len(), "bytes": bytes, "threads": threads, "runs": options.runs.max(1),
+        "direct_files_per_second": direct, "pipeline_files_per_second": pipeline,
+        "ratio": pipeline / direct,
+    }))
+}
+
+/// Files a second with `threads` threads pulling files from a shared index.
+fn direct_rate(
+    analyzers: &Analyzers,
+    files: &[(String, &'static str, Vec<u8>)],
+    threads: usize,
+) -> f64 {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, language, bytes)) = files.get(i) else {
+                        break;
+                    };
+                    std::hint::black_box(analyzers.analyze(&Source {
+                        path,
+                        language,
+                        bytes,
+                    }));
+                }
+            });
+        }
+    });
+    files.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Files a second from submission to the repository's `analyzed`, on a fresh database.
+async fn pipeline_rate(
+    options: &MiningBench,
+    repo: &Path,
+    downloads: &Path,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let db = match options.on.as_deref() {
+        Some(url) if url.starts_with("postgres") => ScratchDb::new_postgres(url).await?,
+        Some(_) => bail!("--on takes a postgres:// URL"),
+        None => ScratchDb::new_sqlite().await?,
+    };
+    let store = db.store.clone();
+    conveyor_mining::migrate(&store).await?;
+    let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
+        downloads: downloads.to_path_buf(),
+        ..conveyor_mining::Settings::default()
+    })?;
+    let mut registry = Registry::new();
+    conveyor_mining::register(&mut registry, mining);
+    let config = WorkerConfig {
+        queues: vec![
+            QueueConfig {
+                name: conveyor_mining::QUEUE.into(),
+                concurrency: threads,
+            },
+            QueueConfig {
+                name: conveyor_mining::FETCH_QUEUE.into(),
+                concurrency: 1,
+            },
+        ],
+        ..WorkerConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let worker = Worker::new(store.clone(), registry, config);
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    // Let the worker register before the clock starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let id = conveyor_mining::api::add(&store, repo.to_str().context("a UTF-8 path")?)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
+    let row = loop {
+        let row = conveyor_mining::db::repo(&store, id)
+            .await?
+            .context("the repository vanished")?;
+        if matches!(row.state.as_str(), "analyzed" | "failed") {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.cancel();
+    handle.await??;
+    db.finish().await;
+    if row.state != "analyzed" {
+        bail!("the pipeline failed: {:?}", row.error);
+    }
+    Ok(f64::from(row.files_total.unwrap_or(0)) / seconds)
+}
