@@ -8,7 +8,8 @@ threads=${2:-$(nproc)}
 python3 -c 'import lizard' 2>/dev/null || python3 -m pip install --quiet lizard
 files=$(find "$dir" -type f -name '*.rs' | wc -l)
 start=$(date +%s.%N)
-python3 -m lizard -l rust -t "$threads" "$dir" >/dev/null
+# lizard exits with the number of functions over its complexity threshold, not an error.
+python3 -m lizard -l rust -t "$threads" "$dir" >/dev/null || true
 end=$(date +%s.%N)
 python3 - "$files" "$start" "$end" <<'PY'
 import sys

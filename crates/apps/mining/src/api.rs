@@ -173,7 +173,7 @@ async fn list_repos(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddRepo {
-    /// A git URL (https, ssh, `file://`) or a local path.
+    /// A git URL (https, ssh, `file://`) or a local path (stored absolute).
     pub url: String,
 }
 

@@ -45,15 +45,16 @@ pub struct CloneLimits {
     pub depth: u32,
 }
 
-/// The URL git is given: local paths become `file://` URLs, so `--depth` applies to them
-/// too (git ignores it for plain paths).
+/// The URL git is given: local paths become absolute paths. git clones those by
+/// hard-linking the object files (a third of the time of a `file://` clone here, which packs
+/// every object), so `--depth` does not apply to them; `file://` URLs are cloned shallow.
 pub fn remote(url: &str) -> String {
     if url.contains("://") || url.starts_with("git@") {
         return url.to_owned();
     }
     let path = Path::new(url);
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    format!("file://{}", absolute.display())
+    absolute.display().to_string()
 }
 
 fn git() -> Command {
