@@ -15,8 +15,10 @@ use serde::Deserialize;
 /// The queues served by default: general jobs, the CPU-bound counting tasks of `longtask`
 /// at most two at a time (one per core of a small machine), and `average`'s file tasks
 /// (reading, parsing and writing overlap, so a few more than cores), and `repostats`'
-/// requests to GitHub (which asks for about 20 at once at most).
-pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8";
+/// requests to GitHub (which asks for about 20 at once at most);
+/// mining's analysis (CPU-bound: one per core here) and its indexing and cloning (waiting on
+/// hosts) have theirs.
+pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8,mining=2,mining-fetch=2";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
