@@ -338,6 +338,14 @@ mod tests {
                     name: "repostats".into(),
                     concurrency: 8
                 },
+                QueueConfig {
+                    name: "mining".into(),
+                    concurrency: 2
+                },
+                QueueConfig {
+                    name: "mining-fetch".into(),
+                    concurrency: 2
+                },
             ]
         );
         assert_eq!(config.lease, Duration::from_secs(15));
@@ -351,6 +359,9 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 5001)))
         );
         assert_eq!(config.average_store, "average-data");
+        assert_eq!(config.mining_downloads, "mining-downloads");
+        assert_eq!(config.mining_index, "* * * * *");
+        assert!(!config.mining_require_key);
     }
 
     #[test]
