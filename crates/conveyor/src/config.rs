@@ -16,9 +16,10 @@ use serde::Deserialize;
 /// at most two at a time (one per core of a small machine), and `average`'s file tasks
 /// (reading, parsing and writing overlap, so a few more than cores), and `repostats`'
 /// requests to GitHub (which asks for about 20 at once at most);
-/// mining's analysis (CPU-bound: one per core here) and its indexing and cloning (waiting on
-/// hosts) have theirs.
-pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8,mining=2,mining-fetch=2";
+/// mining's analysis tasks (twice its analysis threads, one per core, so a thread has a
+/// file while another task writes results) and its indexing and cloning (waiting on hosts)
+/// have theirs.
+pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8,mining=4,mining-fetch=2";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -34,7 +35,7 @@ pub struct Overrides {
     #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
     /// Queues this worker serves, comma-separated, each optionally name=concurrency
-    /// [default: default,longtask=2,average=4,repostats=8,mining=2,mining-fetch=2]
+    /// [default: default,longtask=2,average=4,repostats=8,mining=4,mining-fetch=2]
     #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
     pub queues: Option<String>,
     /// Jobs running at once per queue unless the queue says otherwise [default: 8]
@@ -340,7 +341,7 @@ mod tests {
                 },
                 QueueConfig {
                     name: "mining".into(),
-                    concurrency: 2
+                    concurrency: 4
                 },
                 QueueConfig {
                     name: "mining-fetch".into(),

@@ -189,6 +189,7 @@ async fn pipeline_rate(
     conveyor_mining::migrate(&store).await?;
     let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
         downloads: downloads.to_path_buf(),
+        analysis_threads: threads,
         ..conveyor_mining::Settings::default()
     })?;
     let mut registry = Registry::new();
@@ -197,7 +198,9 @@ async fn pipeline_rate(
         queues: vec![
             QueueConfig {
                 name: conveyor_mining::QUEUE.into(),
-                concurrency: threads,
+                // Twice the threads, as `conveyor up`: while one task writes its results,
+                // another keeps its thread busy.
+                concurrency: 2 * threads,
             },
             QueueConfig {
                 name: conveyor_mining::FETCH_QUEUE.into(),

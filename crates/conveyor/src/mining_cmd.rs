@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Git URLs (https, ssh, file://) or local paths
     #[arg(required = true)]
     pub repositories: Vec<String>,
-    /// Files analysed at once [default: the number of cores]
+    /// Analysis threads [default: the number of cores]
     #[arg(long)]
     pub workers: Option<usize>,
     /// Print the summary as JSON
@@ -92,18 +92,21 @@ async fn analyse(
     store: conveyor_queue::Store,
     args: RunArgs,
 ) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let threads = args.workers.unwrap_or(cores).max(1);
     let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
         downloads: config.mining_downloads.clone().into(),
+        analysis_threads: threads,
         ..conveyor_mining::Settings::default()
     })?;
     let mut registry = Registry::new();
     conveyor_mining::register(&mut registry, mining.clone());
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let worker_config = conveyor_queue::WorkerConfig {
         queues: vec![
             QueueConfig {
                 name: conveyor_mining::QUEUE.into(),
-                concurrency: args.workers.unwrap_or(cores).max(1),
+                // Twice the threads: while one task writes results, another feeds a thread.
+                concurrency: 2 * threads,
             },
             QueueConfig {
                 name: conveyor_mining::FETCH_QUEUE.into(),

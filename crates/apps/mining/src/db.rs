@@ -367,18 +367,31 @@ pub async fn replace_files(
         sqlx::query("DELETE FROM mining_commit WHERE repo_id = $1")
             .bind(repo).execute(&mut *conn).await?;
     });
-    let mut ids = Vec::with_capacity(files.len());
-    for file in files {
-        let id: i64 = dispatch!(tx.conn(), conn => {
-            sqlx::query_scalar(
-                "INSERT INTO mining_file (repo_id, path, language, bytes, state, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id",
-            )
-            .bind(repo).bind(&file.path).bind(&file.language).bind(file.bytes).bind(now)
-            .fetch_one(conn).await?
+    // Multi-row inserts, 200 rows (602 binds) a statement; rows come back in any order,
+    // so they are matched by path (unique within a repository).
+    let mut by_path = std::collections::HashMap::with_capacity(files.len());
+    for chunk in files.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 3 + 3;
+                format!("($1, ${b}, ${}, ${}, 'pending', $2)", b + 1, b + 2)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO mining_file (repo_id, path, language, bytes, state, updated_at) \
+             VALUES {} RETURNING id, path",
+            values.join(", ")
+        );
+        let rows: Vec<(i64, String)> = dispatch!(tx.conn(), conn => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(repo).bind(now);
+            for file in chunk {
+                query = query.bind(&file.path).bind(&file.language).bind(file.bytes);
+            }
+            query.fetch_all(conn).await?
         });
-        ids.push(id);
+        by_path.extend(rows.into_iter().map(|(id, path)| (path, id)));
     }
+    let ids = files.iter().map(|f| by_path[&f.path]).collect();
     for commit in commits {
         dispatch!(tx.conn(), conn => {
             sqlx::query(

@@ -184,31 +184,37 @@ pub struct TrackedFile {
 /// [`GitError`].
 pub async fn files(dir: &Path, max: usize) -> Result<Vec<TrackedFile>, GitError> {
     let out = output(dir, "ls-files", &["ls-files", "-z", "--stage"]).await?;
-    let mut files = Vec::new();
-    for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-        // "<mode> <object> <stage>\t<path>"
-        let Some(tab) = entry.iter().position(|b| *b == b'\t') else {
-            continue;
-        };
-        let mode = &entry[..entry.iter().position(|b| *b == b' ').unwrap_or(0)];
-        if mode != b"100644" && mode != b"100755" {
-            continue;
+    let dir = dir.to_path_buf();
+    // Sizes in one blocking task (one hand-off, not one per file).
+    let files = tokio::task::spawn_blocking(move || {
+        let mut files = Vec::new();
+        for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            // "<mode> <object> <stage>\t<path>"
+            let Some(tab) = entry.iter().position(|b| *b == b'\t') else {
+                continue;
+            };
+            let mode = &entry[..entry.iter().position(|b| *b == b' ').unwrap_or(0)];
+            if mode != b"100644" && mode != b"100755" {
+                continue;
+            }
+            let Ok(path) = std::str::from_utf8(&entry[tab + 1..]) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::metadata(dir.join(path)) else {
+                continue;
+            };
+            files.push(TrackedFile {
+                path: path.to_owned(),
+                bytes: meta.len(),
+            });
+            if files.len() >= max {
+                break;
+            }
         }
-        let Ok(path) = std::str::from_utf8(&entry[tab + 1..]) else {
-            continue;
-        };
-        let bytes = match tokio::fs::metadata(dir.join(path)).await {
-            Ok(meta) => meta.len(),
-            Err(_) => continue,
-        };
-        files.push(TrackedFile {
-            path: path.to_owned(),
-            bytes,
-        });
-        if files.len() >= max {
-            break;
-        }
-    }
+        files
+    })
+    .await
+    .unwrap_or_default();
     Ok(files)
 }
 

@@ -67,6 +67,9 @@ pub struct Settings {
     pub file_max_bytes: u64,
     /// Longest analysis of one file.
     pub file_timeout: Duration,
+    /// Threads running analyzers in this process (default: the cores); the `mining` queue's
+    /// concurrency should be at least this, so every thread has a file.
+    pub analysis_threads: usize,
     /// Files per `mining.analyze` task.
     pub files_per_task: usize,
     /// Most files recorded per repository.
@@ -94,6 +97,7 @@ impl Default for Settings {
             queued_max: 24,
             file_max_bytes: 1 << 20,
             file_timeout: Duration::from_secs(10),
+            analysis_threads: std::thread::available_parallelism().map_or(2, usize::from),
             files_per_task: 32,
             files_max: 100_000,
             commits_max: 20,
@@ -115,6 +119,8 @@ pub struct Mining {
     pub hosts: Hosts,
     /// For the hosts' APIs.
     pub http: reqwest::Client,
+    /// The threads that run the analyzers.
+    pub pool: crate::pool::AnalysisPool,
 }
 
 impl Mining {
@@ -123,6 +129,7 @@ impl Mining {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(settings: Settings) -> reqwest::Result<Self> {
+        let settings_threads = settings.analysis_threads;
         conveyor_web::install_tls_provider();
         let http = reqwest::Client::builder()
             .user_agent("conveyor-mining")
@@ -133,6 +140,7 @@ impl Mining {
             analyzers: Analyzers::standard(),
             hosts: Hosts::standard(),
             http,
+            pool: crate::pool::AnalysisPool::new(settings_threads),
         })
     }
 }
@@ -529,51 +537,52 @@ async fn ensure_clone(m: &Mining, args: &AnalyzeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Analyses one file within the size cap and the time limit.
+/// Analyses one file within the size cap and the time limit, on the analysis threads.
 async fn analyze_file(m: &Mining, dir: &Path, file: &FileRef) -> FileResult {
+    let (analyzers, max_bytes) = (m.analyzers.clone(), m.settings.file_max_bytes);
+    let (path, owned) = (dir.join(&file.path), file.clone());
+    // Reading, analysing and serialising in one piece of work: one hand-off a file.
+    let work = move || measure(&analyzers, &path, &owned, max_bytes);
+    match m.pool.run(m.settings.file_timeout, work).await {
+        Ok(result) => result,
+        Err(error) => FileResult {
+            id: file.id,
+            error: Some(format!("analysis {error}")),
+            ..FileResult::default()
+        },
+    }
+}
+
+/// Reads `path` (unless it is over `max_bytes`) and runs the analyzers on it.
+fn measure(analyzers: &Analyzers, path: &Path, file: &FileRef, max_bytes: u64) -> FileResult {
     let failed = |error: String| FileResult {
         id: file.id,
         error: Some(error),
         ..FileResult::default()
     };
-    let path = dir.join(&file.path);
-    let bytes = match tokio::fs::metadata(&path).await {
-        Ok(meta) if meta.len() > m.settings.file_max_bytes => {
+    let bytes = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > max_bytes => {
             return failed(format!(
-                "{} bytes: larger than the {}-byte limit",
-                meta.len(),
-                m.settings.file_max_bytes
+                "{} bytes: larger than the {max_bytes}-byte limit",
+                meta.len()
             ));
         }
-        Ok(_) => match tokio::fs::read(&path).await {
+        Ok(_) => match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => return failed(format!("cannot read: {error}")),
         },
         Err(error) => return failed(format!("cannot read: {error}")),
     };
-    let analyzers = m.analyzers.clone();
-    let (relative, language) = (file.path.clone(), file.language.clone());
-    // On a blocking thread, abandoned at the time limit: the slot is freed and the thread
-    // ends when the parser does (the size cap bounds how long that can be).
-    let work = tokio::task::spawn_blocking(move || {
-        analyzers.analyze(&Source {
-            path: &relative,
-            language: &language,
-            bytes: &bytes,
-        })
+    let analysis = analyzers.analyze(&Source {
+        path: &file.path,
+        language: &file.language,
+        bytes: &bytes,
     });
-    match tokio::time::timeout(m.settings.file_timeout, work).await {
-        Err(_) => failed(format!(
-            "analysis took longer than {:?}",
-            m.settings.file_timeout
-        )),
-        Ok(Err(panic)) => failed(format!("an analyzer panicked: {panic}")),
-        Ok(Ok(analysis)) => FileResult {
-            id: file.id,
-            error: (!analysis.errors.is_empty()).then(|| analysis.errors.join("; ")),
-            summary: analysis.summary,
-            metrics: Some(Value::Object(analysis.reports).to_string()),
-        },
+    FileResult {
+        id: file.id,
+        error: (!analysis.errors.is_empty()).then(|| analysis.errors.join("; ")),
+        summary: analysis.summary,
+        metrics: Some(Value::Object(analysis.reports).to_string()),
     }
 }
 

@@ -12,6 +12,7 @@
 //!   messages (no SQL, no queue).
 //! - [`git`]: clone within bounds, HEAD, files, commits.
 //! - [`jobs`]: the pipeline as job kinds; the feeder's back-pressure.
+//! - [`pool`]: the analysis threads.
 //! - [`db`]: the rows.
 //! - [`api`]: `/api/mining/...`; [`key`]: API keys and their throttle.
 
@@ -22,6 +23,7 @@ pub mod git;
 pub mod indexer;
 pub mod jobs;
 pub mod key;
+pub mod pool;
 
 pub use api::router;
 pub use jobs::{FETCH_QUEUE, Mining, QUEUE, Settings, register};
