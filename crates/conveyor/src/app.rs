@@ -267,9 +267,14 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
-        let app = conveyor_web::router(
+        let dashboard = conveyor_dashboard::Dashboard {
+            snapshot: apps.snapshot.clone(),
+            minitwit_url: config.minitwit_web.map(|a| format!("http://{a}")),
+        };
+        let app = conveyor_web::router_with_pages(
             state.clone(),
             app_routes(&apps, &store),
+            conveyor_dashboard::router(dashboard),
             config.metrics_addr.is_none(),
         );
         let stop = shutdown.clone();

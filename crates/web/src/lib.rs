@@ -55,6 +55,17 @@ struct ApiDoc;
 /// The whole HTTP surface: `extra` (the apps' routes, with the OpenAPI paths they declare)
 /// merged with the job API, docs, probes and, unless served elsewhere, `/metrics`.
 pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: bool) -> Router {
+    router_with_pages(state, extra, Router::new(), metrics_here)
+}
+
+/// [`router`] with `pages` too (the dashboard's HTML routes, outside the OpenAPI document),
+/// under the same layers: metrics by route, request logs, timeouts, panic guard.
+pub fn router_with_pages(
+    state: AppState,
+    extra: OpenApiRouter<AppState>,
+    pages: Router<AppState>,
+    metrics_here: bool,
+) -> Router {
     // Installed before any request, or the first requests' metrics would be lost.
     metrics::handle();
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", jobs::router());
@@ -63,7 +74,8 @@ pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: boo
     let mut app = api
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi));
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .merge(pages);
     if metrics_here {
         app = app.route("/metrics", get(metrics::render));
     }
@@ -78,7 +90,8 @@ pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: boo
     .with_state(state)
 }
 
-/// Bounds a request's time, except event streams, which last as long as their job.
+/// Bounds a request's time, except event streams (a job's, mining's, the dashboard's live
+/// regions), which last as long as their client watches.
 async fn bounded(
     timeout: std::time::Duration,
     request: axum::extract::Request,
@@ -87,7 +100,9 @@ async fn bounded(
     let streams = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .is_some_and(|p| p.as_str().ends_with("/events"));
+        .is_some_and(|p| {
+            p.as_str().ends_with("/events") || p.as_str().starts_with("/dashboard/live/")
+        });
     if streams {
         return next.run(request).await;
     }

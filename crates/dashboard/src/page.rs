@@ -1,0 +1,791 @@
+//! The routes: `/` (overview), `/jobs`, `/jobs/{id}`, `/workers`, `/apps/<app>`, the live
+//! regions `/dashboard/live/{region}` and the embedded assets `/dashboard/static/...`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Extension, Path, Query, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use conveyor_queue::{JobFilter, JobState, Store};
+use conveyor_repostats::SnapshotCell;
+use conveyor_web::AppState;
+use futures_util::Stream;
+use serde::Deserialize;
+
+use crate::chart;
+use crate::view::{self, JobRow, OverviewData, ago};
+
+/// What the pages need beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct Dashboard {
+    /// repostats' snapshot.
+    pub snapshot: SnapshotCell,
+    /// Where MiniTwit's pages are served, if they are.
+    pub minitwit_url: Option<String>,
+}
+
+/// The dashboard's routes.
+pub fn router(dashboard: Dashboard) -> Router<AppState> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/workers", get(workers))
+        .route("/apps/longtask", get(longtask))
+        .route("/apps/average", get(average))
+        .route("/apps/mining", get(mining))
+        .route("/apps/repostats", get(repostats))
+        .route("/apps/minitwit", get(minitwit))
+        .route("/dashboard/live/{region}", get(live))
+        .route("/dashboard/static/app.css", get(css))
+        .route("/dashboard/static/live.js", get(js))
+        .layer(Extension(dashboard))
+}
+
+/// A page that could not be made: a short text, the details in the log.
+pub struct PageError(StatusCode, String);
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.1,
+        )
+            .into_response()
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for PageError {
+    fn from(error: E) -> Self {
+        PageError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the page failed: {error}"),
+        )
+    }
+}
+
+type PageResult = Result<Html<String>, PageError>;
+
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../static/app.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../static/live.js"),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    title: &'static str,
+    data: OverviewData,
+}
+
+#[derive(Template)]
+#[template(path = "overview_live.html")]
+struct OverviewLive {
+    data: OverviewData,
+}
+
+async fn overview(State(state): State<AppState>) -> PageResult {
+    let data = view::overview(&state.store).await?;
+    Ok(Html(
+        OverviewPage {
+            title: "Overview",
+            data,
+        }
+        .render()?,
+    ))
+}
+
+/// `/jobs` filters (empty values mean any).
+#[derive(Debug, Default, Deserialize)]
+struct JobsQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    queue: String,
+    before: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    title: &'static str,
+    states: Vec<String>,
+    kinds: Vec<String>,
+    filter: JobsQuery,
+    jobs: Vec<JobRow>,
+    next: Option<String>,
+}
+
+const PAGE: i64 = 50;
+
+async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> PageResult {
+    let job_state = match query.state.as_str() {
+        "" => None,
+        s => Some(
+            JobState::ALL
+                .into_iter()
+                .find(|j| j.as_str() == s)
+                .ok_or_else(|| {
+                    PageError(
+                        StatusCode::BAD_REQUEST,
+                        format!("state must be one of the job states, not {s:?}"),
+                    )
+                })?,
+        ),
+    };
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let filter = JobFilter {
+        state: job_state,
+        kind: some(&query.kind),
+        queue: some(&query.queue),
+        before: query.before,
+        limit: PAGE,
+    };
+    let jobs = view::jobs(&state.store, &filter).await?;
+    let next = (jobs.len() as i64 == PAGE).then(|| {
+        let last = jobs.last().map_or(0, |j| j.id);
+        format!(
+            "/jobs?state={}&kind={}&queue={}&before={last}",
+            query.state, query.kind, query.queue
+        )
+    });
+    Ok(Html(
+        JobsPage {
+            title: "Jobs",
+            states: JobState::ALL.iter().map(ToString::to_string).collect(),
+            kinds: state
+                .registry
+                .kinds()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            filter: query,
+            jobs,
+            next,
+        }
+        .render()?,
+    ))
+}
+
+struct JobDetail {
+    id: i64,
+    kind: String,
+    queue: String,
+    state: String,
+    attempt: i32,
+    max_attempts: i32,
+    progress_known: bool,
+    progress_done: i64,
+    progress_max: i64,
+    progress_text: String,
+    created: String,
+    started: String,
+    finished: String,
+    worker: String,
+    args: String,
+    result: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    title: String,
+    job: JobDetail,
+}
+
+async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> PageResult {
+    let job = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
+    let (done, total) = (job.progress_done.unwrap_or(0), job.progress_total);
+    let progress_text = match total {
+        Some(t) if t > 0 => format!("{} % ({done} of {t})", done * 100 / t),
+        _ => done.to_string(),
+    };
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let detail = JobDetail {
+        id: job.id,
+        kind: job.kind.clone(),
+        queue: job.queue.clone(),
+        state: job.state.to_string(),
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        progress_known: total.is_some() || job.state == JobState::Completed,
+        progress_done: if job.state == JobState::Completed && total.is_none() {
+            1
+        } else {
+            done
+        },
+        progress_max: total.unwrap_or(1).max(1),
+        progress_text,
+        created: ago(Some(job.created_at)),
+        started: ago(job.started_at),
+        finished: ago(job.finished_at),
+        worker: job.lease_owner.clone().unwrap_or_else(|| "-".into()),
+        args: pretty(&job.args),
+        result: job.result.as_ref().map(pretty).unwrap_or_default(),
+        error: job.error.clone().unwrap_or_default(),
+    };
+    Ok(Html(
+        JobPage {
+            title: format!("Job {id}"),
+            job: detail,
+        }
+        .render()?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "workers.html")]
+struct WorkersPage {
+    title: &'static str,
+    data: OverviewData,
+    settings: Vec<(String, usize)>,
+}
+
+async fn workers(State(state): State<AppState>) -> PageResult {
+    let data = view::overview(&state.store).await?;
+    let mut settings = state.store.queue_settings().await?;
+    // Queues that have jobs or workers but no setting yet show what the workers apply.
+    for name in data.queues.iter().map(|q| q.name.clone()) {
+        if !settings.iter().any(|(q, _)| *q == name) {
+            let applied = state
+                .store
+                .workers(60_000)
+                .await?
+                .iter()
+                .find_map(|w| w.queues.get(&name).and_then(serde_json::Value::as_u64))
+                .unwrap_or(0) as usize;
+            settings.push((name, applied));
+        }
+    }
+    settings.sort();
+    Ok(Html(
+        WorkersPage {
+            title: "Workers",
+            data,
+            settings,
+        }
+        .render()?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "longtask.html")]
+struct LongtaskPage {
+    title: &'static str,
+    data: Vec<JobRow>,
+}
+
+#[derive(Template)]
+#[template(path = "longtask_live.html")]
+struct LongtaskLive {
+    data: Vec<JobRow>,
+}
+
+async fn longtask_rows(store: &Store) -> conveyor_queue::Result<Vec<JobRow>> {
+    view::jobs(
+        store,
+        &JobFilter {
+            kind: Some("longtask".into()),
+            limit: 20,
+            ..JobFilter::default()
+        },
+    )
+    .await
+}
+
+async fn longtask(State(state): State<AppState>) -> PageResult {
+    let data = longtask_rows(&state.store).await?;
+    Ok(Html(
+        LongtaskPage {
+            title: "longtask",
+            data,
+        }
+        .render()?,
+    ))
+}
+
+struct AverageRow {
+    id: i64,
+    files: i64,
+    entries: i64,
+    status: String,
+    percent: i64,
+    mean: String,
+    timings: String,
+    error: String,
+}
+
+struct AverageData {
+    w: String,
+    slots: i64,
+    busy: i64,
+    waiting: i64,
+    jobs: Vec<AverageRow>,
+}
+
+#[derive(Template)]
+#[template(path = "average.html")]
+struct AveragePage {
+    title: &'static str,
+    w: String,
+    data: AverageData,
+}
+
+#[derive(Template)]
+#[template(path = "average_live.html")]
+struct AverageLive {
+    data: AverageData,
+}
+
+async fn average_data(store: &Store) -> Result<AverageData, PageError> {
+    let queue = conveyor_average::QUEUE;
+    let w = store
+        .queue_settings()
+        .await?
+        .into_iter()
+        .find(|(q, _)| q == queue)
+        .map(|(_, c)| c);
+    let live = store.workers(60_000).await?;
+    let slots: i64 = live
+        .iter()
+        .filter_map(|w| w.queues.get(queue).and_then(serde_json::Value::as_i64))
+        .sum();
+    let counts = store.queue_counts().await?;
+    let count = |s: JobState| {
+        counts
+            .iter()
+            .filter(|q| q.queue == queue)
+            .flat_map(|q| q.by_state.iter())
+            .filter(|(t, _)| *t == s)
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    let rows = conveyor_average::db::list(store, None, 20).await?;
+    let jobs = rows
+        .into_iter()
+        .map(|r| {
+            let all = i64::from(r.generate_tasks + r.sum_tasks).max(1);
+            let done = if r.status == "completed" {
+                all
+            } else if r.level >= 0 {
+                i64::from(r.generate_tasks + r.sum_tasks_done)
+            } else {
+                0
+            };
+            let seconds = |a: Option<i64>, b: Option<i64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2} s", (b - a) as f64 / 1000.0),
+                _ => "-".into(),
+            };
+            AverageRow {
+                id: r.id,
+                files: r.files,
+                entries: r.entries,
+                percent: (done * 100 / all).min(100),
+                mean: r.mean.map_or("-".into(), |m| format!("{m:.4}")),
+                timings: format!(
+                    "generation {}, processing {}",
+                    seconds(Some(r.created_at), r.generated_at),
+                    seconds(r.generated_at, r.finished_at)
+                ),
+                error: r.error.unwrap_or_default(),
+                status: r.status,
+            }
+        })
+        .collect();
+    Ok(AverageData {
+        w: w.map_or_else(|| "(workers' default)".into(), |w| w.to_string()),
+        slots,
+        busy: count(JobState::Running),
+        waiting: count(JobState::Available),
+        jobs,
+    })
+}
+
+async fn average(State(state): State<AppState>) -> PageResult {
+    let data = average_data(&state.store).await?;
+    let w = data
+        .w
+        .parse::<u32>()
+        .map_or_else(|_| "4".into(), |w| w.to_string());
+    Ok(Html(
+        AveragePage {
+            title: "average",
+            w,
+            data,
+        }
+        .render()?,
+    ))
+}
+
+struct IndexerRow {
+    name: String,
+    enabled: bool,
+    settings: String,
+    cursor: String,
+    discovered: i64,
+    paused: Option<String>,
+    error: Option<String>,
+}
+
+struct RepoRow {
+    id: i64,
+    name: String,
+    state: String,
+    files: String,
+    commit: String,
+    error: String,
+}
+
+struct MiningData {
+    repo_counts: String,
+    file_counts: String,
+    chart: String,
+    repos: Vec<RepoRow>,
+    languages: Vec<(String, i64, String, String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "mining.html")]
+struct MiningPage {
+    title: &'static str,
+    indexers: Vec<IndexerRow>,
+    data: MiningData,
+}
+
+#[derive(Template)]
+#[template(path = "mining_live.html")]
+struct MiningLive {
+    data: MiningData,
+}
+
+async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
+    use conveyor_mining::db;
+    let (repo_states, file_states) = db::counts(store).await?;
+    let join = |rows: Vec<(String, i64)>| {
+        if rows.is_empty() {
+            "none".to_owned()
+        } else {
+            rows.iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let hour = conveyor_queue::clock::now_ms() - 3_600_000;
+    let timeline = db::timeline(store, hour, 60_000).await?;
+    let column =
+        |f: fn(&(i64, i64, i64, i64, i64)) -> i64| timeline.iter().map(f).collect::<Vec<_>>();
+    let chart = if timeline.is_empty() {
+        String::new()
+    } else {
+        chart::lines(
+            "repositories and files per minute, last hour",
+            &[
+                ("discovered", "#8250df", column(|b| b.1)),
+                ("fetched", "#bf8700", column(|b| b.2)),
+                ("analysed", "#2e7d32", column(|b| b.3)),
+                ("files / 10", "#1f6feb", column(|b| b.4 / 10)),
+            ],
+            &ago(timeline.first().map(|b| b.0)),
+            &ago(timeline.last().map(|b| b.0)),
+        )
+    };
+    let repos = db::repos(store, &db::RepoFilter::default(), 20)
+        .await?
+        .into_iter()
+        .map(|r| RepoRow {
+            id: r.id,
+            files: match (r.files_total, r.files_listed) {
+                (Some(t), Some(l)) => format!("{t} of {l}"),
+                _ => "-".into(),
+            },
+            commit: r
+                .head_commit
+                .map_or("-".into(), |c| c.chars().take(10).collect()),
+            error: r.error.unwrap_or_default(),
+            name: r.name,
+            state: r.state,
+        })
+        .collect();
+    let number = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    let languages = db::language_totals(store, None)
+        .await?
+        .into_iter()
+        .take(20)
+        .map(|l| {
+            (
+                l.language,
+                l.files,
+                l.code.map_or("-".into(), |c| c.to_string()),
+                number(l.functions),
+                number(l.cyclomatic),
+                l.mi_mean.map_or("-".into(), |m| format!("{m:.1}")),
+            )
+        })
+        .collect();
+    Ok(MiningData {
+        repo_counts: join(repo_states),
+        file_counts: join(file_states),
+        chart,
+        repos,
+        languages,
+    })
+}
+
+async fn mining(State(state): State<AppState>) -> PageResult {
+    let indexers = conveyor_mining::db::indexers(&state.store)
+        .await?
+        .into_iter()
+        .map(|i| IndexerRow {
+            paused: i
+                .paused_until
+                .filter(|p| *p > conveyor_queue::clock::now_ms())
+                .map(|p| ago(Some(p))),
+            name: i.name,
+            enabled: i.enabled,
+            settings: i.settings,
+            cursor: i.cursor,
+            discovered: i.discovered,
+            error: i.last_error,
+        })
+        .collect();
+    let data = mining_data(&state.store).await?;
+    Ok(Html(
+        MiningPage {
+            title: "mining",
+            indexers,
+            data,
+        }
+        .render()?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RepostatsQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    license: String,
+}
+
+#[derive(Template)]
+#[template(path = "repostats.html")]
+struct RepostatsPage {
+    title: &'static str,
+    freshness: String,
+    query: RepostatsQuery,
+    error: Option<String>,
+    chart: String,
+    repos: Vec<(String, String, String, String, i64)>,
+    budget: Vec<(String, String, i64, String, String)>,
+}
+
+async fn repostats(
+    State(state): State<AppState>,
+    Extension(dashboard): Extension<Dashboard>,
+    Query(query): Query<RepostatsQuery>,
+) -> PageResult {
+    let snapshot = dashboard.snapshot.load();
+    let pairs: Vec<(&str, &str)> = [
+        ("name", query.name.as_str()),
+        ("language", query.language.as_str()),
+        ("license", query.license.as_str()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
+    let (filter, error) = match conveyor_repostats::snapshot::Filter::parse(pairs) {
+        Ok(filter) => (filter, None),
+        Err(error) => (conveyor_repostats::snapshot::Filter::default(), Some(error)),
+    };
+    let stats = snapshot.stats(&filter);
+    let mut languages: Vec<_> = stats.languages.iter().collect();
+    languages.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    let items: Vec<(String, f64, String)> = languages
+        .iter()
+        .take(15)
+        .map(|(name, s)| {
+            (
+                (*name).clone(),
+                s.bytes as f64,
+                format!("{:.1} % · {} repos", s.share * 100.0, s.repositories),
+            )
+        })
+        .collect();
+    let repos = snapshot
+        .select(&filter)
+        .into_iter()
+        .map(|r| {
+            (
+                r.full_name.clone(),
+                r.created_at.clone(),
+                r.language.clone().unwrap_or_else(|| "-".into()),
+                r.license.as_ref().map_or("-".into(), |l| l.key.clone()),
+                r.stargazers_count,
+            )
+        })
+        .collect();
+    let budget = conveyor_repostats::github::budget(&state.store)
+        .await?
+        .into_iter()
+        .map(|(token, bucket, remaining, reset, blocked)| {
+            (
+                token,
+                bucket,
+                remaining,
+                ago(Some(reset)),
+                if blocked > 0 {
+                    ago(Some(blocked))
+                } else {
+                    "-".into()
+                },
+            )
+        })
+        .collect();
+    let freshness = match snapshot.refreshed_at {
+        Some(at) => format!(
+            "Refreshed {} · snapshot version {} · {} of {} repositories have their languages",
+            ago(Some(at)),
+            snapshot.version,
+            stats.with_languages,
+            snapshot.repos.len()
+        ),
+        None => "Not refreshed yet.".into(),
+    };
+    let chart = if items.is_empty() {
+        String::new()
+    } else {
+        chart::bars("languages by bytes", &items)
+    };
+    Ok(Html(
+        RepostatsPage {
+            title: "repostats",
+            freshness,
+            query,
+            error,
+            chart,
+            repos,
+            budget,
+        }
+        .render()?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "minitwit.html")]
+struct MinitwitPage {
+    title: &'static str,
+    url: Option<String>,
+    users: i64,
+    messages: i64,
+    follows: i64,
+}
+
+async fn minitwit(
+    State(state): State<AppState>,
+    Extension(dashboard): Extension<Dashboard>,
+) -> PageResult {
+    let (users, messages, follows) = conveyor_minitwit::db::counts(&state.store).await?;
+    Ok(Html(
+        MinitwitPage {
+            title: "minitwit",
+            url: dashboard.minitwit_url,
+            users,
+            messages,
+            follows,
+        }
+        .render()?,
+    ))
+}
+
+/// How often a live region is re-rendered; it is sent only when it changed.
+const LIVE_EVERY: Duration = Duration::from_secs(1);
+
+async fn render_region(store: &Store, region: &str) -> Result<String, PageError> {
+    Ok(match region {
+        "overview" => OverviewLive {
+            data: view::overview(store).await?,
+        }
+        .render()?,
+        "longtask" => LongtaskLive {
+            data: longtask_rows(store).await?,
+        }
+        .render()?,
+        "average" => AverageLive {
+            data: average_data(store).await?,
+        }
+        .render()?,
+        "mining" => MiningLive {
+            data: mining_data(store).await?,
+        }
+        .render()?,
+        other => {
+            return Err(PageError(
+                StatusCode::NOT_FOUND,
+                format!("no live region {other:?}"),
+            ));
+        }
+    })
+}
+
+async fn live(
+    State(state): State<AppState>,
+    Path(region): Path<String>,
+    RawQuery(_query): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        PageError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event streams open; retry later".into(),
+        )
+    })?;
+    let first = render_region(&state.store, &region).await?;
+    let store = state.store.clone();
+    // The page came with the region rendered; send only changes from now on.
+    let stream = futures_util::stream::unfold(
+        (store, region, first, permit),
+        |(store, region, last, permit)| async move {
+            loop {
+                tokio::time::sleep(LIVE_EVERY).await;
+                let Ok(html) = render_region(&store, &region).await else {
+                    continue;
+                };
+                if html != last {
+                    let event = Event::default().data(html.clone());
+                    return Some((Ok(event), (store, region, html, permit)));
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,85 @@
+// Conveyor's dashboard: live regions over Server-Sent Events, job progress from the job
+// API's event stream, and forms that call the JSON API. No library, no CDN.
+"use strict";
+
+// <div data-live="/dashboard/live/overview">: the server sends the region's new HTML.
+for (const region of document.querySelectorAll("[data-live]")) {
+  const source = new EventSource(region.dataset.live + location.search);
+  source.onmessage = (event) => { region.innerHTML = event.data; };
+}
+
+// <div data-job="42">: the job's state and progress, as GET /api/jobs/42/events streams them.
+for (const box of document.querySelectorAll("[data-job]")) {
+  const source = new EventSource(`/api/jobs/${box.dataset.job}/events`);
+  const show = (done, total, message) => {
+    const bar = box.querySelector("progress");
+    const text = box.querySelector("[data-progress-text]");
+    if (total) { bar.max = total; bar.value = done; } else { bar.removeAttribute("value"); }
+    const percent = total ? Math.round((100 * done) / total) : null;
+    text.textContent = percent === null ? `${done}` : `${percent} % (${done} of ${total})` + (message ? ` ${message}` : "");
+  };
+  source.addEventListener("progress", (event) => {
+    const p = JSON.parse(event.data);
+    if (p) { show(p.done, p.total, p.message); }
+  });
+  source.addEventListener("state", (event) => {
+    const job = JSON.parse(event.data);
+    const state = box.querySelector("[data-state]");
+    state.textContent = job.state;
+    state.className = `state state-${job.state}`;
+    if (job.progress) { show(job.progress.done, job.progress.total, job.progress.message); }
+    if (["completed", "failed", "cancelled"].includes(job.state)) {
+      source.close();
+      const result = document.querySelector("[data-result]");
+      if (result && job.result !== undefined && job.result !== null) { result.textContent = JSON.stringify(job.result, null, 2); }
+      const error = document.querySelector("[data-error]");
+      if (error && job.error) { error.textContent = job.error; }
+    }
+  });
+}
+
+// <form data-api="/api/..." data-method="POST">: fields become a JSON body (numbers for
+// type=number, booleans for checkboxes, JSON for data-json textareas; empty fields are
+// left out); the answer shows in the form's .notice, and data-then="/jobs/{id}" follows it.
+for (const form of document.querySelectorAll("form[data-api]")) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    for (const field of form.querySelectorAll("input[name], select[name], textarea[name]")) {
+      if (field.type === "checkbox") { body[field.name] = field.checked; continue; }
+      if (field.value === "") { continue; }
+      if (field.type === "number") { body[field.name] = Number(field.value); }
+      else if (field.dataset.json !== undefined) {
+        try { body[field.name] = JSON.parse(field.value); } catch (e) { return note(form, `${field.name}: not JSON (${e.message})`, true); }
+      } else { body[field.name] = field.value; }
+    }
+    // Fields named in the URL ({queue}) go in the path, not the body.
+    const url = form.dataset.api.replace(/\{(\w+)\}/g, (_, key) => {
+      const value = encodeURIComponent(body[key] ?? "");
+      delete body[key];
+      return value;
+    });
+    const method = form.dataset.method || "POST";
+    const init = { method, headers: { "content-type": "application/json" } };
+    if (method !== "GET" && form.dataset.nobody === undefined) { init.body = JSON.stringify(body); }
+    const response = await fetch(url, init);
+    const text = await response.text();
+    let answer = null;
+    try { answer = JSON.parse(text); } catch (e) { answer = null; }
+    if (!response.ok) { return note(form, (answer && answer.detail) || `${response.status} ${text}`, true); }
+    if (form.dataset.then && answer) {
+      const target = form.dataset.then.replace(/\{([\w.]+)\}/g, (_, path) => path.split(".").reduce((v, k) => (v == null ? v : v[k]), answer));
+      location.assign(target);
+      return;
+    }
+    const shown = form.dataset.show ? `${form.dataset.show}: ${JSON.stringify(answer && answer[form.dataset.show])}` : null;
+    note(form, shown || form.dataset.done || "done", false);
+  });
+}
+
+function note(form, text, bad) {
+  let box = form.querySelector(".notice");
+  if (!box) { box = document.createElement("p"); box.className = "notice"; box.setAttribute("role", "status"); form.append(box); }
+  box.textContent = text;
+  box.classList.toggle("error", bad);
+}
