@@ -41,8 +41,10 @@ for (const box of document.querySelectorAll("[data-job]")) {
 // <form data-api="/api/..." data-method="POST">: fields become a JSON body (numbers for
 // type=number, booleans for checkboxes, JSON for data-json textareas; empty fields are
 // left out); the answer shows in the form's .notice, and data-then="/jobs/{id}" follows it.
-for (const form of document.querySelectorAll("form[data-api]")) {
-  form.addEventListener("submit", async (event) => {
+// Delegated, so forms that arrive in a live region's update work too.
+document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api]");
+    if (!form) { return; }
     event.preventDefault();
     const body = {};
     for (const field of form.querySelectorAll("input[name], select[name], textarea[name]")) {
@@ -74,11 +76,11 @@ for (const form of document.querySelectorAll("form[data-api]")) {
     }
     const shown = form.dataset.show ? `${form.dataset.show}: ${JSON.stringify(answer && answer[form.dataset.show])}` : null;
     note(form, shown || form.dataset.done || "done", false);
-  });
-}
+});
 
+// Inside a live region the next update would wipe a note: those go to the page's #notice.
 function note(form, text, bad) {
-  let box = form.querySelector(".notice");
+  let box = form.closest("[data-live]") ? document.getElementById("notice") : form.querySelector(".notice");
   if (!box) { box = document.createElement("p"); box.className = "notice"; box.setAttribute("role", "status"); form.append(box); }
   box.textContent = text;
   box.classList.toggle("error", bad);

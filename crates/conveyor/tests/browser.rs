@@ -1,0 +1,128 @@
+//! The dashboard in a real browser (headless Chromium driven by playwright-core, the script
+//! is `crates/dashboard/tests/browser.mjs`) against a live in-process `up` on SQLite: every
+//! page loads, a longtask reaches 100 % without a reload, a job is cancelled from its page,
+//! W changes, an average job completes and validates. Screenshots go to
+//! `target/dashboard-screenshots/`. Skipped, saying so, without Chromium, Node.js or
+//! playwright-core (`.ci/run` installs them; `PLAYWRIGHT_CORE_DIR` says where it is).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use conveyor_queue::testing::TestDb;
+use conveyor_queue::{QueueConfig, Worker, WorkerConfig};
+use conveyor_web::{AppState, WebSettings};
+use tokio_util::sync::CancellationToken;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The directory holding `node_modules/playwright-core`, if there is one.
+fn playwright() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("PLAYWRIGHT_CORE_DIR").map(PathBuf::from),
+        Some(workspace().join("target/browser")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("node_modules/playwright-core").is_dir())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_in_a_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node = std::process::Command::new("node").arg("--version").output();
+    let Some(modules) = playwright() else {
+        eprintln!("skipped: playwright-core not found (set PLAYWRIGHT_CORE_DIR or run .ci/run)");
+        return;
+    };
+    if !std::path::Path::new(&chromium).exists() || node.is_err() {
+        eprintln!("skipped: needs {chromium} and node (apt-get install chromium nodejs)");
+        return;
+    }
+
+    let db = TestDb::sqlite().await;
+    let dir = std::env::temp_dir().join(format!("conveyor-browser-test-{}", std::process::id()));
+    let files = conveyor_average::Storage::local(&dir).unwrap();
+    let apps = conveyor::app::AppResources::with_files(files).unwrap();
+    conveyor_average::migrate(&db.store).await.unwrap();
+    conveyor_minitwit::migrate(&db.store).await.unwrap();
+    conveyor_mining::migrate(&db.store).await.unwrap();
+    conveyor_repostats::migrate(&db.store).await.unwrap();
+    conveyor_mining::ensure_indexers(&db.store, &apps.mining)
+        .await
+        .unwrap();
+    let state = AppState::new(
+        db.store.clone(),
+        conveyor::app::registry(&apps),
+        WebSettings::default(),
+    );
+    let dashboard = conveyor_dashboard::Dashboard {
+        snapshot: apps.snapshot.clone(),
+        minitwit_url: None,
+    };
+    let app = conveyor_web::router_with_pages(
+        state,
+        conveyor::app::app_routes(&apps, &db.store),
+        conveyor_dashboard::router(dashboard),
+        true,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(conveyor_web::serve(
+        listener,
+        app,
+        stop.clone().cancelled_owned(),
+    ));
+    let queue = |name: &str, concurrency| QueueConfig {
+        name: name.into(),
+        concurrency,
+    };
+    let config = WorkerConfig {
+        queues: vec![
+            queue("default", 4),
+            queue("longtask", 2),
+            queue("average", 4),
+        ],
+        lease: Duration::from_secs(2),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(db.store.clone(), conveyor::app::registry(&apps), config);
+    let worker = tokio::spawn(worker.run(stop.clone()));
+
+    let shots = workspace().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = workspace().join("crates/dashboard/tests/browser.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{address}"))
+        .arg(&shots)
+        .env("NODE_PATH", modules.join("node_modules"))
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the browser checks end in time")
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("browser checks passed"),
+        "{stdout}\n{stderr}"
+    );
+
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    db.finish().await;
+}

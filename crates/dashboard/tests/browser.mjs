@@ -1,0 +1,89 @@
+// The dashboard in headless Chromium (Debian's), driven by playwright-core: every page
+// loads, a longtask submitted from its page reaches 100 % without a reload, a job is
+// cancelled from its page, W is changed, an average job completes and validates live.
+// Usage: node browser.mjs BASE_URL SCREENSHOT_DIR   (playwright-core found through NODE_PATH)
+import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+const { chromium } = require("playwright-core");
+
+const [base, shots] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const fail = (message) => { console.error(`FAIL: ${message}`); process.exitCode = 1; };
+const check = (ok, message) => { if (!ok) { throw new Error(message); } };
+
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (error) => fail(`script error on ${page.url()}: ${error.message}`));
+
+  for (const [path, heading] of [["/", "Overview"], ["/jobs", "Jobs"], ["/workers", "Workers"],
+      ["/apps/longtask", "longtask"], ["/apps/repostats", "repostats"], ["/apps/average", "average"],
+      ["/apps/mining", "mining"], ["/apps/minitwit", "minitwit"]]) {
+    const response = await page.goto(base + path);
+    check(response.ok(), `${path}: ${response.status()}`);
+    check((await page.textContent("h1")) === heading, `${path}: heading`);
+    await page.screenshot({ path: `${shots}/${path === "/" ? "overview" : path.split("/").pop()}.png`, fullPage: true });
+  }
+
+  // A longtask started from its page: the job page's bar reaches 100 % with no reload.
+  await page.goto(`${base}/apps/longtask`);
+  await page.fill("input[name=target]", "1000000000");
+  await page.fill("input[name=step]", "10000000");
+  await Promise.all([page.waitForURL(/\/jobs\/\d+$/), page.click("button:has-text(\"Start\")")]);
+  await page.evaluate(() => {
+    window.__stayed = true;
+    window.__seen = [];
+    const text = document.querySelector("[data-progress-text]");
+    new MutationObserver(() => window.__seen.push(text.textContent)).observe(text, { childList: true, characterData: true, subtree: true });
+  });
+  await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "completed", null, { timeout: 60000 });
+  check(await page.evaluate(() => window.__stayed === true), "the job page reloaded");
+  const text = await page.textContent("[data-progress-text]");
+  check(text.startsWith("100 %"), `progress text: ${text}`);
+  const seen = await page.evaluate(() => window.__seen);
+  check(seen.some((t) => /^([1-9]|[1-9][0-9]) %/.test(t)), `no progress between 0 and 100 % was shown: ${seen}`);
+  check(await page.evaluate(() => document.querySelector("progress").value === document.querySelector("progress").max), "bar full");
+  await page.screenshot({ path: `${shots}/job-completed.png`, fullPage: true });
+
+  // Cancel a running job from its page.
+  const id = await page.evaluate(async () => {
+    const r = await fetch("/api/jobs", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ kind: "sleep", args: { ms: 60000 } }) });
+    return (await r.json()).id;
+  });
+  await page.goto(`${base}/jobs/${id}`);
+  await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "running", null, { timeout: 30000 });
+  await page.click("button:has-text(\"Cancel\")");
+  await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "cancelled", null, { timeout: 30000 });
+  await page.screenshot({ path: `${shots}/job-cancelled.png`, fullPage: true });
+
+  // W changed from the average page, then a job submitted there completes and validates.
+  await page.goto(`${base}/apps/average`);
+  await page.fill("input[name=w]", "3");
+  await page.click("button:has-text(\"Set W\")");
+  await page.waitForSelector("text=W saved");
+  const w = await page.evaluate(async () => (await (await fetch("/api/average/workers")).json()).w);
+  check(w === 3, `W is ${w}`);
+  await page.fill("input[name=files]", "12");
+  await page.fill("input[name=entries_per_file]", "50");
+  await page.click("button:has-text(\"Submit\")");
+  await page.waitForSelector("td.state-completed", { timeout: 60000 });
+  await page.click("button:has-text(\"Validate\")");
+  await page.waitForSelector("text=valid: true", { timeout: 30000 });
+  await page.screenshot({ path: `${shots}/average-validated.png`, fullPage: true });
+
+  // Phone width: one column, nothing wider than the screen.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  await phone.goto(`${base}/`);
+  const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
+  check(wide <= 390, `the overview is ${wide}px wide on a phone`);
+  await phone.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+  console.log("browser checks passed");
+} catch (error) {
+  fail(error.stack || String(error));
+} finally {
+  await browser.close();
+}
