@@ -1,7 +1,8 @@
 //! The dashboard in a real browser (headless Chromium driven by playwright-core, the script
 //! is `crates/dashboard/tests/browser.mjs`) against a live in-process `up` on SQLite: every
 //! page loads, a longtask reaches 100 % without a reload, a job is cancelled from its page,
-//! W changes, an average job completes and validates. Screenshots go to
+//! W changes, an average job completes and validates, a repository added on the mining page
+//! is analysed and charted. Screenshots go to
 //! `target/dashboard-screenshots/`. Skipped, saying so, without Chromium, Node.js or
 //! playwright-core (`.ci/run` installs them; `PLAYWRIGHT_CORE_DIR` says where it is).
 
@@ -85,12 +86,47 @@ async fn the_dashboard_works_in_a_browser() {
             queue("default", 4),
             queue("longtask", 2),
             queue("average", 4),
+            queue(conveyor_mining::QUEUE, 2),
+            queue(conveyor_mining::FETCH_QUEUE, 1),
         ],
         lease: Duration::from_secs(2),
         ..WorkerConfig::default()
     };
     let worker = Worker::new(db.store.clone(), conveyor::app::registry(&apps), config);
     let worker = tokio::spawn(worker.run(stop.clone()));
+
+    // A repository for the mining page to analyse.
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("lib.rs"),
+        "pub fn f(x: i32) -> i32 {\n    if x > 0 { x } else { -x }\n}\n",
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "Add f",
+        ],
+    ] {
+        assert!(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
 
     let shots = workspace().join("target/dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -101,6 +137,7 @@ async fn the_dashboard_works_in_a_browser() {
         .arg(&shots)
         .env("NODE_PATH", modules.join("node_modules"))
         .env("CHROMIUM", &chromium)
+        .env("MINING_REPO", &repo)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(240), run)
@@ -111,10 +148,17 @@ async fn the_dashboard_works_in_a_browser() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(
-        out.status.success(),
-        "browser checks failed:\n{stdout}\n{stderr}"
-    );
+    if !out.status.success() {
+        let repos = conveyor_mining::db::repos(&db.store, &Default::default(), 10).await;
+        let filter = conveyor_queue::JobFilter {
+            limit: 5,
+            ..Default::default()
+        };
+        let jobs = db.store.list(&filter).await;
+        panic!(
+            "browser checks failed:\n{stdout}\n{stderr}\nrepositories: {repos:?}\njobs: {jobs:?}"
+        );
+    }
     assert!(
         stdout.contains("browser checks passed"),
         "{stdout}\n{stderr}"

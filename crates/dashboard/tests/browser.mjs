@@ -28,6 +28,15 @@ try {
     await page.screenshot({ path: `${shots}/${path === "/" ? "overview" : path.split("/").pop()}.png`, fullPage: true });
   }
 
+  // A repository added on the mining page is analysed; the live region shows it and a chart.
+  await page.goto(`${base}/apps/mining`);
+  await page.fill("input[name=url]", process.env.MINING_REPO);
+  await page.click("button:has-text(\"Add\")");
+  await page.waitForSelector("td.state-analyzed", { timeout: 60000 });
+  await page.waitForSelector("svg polyline", { state: "attached", timeout: 10000 });
+  check((await page.textContent("[data-live]")).includes("Rust"), "the languages table lists Rust");
+  await page.screenshot({ path: `${shots}/mining-analyzed.png`, fullPage: true });
+
   // A longtask started from its page: the job page's bar reaches 100 % with no reload.
   await page.goto(`${base}/apps/longtask`);
   await page.fill("input[name=target]", "1000000000");
