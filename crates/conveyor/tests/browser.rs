@@ -2,7 +2,8 @@
 //! is `crates/dashboard/tests/browser.mjs`) against a live in-process `up` on SQLite: every
 //! page loads, a longtask reaches 100 % without a reload, a job is cancelled from its page,
 //! W changes, an average job completes and validates, a repository added on the mining page
-//! is analysed and charted. Screenshots go to
+//! is analysed and charted, repostats refreshed from its page (against the fake GitHub)
+//! shows its table and language chart. Screenshots go to
 //! `target/dashboard-screenshots/`. Skipped, saying so, without Chromium, Node.js or
 //! playwright-core (`.ci/run` installs them; `PLAYWRIGHT_CORE_DIR` says where it is).
 
@@ -46,7 +47,31 @@ async fn the_dashboard_works_in_a_browser() {
     let db = TestDb::sqlite().await;
     let dir = std::env::temp_dir().join(format!("conveyor-browser-test-{}", std::process::id()));
     let files = conveyor_average::Storage::local(&dir).unwrap();
-    let apps = conveyor::app::AppResources::with_files(files).unwrap();
+    // repostats against the fake GitHub shipped in the repository.
+    let fake = conveyor_repostats::fake::Fake::generated(
+        40,
+        conveyor_repostats::fake::FakeConfig {
+            latency: Duration::ZERO,
+            ..Default::default()
+        },
+    );
+    let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_url = format!("http://{}", fake_listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(fake_listener, std::sync::Arc::new(fake).router())
+            .await
+            .unwrap()
+    });
+    let github = conveyor_repostats::Github::new(conveyor_repostats::GithubConfig {
+        api_url: fake_url,
+        tokens: Vec::new(),
+        max_wait: Duration::from_secs(5),
+    })
+    .unwrap();
+    let apps = conveyor::app::AppResources {
+        github,
+        ..conveyor::app::AppResources::with_files(files).unwrap()
+    };
     conveyor_average::migrate(&db.store).await.unwrap();
     conveyor_minitwit::migrate(&db.store).await.unwrap();
     conveyor_mining::migrate(&db.store).await.unwrap();
@@ -88,12 +113,18 @@ async fn the_dashboard_works_in_a_browser() {
             queue("average", 4),
             queue(conveyor_mining::QUEUE, 2),
             queue(conveyor_mining::FETCH_QUEUE, 1),
+            queue(conveyor_repostats::QUEUE, 8),
         ],
         lease: Duration::from_secs(2),
         ..WorkerConfig::default()
     };
     let worker = Worker::new(db.store.clone(), conveyor::app::registry(&apps), config);
     let worker = tokio::spawn(worker.run(stop.clone()));
+    let fresh = tokio::spawn(conveyor_repostats::keep_fresh(
+        db.store.clone(),
+        apps.snapshot.clone(),
+        Duration::from_millis(200),
+    ));
 
     // A repository for the mining page to analyse.
     let repo = dir.join("repo");
@@ -164,6 +195,7 @@ async fn the_dashboard_works_in_a_browser() {
         "{stdout}\n{stderr}"
     );
 
+    fresh.abort();
     stop.cancel();
     worker.await.unwrap().unwrap();
     server.await.unwrap().unwrap();

@@ -23,7 +23,7 @@ pub fn bars(title: &str, items: &[(String, f64, String)]) -> String {
     let mut svg = format!(
         r#"<svg role="img" aria-label="{}" viewBox="0 0 {} {height}" width="100%" style="max-width:40rem">"#,
         escape(title),
-        label_w + bar_w + 90.0
+        label_w + bar_w + 160.0
     );
     let _ = write!(svg, "<title>{}</title>", escape(title));
     for (i, (label, value, text)) in items.iter().enumerate() {

@@ -630,7 +630,7 @@ async fn repostats(
     };
     let stats = snapshot.stats(&filter);
     let mut languages: Vec<_> = stats.languages.iter().collect();
-    languages.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    languages.sort_by_key(|l| std::cmp::Reverse(l.1.bytes));
     let items: Vec<(String, f64, String)> = languages
         .iter()
         .take(15)

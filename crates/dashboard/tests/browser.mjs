@@ -84,6 +84,20 @@ try {
   await page.waitForSelector("text=valid: true", { timeout: 30000 });
   await page.screenshot({ path: `${shots}/average-validated.png`, fullPage: true });
 
+  // repostats: "Refresh now" lists the newest repositories; the page shows them and a chart.
+  await page.goto(`${base}/apps/repostats`);
+  await page.click("button:has-text(\"Refresh now\")");
+  const deadline = Date.now() + 60000;
+  while (!(await page.$("svg rect"))) {
+    check(Date.now() < deadline, "repostats never showed its chart");
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check((await page.$$("section:last-of-type tbody tr, table tbody tr")).length > 10, "repositories listed");
+  await page.screenshot({ path: `${shots}/repostats-refreshed.png`, fullPage: true });
+  await page.goto(`${base}/apps/repostats?language=%3Cnope%3E&license=`);
+  check((await page.content()).includes("&lt;nope&gt;"), "a filter value is escaped");
+
   // Phone width: one column, nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
   await phone.goto(`${base}/`);
