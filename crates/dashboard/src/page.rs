@@ -141,7 +141,7 @@ struct JobsPage {
 
 const PAGE: i64 = 50;
 
-async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> PageResult {
+fn job_filter(query: &JobsQuery) -> Result<JobFilter, PageError> {
     let job_state = match query.state.as_str() {
         "" => None,
         s => Some(
@@ -157,14 +157,23 @@ async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> 
         ),
     };
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    let filter = JobFilter {
+    Ok(JobFilter {
         state: job_state,
         kind: some(&query.kind),
         queue: some(&query.queue),
         before: query.before,
         limit: PAGE,
-    };
-    let jobs = view::jobs(&state.store, &filter).await?;
+    })
+}
+
+#[derive(Template)]
+#[template(path = "jobs_table.html")]
+struct JobsLive {
+    jobs: Vec<JobRow>,
+}
+
+async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> PageResult {
+    let jobs = view::jobs(&state.store, &job_filter(&query)?).await?;
     let next = (jobs.len() as i64 == PAGE).then(|| {
         let last = jobs.last().map_or(0, |j| j.id);
         format!(
@@ -464,7 +473,19 @@ struct RepoRow {
     error: String,
 }
 
+struct FileRow {
+    id: i64,
+    repo: i64,
+    path: String,
+    language: String,
+    code: String,
+    functions: String,
+    cyclomatic: String,
+    mi: String,
+}
+
 struct MiningData {
+    files: Vec<FileRow>,
     repo_counts: String,
     file_counts: String,
     chart: String,
@@ -518,7 +539,7 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
             &ago(timeline.last().map(|b| b.0)),
         )
     };
-    let repos = db::repos(store, &db::RepoFilter::default(), 20)
+    let repos: Vec<RepoRow> = db::repos(store, &db::RepoFilter::default(), 20)
         .await?
         .into_iter()
         .map(|r| RepoRow {
@@ -551,7 +572,33 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
             )
         })
         .collect();
+    // The newest repository's analysed files, first twenty.
+    let newest = repos.first().map(|r| r.id);
+    let filter = db::FileFilter {
+        repo: newest,
+        state: Some("analyzed".into()),
+        ..db::FileFilter::default()
+    };
+    let files = if newest.is_none() {
+        Vec::new()
+    } else {
+        db::files(store, &filter, 20).await?
+    };
+    let files = files
+        .into_iter()
+        .map(|f| FileRow {
+            id: f.id,
+            repo: f.repo_id,
+            path: f.path,
+            language: f.language,
+            code: f.code.map_or("-".into(), |c| c.to_string()),
+            functions: number(f.functions),
+            cyclomatic: number(f.cyclomatic),
+            mi: f.mi.map_or("-".into(), |m| format!("{m:.1}")),
+        })
+        .collect();
     Ok(MiningData {
+        files,
         repo_counts: join(repo_states),
         file_counts: join(file_states),
         chart,
@@ -728,11 +775,28 @@ async fn minitwit(
     ))
 }
 
+/// The live region's query string (the page's filters) as `T`.
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, PageError> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "a bad query string".into()))?;
+    Query::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .map_err(|e| PageError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
 /// How often a live region is re-rendered; it is sent only when it changed.
 const LIVE_EVERY: Duration = Duration::from_secs(1);
 
-async fn render_region(store: &Store, region: &str) -> Result<String, PageError> {
+async fn render_region(store: &Store, region: &str, query: &str) -> Result<String, PageError> {
     Ok(match region {
+        "jobs" => {
+            let query: JobsQuery = serde_urlencoded_query(query)?;
+            JobsLive {
+                jobs: view::jobs(store, &job_filter(&query)?).await?,
+            }
+            .render()?
+        }
         "overview" => OverviewLive {
             data: view::overview(store).await?,
         }
@@ -761,28 +825,29 @@ async fn render_region(store: &Store, region: &str) -> Result<String, PageError>
 async fn live(
     State(state): State<AppState>,
     Path(region): Path<String>,
-    RawQuery(_query): RawQuery,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
+    let query = query.unwrap_or_default();
     let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
         PageError(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many event streams open; retry later".into(),
         )
     })?;
-    let first = render_region(&state.store, &region).await?;
+    let first = render_region(&state.store, &region, &query).await?;
     let store = state.store.clone();
     // The page came with the region rendered; send only changes from now on.
     let stream = futures_util::stream::unfold(
-        (store, region, first, permit),
-        |(store, region, last, permit)| async move {
+        (store, region, query, first, permit),
+        |(store, region, query, last, permit)| async move {
             loop {
                 tokio::time::sleep(LIVE_EVERY).await;
-                let Ok(html) = render_region(&store, &region).await else {
+                let Ok(html) = render_region(&store, &region, &query).await else {
                     continue;
                 };
                 if html != last {
                     let event = Event::default().data(html.clone());
-                    return Some((Ok(event), (store, region, html, permit)));
+                    return Some((Ok(event), (store, region, query, html, permit)));
                 }
             }
         },

@@ -35,6 +35,7 @@ try {
   await page.waitForSelector("td.state-analyzed", { timeout: 60000 });
   await page.waitForSelector("svg polyline", { state: "attached", timeout: 10000 });
   check((await page.textContent("[data-live]")).includes("Rust"), "the languages table lists Rust");
+  check((await page.textContent("[data-live]")).includes("lib.rs"), "the files table lists lib.rs");
   await page.screenshot({ path: `${shots}/mining-analyzed.png`, fullPage: true });
 
   // A longtask started from its page: the job page's bar reaches 100 % with no reload.
@@ -97,6 +98,26 @@ try {
   await page.screenshot({ path: `${shots}/repostats-refreshed.png`, fullPage: true });
   await page.goto(`${base}/apps/repostats?language=%3Cnope%3E&license=`);
   check((await page.content()).includes("&lt;nope&gt;"), "a filter value is escaped");
+
+  // The jobs list follows new jobs without a reload.
+  await page.goto(`${base}/jobs?kind=noop`);
+  await page.evaluate(() => { window.__stayed = true; });
+  const noop = await page.evaluate(async () => {
+    const r = await fetch("/api/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ kind: "noop", args: {} }) });
+    return (await r.json()).id;
+  });
+  await page.waitForSelector(`a[href="/jobs/${noop}"]`, { timeout: 15000 });
+  check(await page.evaluate(() => window.__stayed === true), "the jobs list reloaded");
+
+  // Concurrency of a queue changed from the workers page.
+  await page.goto(`${base}/workers`);
+  await page.fill("input[name=concurrency] >> nth=0", "5");
+  const queue = await page.evaluate(() => document.querySelector("tbody tr td").textContent);
+  await page.click("button:has-text(\"Set\") >> nth=0");
+  await page.waitForSelector("text=saved");
+  const set = await page.evaluate(async (q) => (await (await fetch("/api/queues")).json()).find((x) => x.queue === q), queue);
+  check(set && set.concurrency === 5, `concurrency of ${queue}: ${JSON.stringify(set)}`);
+  await page.screenshot({ path: `${shots}/workers.png`, fullPage: true });
 
   // Phone width: one column, nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
