@@ -520,10 +520,17 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
                 .join(", ")
         }
     };
-    let hour = conveyor_queue::clock::now_ms() - 3_600_000;
-    let timeline = db::timeline(store, hour, 60_000).await?;
-    let column =
-        |f: fn(&(i64, i64, i64, i64, i64)) -> i64| timeline.iter().map(f).collect::<Vec<_>>();
+    // The last hour in one-minute buckets, empty minutes included, so the x axis is time.
+    let now = conveyor_queue::clock::now_ms();
+    let first = (now - 3_600_000) / 60_000 * 60_000 + 60_000;
+    let timeline = db::timeline(store, first, 60_000).await?;
+    let minutes: Vec<i64> = (0..60).map(|i| first + i * 60_000).collect();
+    let column = |f: fn(&(i64, i64, i64, i64, i64)) -> i64| {
+        minutes
+            .iter()
+            .map(|m| timeline.iter().find(|b| b.0 == *m).map_or(0, f))
+            .collect::<Vec<_>>()
+    };
     let chart = if timeline.is_empty() {
         String::new()
     } else {
@@ -535,8 +542,8 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
                 ("analysed", "#2e7d32", column(|b| b.3)),
                 ("files / 10", "#1f6feb", column(|b| b.4 / 10)),
             ],
-            &ago(timeline.first().map(|b| b.0)),
-            &ago(timeline.last().map(|b| b.0)),
+            "an hour ago",
+            "now",
         )
     };
     let repos: Vec<RepoRow> = db::repos(store, &db::RepoFilter::default(), 20)
