@@ -642,14 +642,14 @@ async fn mining(State(state): State<AppState>) -> PageResult {
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct RepostatsQuery {
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     language: String,
-    #[serde(default)]
     license: String,
+    sort: String,
+    /// Every boolean filter of `/repos` with its chosen value ("", "true" or "false").
+    flags: Vec<(&'static str, String)>,
 }
 
 #[derive(Template)]
@@ -667,18 +667,32 @@ struct RepostatsPage {
 async fn repostats(
     State(state): State<AppState>,
     Extension(dashboard): Extension<Dashboard>,
-    Query(query): Query<RepostatsQuery>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> PageResult {
     let snapshot = dashboard.snapshot.load();
-    let pairs: Vec<(&str, &str)> = [
-        ("name", query.name.as_str()),
-        ("language", query.language.as_str()),
-        ("license", query.license.as_str()),
-    ]
-    .into_iter()
-    .filter(|(_, v)| !v.is_empty())
-    .collect();
-    let (filter, error) = match conveyor_repostats::snapshot::Filter::parse(pairs) {
+    // Every filter `/repos` takes, with its checks; empty form fields mean "any".
+    let given: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let value = |key: &str| {
+        given
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map_or(String::new(), |(_, v)| (*v).to_owned())
+    };
+    let query = RepostatsQuery {
+        name: value("name"),
+        language: value("language"),
+        license: value("license"),
+        sort: value("sort"),
+        flags: conveyor_repostats::snapshot::FLAGS
+            .iter()
+            .map(|f| (*f, value(f).to_ascii_lowercase()))
+            .collect(),
+    };
+    let (filter, error) = match conveyor_repostats::snapshot::Filter::parse(given.iter().copied()) {
         Ok(filter) => (filter, None),
         Err(error) => (conveyor_repostats::snapshot::Filter::default(), Some(error)),
     };

@@ -96,6 +96,16 @@ try {
   }
   check((await page.$$("section:last-of-type tbody tr, table tbody tr")).length > 10, "repositories listed");
   await page.screenshot({ path: `${shots}/repostats-refreshed.png`, fullPage: true });
+  await page.goto(`${base}/apps/repostats`);
+  await page.fill("input[name=language]", "rust");
+  await page.selectOption("select[name=has_issues]", "true");
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text(\"Filter\")")]);
+  const heading = await page.textContent("h2:has-text(\"Repositories (\")");
+  const filtered = Number(heading.match(/\((\d+)\)/)[1]);
+  check(page.url().includes("language=rust") && page.url().includes("has_issues=true"), `filters in the URL: ${page.url()}`);
+  check(filtered > 0 && filtered < 40, `repositories after filtering: ${filtered}`);
+  await page.goto(`${base}/apps/repostats?has_issues=maybe`);
+  check((await page.textContent(".error")).includes("has_issues must be true or false"), "a bad filter is named");
   await page.goto(`${base}/apps/repostats?language=%3Cnope%3E&license=`);
   check((await page.content()).includes("&lt;nope&gt;"), "a filter value is escaped");
 

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, get_json, parse};
+use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The Bitbucket indexer.
 pub struct Bitbucket;
@@ -64,9 +64,7 @@ impl Indexer for Bitbucket {
     }
 
     fn check(&self, settings: &Value, cursor: &Value) -> Result<(), String> {
-        parse::<Settings>(settings, "settings").map_err(|e| e.to_string())?;
-        parse::<Cursor>(cursor, "cursor").map_err(|e| e.to_string())?;
-        Ok(())
+        check_as::<Settings, Cursor>(settings, cursor)
     }
 
     fn next_batch<'a>(

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, get_json, parse};
+use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitHub indexer.
 pub struct Github;
@@ -52,9 +52,7 @@ impl Indexer for Github {
     }
 
     fn check(&self, settings: &Value, cursor: &Value) -> Result<(), String> {
-        parse::<Settings>(settings, "settings").map_err(|e| e.to_string())?;
-        parse::<Cursor>(cursor, "cursor").map_err(|e| e.to_string())?;
-        Ok(())
+        check_as::<Settings, Cursor>(settings, cursor)
     }
 
     fn next_batch<'a>(

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, get_json, parse};
+use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitLab indexer.
 pub struct Gitlab;
@@ -44,9 +44,7 @@ impl Indexer for Gitlab {
     }
 
     fn check(&self, settings: &Value, cursor: &Value) -> Result<(), String> {
-        parse::<Settings>(settings, "settings").map_err(|e| e.to_string())?;
-        parse::<Cursor>(cursor, "cursor").map_err(|e| e.to_string())?;
-        Ok(())
+        check_as::<Settings, Cursor>(settings, cursor)
     }
 
     fn next_batch<'a>(

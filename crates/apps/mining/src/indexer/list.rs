@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, parse};
+use super::{Batch, Found, IndexError, Indexer, check_as, parse};
 
 /// Entries per batch.
 const BATCH: usize = 100;
@@ -36,8 +36,8 @@ impl Indexer for List {
     }
 
     fn check(&self, settings: &Value, cursor: &Value) -> Result<(), String> {
+        check_as::<Settings, Cursor>(settings, cursor)?;
         let settings: Settings = parse(settings, "settings").map_err(|e| e.to_string())?;
-        parse::<Cursor>(cursor, "cursor").map_err(|e| e.to_string())?;
         match settings.urls.iter().find(|u| u.trim().is_empty()) {
             Some(_) => Err("settings: urls: an entry is empty".into()),
             None => Ok(()),

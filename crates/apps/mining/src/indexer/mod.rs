@@ -135,6 +135,19 @@ pub fn parse<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, IndexE
     T::deserialize(value).map_err(|e| IndexError::Settings(format!("{what}: {e}")))
 }
 
+/// Checks that `settings` and `cursor` deserialize into an indexer's types `S` and `C`.
+///
+/// # Errors
+/// What does not fit, naming settings or cursor.
+pub fn check_as<S: DeserializeOwned, C: DeserializeOwned>(
+    settings: &Value,
+    cursor: &Value,
+) -> Result<(), String> {
+    parse::<S>(settings, "settings").map_err(|e| e.to_string())?;
+    parse::<C>(cursor, "cursor").map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// GETs `url` for JSON. 403 and 429 become [`IndexError::Throttled`] with the time the
 /// host gave (`Retry-After`, or the reset of a spent budget); other failures
 /// [`IndexError::Failed`]. Also returns when the budget the answer reports is spent.
