@@ -88,11 +88,12 @@ try {
   // repostats: "Refresh now" lists the newest repositories; the page shows them and a chart.
   await page.goto(`${base}/apps/repostats`);
   await page.click("button:has-text(\"Refresh now\")");
+  await page.waitForSelector("text=refresh started");
   const deadline = Date.now() + 60000;
   while (!(await page.$("svg rect"))) {
     check(Date.now() < deadline, "repostats never showed its chart");
     await page.waitForTimeout(500);
-    await page.reload();
+    await page.reload({ waitUntil: "load" });
   }
   check((await page.$$("section:last-of-type tbody tr, table tbody tr")).length > 10, "repositories listed");
   await page.screenshot({ path: `${shots}/repostats-refreshed.png`, fullPage: true });
