@@ -8,7 +8,7 @@
 //!
 //! ## Layout
 //! - [`view`]: what each page shows, gathered from the store and the apps.
-//! - [`page`]: the routes, the templates, and the live regions (`/dashboard/live/{region}`).
+//! - [`page`]: the routes, the templates, and the live regions (`/dashboard/live/{region}/events`).
 //! - [`chart`]: SVG bars and lines, drawn on the server.
 
 pub mod chart;

@@ -1,5 +1,5 @@
 //! The routes: `/` (overview), `/jobs`, `/jobs/{id}`, `/workers`, `/apps/<app>`, the live
-//! regions `/dashboard/live/{region}` and the embedded assets `/dashboard/static/...`.
+//! regions `/dashboard/live/{region}/events` and the embedded assets `/dashboard/static/...`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub fn router(dashboard: Dashboard) -> Router<AppState> {
         .route("/apps/mining", get(mining))
         .route("/apps/repostats", get(repostats))
         .route("/apps/minitwit", get(minitwit))
-        .route("/dashboard/live/{region}", get(live))
+        .route("/dashboard/live/{region}/events", get(live))
         .route("/dashboard/static/app.css", get(css))
         .route("/dashboard/static/live.js", get(js))
         .layer(Extension(dashboard))
@@ -849,12 +849,9 @@ async fn live(
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let query = query.unwrap_or_default();
-    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
-        PageError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many event streams open; retry later".into(),
-        )
-    })?;
+    let permit = state
+        .stream_permit()
+        .map_err(|e| PageError(e.status, e.detail))?;
     let first = render_region(&state.store, &region, &query).await?;
     let store = state.store.clone();
     // The page came with the region rendered; send only changes from now on.

@@ -2,7 +2,7 @@
 // API's event stream, and forms that call the JSON API. No library, no CDN.
 "use strict";
 
-// <div data-live="/dashboard/live/overview">: the server sends the region's new HTML.
+// <div data-live="/dashboard/live/overview/events">: the server sends the region's new HTML.
 for (const region of document.querySelectorAll("[data-live]")) {
   const source = new EventSource(region.dataset.live + location.search);
   source.onmessage = (event) => { region.innerHTML = event.data; };

@@ -342,12 +342,7 @@ async fn job_events(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many event streams open; retry later",
-        )
-    })?;
+    let permit = state.stream_permit()?;
     let first = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
     let interval = state.settings.event_interval;
     let stream = job_event_stream(state, first, interval, permit);

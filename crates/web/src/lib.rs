@@ -90,8 +90,8 @@ pub fn router_with_pages(
     .with_state(state)
 }
 
-/// Bounds a request's time, except event streams (a job's, mining's, the dashboard's live
-/// regions), which last as long as their client watches.
+/// Bounds a request's time, except event streams (every route ending in `/events`: a job's,
+/// mining's, the dashboard's live regions), which last as long as their client watches.
 async fn bounded(
     timeout: std::time::Duration,
     request: axum::extract::Request,
@@ -100,9 +100,7 @@ async fn bounded(
     let streams = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .is_some_and(|p| {
-            p.as_str().ends_with("/events") || p.as_str().starts_with("/dashboard/live/")
-        });
+        .is_some_and(|p| p.as_str().ends_with("/events"));
     if streams {
         return next.run(request).await;
     }

@@ -56,4 +56,17 @@ impl AppState {
             settings: Arc::new(settings),
         }
     }
+
+    /// A permit for one event stream, held for as long as the stream is open.
+    ///
+    /// # Errors
+    /// 503 when [`WebSettings::max_streams`] streams are open.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, crate::ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            crate::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too many event streams open; retry later",
+            )
+        })
+    }
 }

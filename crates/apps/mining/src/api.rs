@@ -655,12 +655,7 @@ async fn run_indexer(
 async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many event streams open; retry later",
-        )
-    })?;
+    let permit = state.stream_permit()?;
     let watch = Watch {
         store: state.store.clone(),
         since: conveyor_queue::clock::now_ms(),
