@@ -56,7 +56,8 @@ pub struct AppResources {
     /// mining's settings, analyzers, hosts and HTTP client.
     pub mining: conveyor_mining::Mining,
     /// mining's API needs keys.
-    pub mining_require_key: bool,
+    pub mining_require_key: bool,    /// Where Alertmanager's notifications go.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl AppResources {
@@ -75,6 +76,7 @@ impl AppResources {
             per_ip: config.repostats_per_ip,
             mining,
             mining_require_key: config.mining_require_key,
+            alerts: crate::alerts::Alerts::new(config.alerts.clone())?,
             ..Self::with_files(files)?
         })
     }
@@ -92,6 +94,7 @@ impl AppResources {
             per_ip: 0,
             mining: conveyor_mining::Mining::new(conveyor_mining::Settings::default())?,
             mining_require_key: false,
+            alerts: crate::alerts::Alerts::new(crate::alerts::AlertConfig::default())?,
         })
     }
 }
@@ -147,6 +150,7 @@ pub fn app_routes(apps: &AppResources, store: &Store) -> OpenApiRouter<AppState>
             apps.per_ip,
         ))
         .merge(conveyor_mining::router(apps.mining.clone(), gate))
+        .merge(crate::alerts::router(apps.alerts.clone()))
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
@@ -260,7 +264,11 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     conveyor_mining::ensure_indexers(&store, &apps.mining)
         .await
         .context("creating mining's indexers")?;
-    let state = AppState::new(store.clone(), registry(&apps), WebSettings::default());
+    let settings = WebSettings {
+        workers_max: config.workers_max,
+        ..WebSettings::default()
+    };
+    let state = AppState::new(store.clone(), registry(&apps), settings);
 
     if roles.http {
         let listener = tokio::net::TcpListener::bind(config.listen)

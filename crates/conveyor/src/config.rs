@@ -95,6 +95,24 @@ pub struct Overrides {
     /// [default: false]
     #[arg(long, env = "MINING_REQUIRE_KEY", global = true)]
     pub mining_require_key: Option<bool>,
+    /// The most `work` processes the deployment may run (its autoscaler's maximum), shown on
+    /// /metrics as conveyor_workers_max for the "workers at their maximum" alert [default: none]
+    #[arg(long, env = "CONVEYOR_WORKERS_MAX", global = true)]
+    pub workers_max: Option<u32>,
+    /// Where /api/alerts/webhook forwards alerts: a Slack incoming-webhook URL or Telegram's
+    /// https://api.telegram.org/bot<token>/sendMessage [default: none, alerts are only logged]
+    #[arg(long, env = "ALERT_CHAT_URL", global = true)]
+    pub alert_chat_url: Option<String>,
+    /// The chat's message shape: slack or telegram [default: telegram if the URL has
+    /// /sendMessage, else slack]
+    #[arg(long, env = "ALERT_CHAT_KIND", global = true)]
+    pub alert_chat_kind: Option<String>,
+    /// Telegram's chat_id (needed with telegram)
+    #[arg(long, env = "ALERT_TELEGRAM_CHAT_ID", global = true)]
+    pub alert_telegram_chat_id: Option<String>,
+    /// A bearer token the webhook's callers must send [default: none, no check]
+    #[arg(long, env = "ALERT_WEBHOOK_TOKEN", global = true)]
+    pub alert_webhook_token: Option<String>,
 }
 
 impl Overrides {
@@ -124,6 +142,11 @@ impl Overrides {
             mining_downloads: self.mining_downloads.or(lower.mining_downloads),
             mining_index: self.mining_index.or(lower.mining_index),
             mining_require_key: self.mining_require_key.or(lower.mining_require_key),
+            workers_max: self.workers_max.or(lower.workers_max),
+            alert_chat_url: self.alert_chat_url.or(lower.alert_chat_url),
+            alert_chat_kind: self.alert_chat_kind.or(lower.alert_chat_kind),
+            alert_telegram_chat_id: self.alert_telegram_chat_id.or(lower.alert_telegram_chat_id),
+            alert_webhook_token: self.alert_webhook_token.or(lower.alert_webhook_token),
         }
     }
 
@@ -181,6 +204,10 @@ pub struct Config {
     pub mining_index: String,
     /// mining's API needs keys.
     pub mining_require_key: bool,
+    /// The deployment's most `work` processes, if declared.
+    pub workers_max: Option<u32>,
+    /// Where alerts go.
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 impl Config {
@@ -242,6 +269,13 @@ impl Config {
                 .unwrap_or_else(|| "mining-downloads".to_owned()),
             mining_index: o.mining_index.unwrap_or_else(|| "* * * * *".to_owned()),
             mining_require_key: o.mining_require_key.unwrap_or(false),
+            workers_max: o.workers_max,
+            alerts: crate::alerts::AlertConfig::resolve(
+                o.alert_chat_url,
+                o.alert_chat_kind.as_deref(),
+                o.alert_telegram_chat_id,
+                o.alert_webhook_token,
+            )?,
         })
     }
 }

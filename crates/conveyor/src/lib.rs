@@ -2,6 +2,7 @@
 //!
 //! ## Layout
 //! - [`config`]: settings from defaults, a TOML file, environment and flags.
+//! - [`alerts`]: `POST /api/alerts/webhook`, Alertmanager's notifications to a chat.
 //! - [`app`]: the roles (`up`, `serve`, `work`) wired from the engine, the HTTP layer and the
 //!   apps' registries; shutdown on Ctrl-C and SIGTERM.
 //! - [`jobs_cmd`]: `conveyor jobs list|show|enqueue|cancel`, straight on the database.
@@ -15,6 +16,7 @@
 //!
 //! [`main`] parses the command line and dispatches.
 
+pub mod alerts;
 pub mod app;
 pub mod average_cmd;
 pub mod bench;

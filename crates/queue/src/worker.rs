@@ -25,6 +25,7 @@ use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::clock::{ms, now_ms};
@@ -406,6 +407,14 @@ impl Shared {
             for mut job in claimed {
                 // The handler owns the arguments; the context keeps the rest of the row.
                 let args = std::mem::take(&mut job.args);
+                // Every line logged while the job runs names it (its span's fields).
+                let span = tracing::info_span!(
+                    "job",
+                    job_id = job.id,
+                    kind = %job.kind,
+                    queue = %job.queue,
+                    attempt = job.attempt
+                );
                 let ctx = JobContext::new(job, self.store.clone());
                 self.running
                     .lock()
@@ -413,7 +422,8 @@ impl Shared {
                     .insert(ctx.id(), ctx.inner.clone());
                 jobs.spawn(
                     self.clone()
-                        .execute(ctx, args, slots.clone(), outcomes.clone()),
+                        .execute(ctx, args, slots.clone(), outcomes.clone())
+                        .instrument(span),
                 );
             }
             if got == wanted {
@@ -512,6 +522,12 @@ impl Shared {
             End::Failed { .. } => "failed",
             End::Cancelled(_) => "cancelled",
         };
+        match &end {
+            End::Failed { error, .. } => {
+                tracing::warn!(outcome = outcome_label, elapsed_ms = ms(elapsed), %error, "job failed");
+            }
+            _ => tracing::debug!(outcome = outcome_label, elapsed_ms = ms(elapsed), "job ended"),
+        }
         metrics::counter!("conveyor_jobs_finished_total", "queue" => queue.clone(), "kind" => kind.clone(), "outcome" => outcome_label).increment(1);
         metrics::histogram!("conveyor_job_duration_seconds", "queue" => queue, "kind" => kind)
             .record(elapsed.as_secs_f64());

@@ -79,14 +79,15 @@ pub fn router_with_pages(
     if metrics_here {
         app = app.route("/metrics", get(metrics::render));
     }
-    app.layer(axum::middleware::from_fn(move |request, next| {
+    // The fallback goes in before the layers, so unknown paths are counted and logged too.
+    app.fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(move |request, next| {
         bounded(timeout, request, next)
     }))
     .layer(axum::middleware::from_fn(metrics::track))
     .layer(DefaultBodyLimit::max(state.settings.body_limit))
     .layer(TraceLayer::new_for_http())
     .layer(CatchPanicLayer::new())
-    .fallback(|| async { ApiError::not_found("no such route") })
     .with_state(state)
 }
 

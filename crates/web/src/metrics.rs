@@ -5,10 +5,11 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
 
 use crate::state::AppState;
 
@@ -39,8 +40,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     track_on("api", request, next).await
 }
 
+/// The header carrying a request's id, in from a proxy and back out in the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Middleware: counts and times requests, labelled by listener, method, matched route and
-/// status, and logs one structured line per request (target `conveyor::http`, so
+/// status, and logs one structured line per request with its id (`x-request-id`) (target `conveyor::http`, so
 /// `RUST_LOG=conveyor::http=warn` silences it). The route template, not the raw path, keeps
 /// the label set bounded.
 pub async fn track_on(listener: &'static str, request: Request, next: Next) -> Response {
@@ -49,12 +53,22 @@ pub async fn track_on(listener: &'static str, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
+    // A proxy's request id is kept (bounded, printable); otherwise one is made here.
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    // Every line logged while the request runs carries the id (its span's field).
+    let span = tracing::info_span!(target: "conveyor::http", "request", request_id = %request_id);
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).instrument(span).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     tracing::info!(
         target: "conveyor::http",
+        request_id,
         listener,
         method,
         route,
@@ -62,6 +76,9 @@ pub async fn track_on(listener: &'static str, request: Request, next: Next) -> R
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     metrics::counter!("conveyor_http_requests_total", "listener" => listener, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("conveyor_http_request_duration_seconds", "listener" => listener, "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
@@ -86,8 +103,26 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .workers(state.settings.worker_seen_within_ms)
         .await
     {
-        Ok(workers) => metrics::gauge!("conveyor_workers_online").set(workers.len() as f64),
+        Ok(workers) => {
+            metrics::gauge!("conveyor_workers_online").set(workers.len() as f64);
+            // Slots per queue over the workers online: with conveyor_queue_jobs{state=
+            // "running"} it tells how close a queue is to its capacity.
+            let mut slots = std::collections::BTreeMap::<String, f64>::new();
+            for worker in &workers {
+                if let Some(queues) = worker.queues.as_object() {
+                    for (queue, n) in queues {
+                        *slots.entry(queue.clone()).or_default() += n.as_f64().unwrap_or(0.0);
+                    }
+                }
+            }
+            for (queue, n) in slots {
+                metrics::gauge!("conveyor_queue_slots", "queue" => queue).set(n);
+            }
+        }
         Err(error) => tracing::warn!(%error, "metrics: cannot read workers"),
+    }
+    if let Some(max) = state.settings.workers_max {
+        metrics::gauge!("conveyor_workers_max").set(f64::from(max));
     }
     (
         StatusCode::OK,

@@ -19,6 +19,9 @@ pub struct WebSettings {
     pub body_limit: usize,
     /// A worker counts as online if seen within this many ms (default 60,000).
     pub worker_seen_within_ms: i64,
+    /// The deployment's most `work` processes (its autoscaler's maximum), if declared;
+    /// `/metrics` shows it as `conveyor_workers_max`.
+    pub workers_max: Option<u32>,
 }
 
 impl Default for WebSettings {
@@ -29,6 +32,7 @@ impl Default for WebSettings {
             request_timeout: Duration::from_secs(30),
             body_limit: 2 << 20,
             worker_seen_within_ms: 60_000,
+            workers_max: None,
         }
     }
 }
