@@ -294,8 +294,8 @@ pub fn message(notification: &Notification) -> String {
             text.push_str(&format!(" [{}]", labels.join(", ")));
         }
     }
-    let more = notification.alerts.len().saturating_sub(MAX_LISTED) as u64
-        + notification.truncated_alerts;
+    let more =
+        notification.alerts.len().saturating_sub(MAX_LISTED) as u64 + notification.truncated_alerts;
     if more > 0 {
         text.push_str(&format!("\n... and {more} more"));
     }

@@ -56,7 +56,8 @@ pub struct AppResources {
     /// mining's settings, analyzers, hosts and HTTP client.
     pub mining: conveyor_mining::Mining,
     /// mining's API needs keys.
-    pub mining_require_key: bool,    /// Where Alertmanager's notifications go.
+    pub mining_require_key: bool,
+    /// Where Alertmanager's notifications go.
     pub alerts: crate::alerts::Alerts,
 }
 
@@ -251,6 +252,22 @@ pub fn worker_config(config: &Config) -> WorkerConfig {
     }
 }
 
+/// repostats' GitHub budget as stored (so every server reports the one budget, not what
+/// each worker last saw): `repostats_github_remaining` and `repostats_github_exhausted`
+/// (1 while a token's bucket waits for its reset or a secondary limit).
+async fn github_gauges(store: &Store) -> anyhow::Result<()> {
+    let now = conveyor_queue::clock::now_ms();
+    for (token, bucket, remaining, reset_at, blocked_until) in
+        conveyor_repostats::github::budget(store).await?
+    {
+        let exhausted = (remaining <= 0 && reset_at > now) || blocked_until > now;
+        let labels = [("token", token), ("bucket", bucket)];
+        metrics::gauge!("repostats_github_remaining", &labels).set(remaining as f64);
+        metrics::gauge!("repostats_github_exhausted", &labels).set(f64::from(u8::from(exhausted)));
+    }
+    Ok(())
+}
+
 /// Runs `roles` until Ctrl-C or SIGTERM, then drains.
 ///
 /// # Errors
@@ -310,15 +327,19 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
                 () = stop.cancelled() => {}
             }
         });
-        // average's worker gauges (W, busy and idle slots, queued tasks) for /metrics.
+        // Gauges read from the database for /metrics: average's worker gauges (W, busy and
+        // idle slots, queued tasks) and repostats' GitHub budget, shared by every worker.
         let (state, stop) = (state.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
                 if let Err(error) = conveyor_average::api::worker_metrics(&state).await {
                     tracing::warn!(?error, "average: cannot read worker metrics");
                 }
+                if let Err(error) = github_gauges(&state.store).await {
+                    tracing::warn!(%error, "repostats: cannot read the GitHub budget");
+                }
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
                     () = stop.cancelled() => break,
                 }
             }

@@ -526,7 +526,11 @@ impl Shared {
             End::Failed { error, .. } => {
                 tracing::warn!(outcome = outcome_label, elapsed_ms = ms(elapsed), %error, "job failed");
             }
-            _ => tracing::debug!(outcome = outcome_label, elapsed_ms = ms(elapsed), "job ended"),
+            _ => tracing::debug!(
+                outcome = outcome_label,
+                elapsed_ms = ms(elapsed),
+                "job ended"
+            ),
         }
         metrics::counter!("conveyor_jobs_finished_total", "queue" => queue.clone(), "kind" => kind.clone(), "outcome" => outcome_label).increment(1);
         metrics::histogram!("conveyor_job_duration_seconds", "queue" => queue, "kind" => kind)

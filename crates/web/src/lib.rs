@@ -82,13 +82,13 @@ pub fn router_with_pages(
     // The fallback goes in before the layers, so unknown paths are counted and logged too.
     app.fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(move |request, next| {
-        bounded(timeout, request, next)
-    }))
-    .layer(axum::middleware::from_fn(metrics::track))
-    .layer(DefaultBodyLimit::max(state.settings.body_limit))
-    .layer(TraceLayer::new_for_http())
-    .layer(CatchPanicLayer::new())
-    .with_state(state)
+            bounded(timeout, request, next)
+        }))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(state.settings.body_limit))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
 }
 
 /// Bounds a request's time, except event streams (every route ending in `/events`: a job's,

@@ -208,13 +208,16 @@ pub async fn add(store: &conveyor_queue::Store, url: &str) -> Result<i64, ApiErr
         url,
     };
     let mut tx = store.begin().await?;
-    let (id, _) = db::insert_repo(&mut tx, &found, "manual", now)
+    let (id, new) = db::insert_repo(&mut tx, &found, "manual", now)
         .await
         .map_err(internal)?;
     if db::requeue(&mut tx, id, now).await.map_err(internal)? {
         tx.enqueue(jobs::process_job(id)).await?;
     }
     tx.commit().await?;
+    if new {
+        metrics::counter!("mining_repositories_discovered_total").increment(1);
+    }
     Ok(id)
 }
 

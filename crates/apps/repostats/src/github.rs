@@ -433,10 +433,6 @@ async fn record(
         });
     }
     tx.commit().await?;
-    if let Some(remaining) = remaining {
-        metrics::gauge!("repostats_github_remaining", "bucket" => bucket.name(), "token" => token.to_owned())
-            .set(remaining as f64);
-    }
     Ok(())
 }
 

@@ -1,0 +1,490 @@
+//! Operations, checked with the real tools (`deploy/`): JSON logs from a live `conveyor up`;
+//! the alert rules and their unit tests under `promtool`; every Grafana panel's query and
+//! every alert rule evaluated by a live Prometheus scraping `conveyor up` under a little
+//! load of every app. Tests that need Debian's `prometheus` package skip, saying so,
+//! without it (`.ci/run` installs it).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn client() -> reqwest::Client {
+    conveyor_web::install_tls_provider();
+    reqwest::Client::new()
+}
+
+fn has(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("conveyor-ops-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `conveyor up` on a fresh SQLite file in `dir`, serving HTTP on `port`.
+fn conveyor_up(dir: &Path, port: u16, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor"));
+    command
+        .arg("up")
+        .current_dir(dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("c.db").display()),
+        )
+        .env("CONVEYOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONVEYOR_POLL_INTERVAL", "200ms")
+        .env("MINITWIT_WEB", "off")
+        .env("MINITWIT_API", "off")
+        .env("REPOSTATS_REFRESH", "off")
+        .env("MINING_INDEX", "off")
+        .env("AVERAGE_STORE", dir.join("average").display().to_string())
+        .env(
+            "MINING_DOWNLOADS",
+            dir.join("downloads").display().to_string(),
+        )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null());
+    command
+}
+
+async fn wait_until_up(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "POST {url}: {status} {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_with_request_ids_and_job_ids() {
+    let dir = temp_dir("logs");
+    let port = free_port();
+    let mut child = Process(
+        conveyor_up(&dir, port, &[("CONVEYOR_LOG_FORMAT", "json".into())])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = client();
+    wait_until_up(&client, &format!("{base}/healthz")).await;
+
+    let response = client
+        .get(format!("{base}/api/jobs?limit=1"))
+        .header("x-request-id", "req-from-proxy-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-from-proxy-1");
+    let generated = client
+        .get(format!("{base}/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(generated.status(), 404);
+    let generated_id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated_id.len(), 32, "a fresh id: {generated_id}");
+    let job = post(
+        &client,
+        &format!("{base}/api/jobs"),
+        json!({"kind": "fail", "args": {"times": 5}, "max_attempts": 1}),
+    )
+    .await;
+    let id = job["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: Value = client
+            .get(format!("{base}/api/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not fail: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGTERM: the process drains and exits, closing its log.
+    Command::new("kill")
+        .arg(child.0.id().to_string())
+        .status()
+        .unwrap();
+    let lines: Vec<Value> = BufReader::new(child.0.stderr.take().unwrap())
+        .lines()
+        .map(|line| {
+            let line = line.unwrap();
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+        })
+        .collect();
+    let request = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no request line for {id}"))
+    };
+    let first = &request("req-from-proxy-1")["fields"];
+    assert_eq!(first["route"], "/api/jobs");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["method"], "GET");
+    assert!(first["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(request(&generated_id)["fields"]["status"], 404);
+    assert_eq!(request(&generated_id)["fields"]["route"], "unmatched");
+    let failed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "job failed")
+        .expect("a line for the failed job");
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["span"]["job_id"], id);
+    assert_eq!(failed["span"]["kind"], "fail");
+    assert_eq!(failed["span"]["queue"], "default");
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("on purpose")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn promtool_accepts_the_alert_rules_and_their_unit_tests() {
+    if !has("promtool") {
+        eprintln!("skipped: promtool not found (apt-get install prometheus; .ci/run does)");
+        return;
+    }
+    let prometheus = workspace().join("deploy/prometheus");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "rules/conveyor.yml"],
+        vec!["test", "rules", "tests/conveyor_test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(&prometheus)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every `expr` of every panel in `deploy/grafana/dashboards/`, with its dashboard and
+/// panel title.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    let dir = workspace().join("deploy/grafana/dashboards");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let dashboard: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                queries.push((
+                    format!("{} / {}", dashboard["title"], panel["title"]),
+                    target["expr"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    assert!(queries.len() > 40, "the dashboards have their panels");
+    queries
+}
+
+/// A git repository with a few files, for mining.
+fn small_repository(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("main.rs"),
+        "fn main() {\n    println!(\"hi\");\n}\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("util.py"), "def f(x):\n    return x + 1\n").unwrap();
+    for args in [
+        vec!["init", "-q"],
+        vec!["add", "."],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "feat: first",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(&args)
+                .current_dir(&repo)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    repo
+}
+
+/// A little of everything: jobs that succeed and fail, every app's API.
+async fn load(client: &reqwest::Client, base: &str, minitwit: &str, round: u32) {
+    let _ = post(client, &format!("{base}/api/jobs"), json!({"kind": "noop"})).await;
+    let _ = post(
+        client,
+        &format!("{base}/api/jobs"),
+        json!({"kind": "fail", "args": {"times": 9}, "max_attempts": 1}),
+    )
+    .await;
+    let _ = post(
+        client,
+        &format!("{base}/api/tasks/add"),
+        json!({"target": 2_000_000, "step": 100_000}),
+    )
+    .await;
+    for path in [
+        "/repos?language=python",
+        "/stats",
+        "/ping",
+        "/api/mining/repositories",
+        "/api/average/jobs",
+        "/api/tasks/status/1",
+    ] {
+        let _ = client.get(format!("{base}{path}")).send().await.unwrap();
+    }
+    let auth = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
+    let user = format!("user{round}");
+    let register = client
+        .post(format!("{minitwit}/register?latest={round}"))
+        .header("authorization", auth)
+        .json(&json!({"username": user, "email": format!("{user}@example.com"), "pwd": "secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 204);
+    let message = client
+        .post(format!("{minitwit}/msgs/{user}"))
+        .header("authorization", auth)
+        .json(&json!({"content": format!("hello {round}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(message.status(), 204);
+    let _ = client
+        .get(format!("{minitwit}/msgs?no=10"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_and_alert_rule_works_against_a_live_prometheus() {
+    if !has("prometheus") {
+        eprintln!("skipped: prometheus not found (apt-get install prometheus; .ci/run does)");
+        return;
+    }
+    if !has("git") {
+        eprintln!("skipped: mining's load needs git");
+        return;
+    }
+    let dir = temp_dir("prometheus");
+    let repo = small_repository(&dir);
+    let (port, metrics, minitwit, pages, github, prom) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let _fake = Process(
+        Command::new(env!("CARGO_BIN_EXE_conveyor"))
+            .args(["fake-github", "--addr", &format!("127.0.0.1:{github}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _up = Process(
+        conveyor_up(
+            &dir,
+            port,
+            &[
+                ("CONVEYOR_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
+                ("MINITWIT_API", format!("127.0.0.1:{minitwit}")),
+                ("MINITWIT_WEB", format!("127.0.0.1:{pages}")),
+                ("GITHUB_API_URL", format!("http://127.0.0.1:{github}")),
+                ("CONVEYOR_WORKERS_MAX", "4".into()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let rules = workspace().join("deploy/prometheus/rules/conveyor.yml");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [{rules:?}]\n\
+             scrape_configs:\n  - job_name: conveyor-up\n    static_configs: [{{targets: ['127.0.0.1:{metrics}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let client = client();
+    let base = format!("http://127.0.0.1:{port}");
+    let minitwit = format!("http://127.0.0.1:{minitwit}");
+    wait_until_up(&client, &format!("{base}/healthz")).await;
+    wait_until_up(&client, &format!("http://127.0.0.1:{prom}/-/ready")).await;
+    post(&client, &format!("{base}/api/repostats/refresh"), json!({})).await;
+    post(
+        &client,
+        &format!("{base}/api/average/jobs"),
+        json!({"files": 12, "entries_per_file": 100}),
+    )
+    .await;
+    post(
+        &client,
+        &format!("{base}/api/mining/repositories"),
+        json!({"url": repo.display().to_string()}),
+    )
+    .await;
+
+    let mut pending = dashboard_queries();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut round = 0;
+    while !pending.is_empty() && Instant::now() < deadline {
+        round += 1;
+        load(&client, &base, &minitwit, round).await;
+        let _ = client
+            .get(format!("http://127.0.0.1:{pages}/public"))
+            .send()
+            .await
+            .unwrap();
+        let mut still = Vec::new();
+        for (panel, expr) in pending {
+            let query = expr.replace("$__rate_interval", "30s");
+            let answer: Value = client
+                .get(format!("http://127.0.0.1:{prom}/api/v1/query"))
+                .query(&[("query", &query)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["status"], "success", "{panel}: {query}: {answer}");
+            let result = &answer["data"]["result"];
+            if result.as_array().is_none_or(Vec::is_empty) {
+                still.push((panel, expr));
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        pending.is_empty(),
+        "panels without data after two minutes:\n{}",
+        pending
+            .iter()
+            .map(|(panel, expr)| format!("  {panel}: {expr}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Prometheus loaded every alert rule and evaluates each without error.
+    let rules: Value = client
+        .get(format!("http://127.0.0.1:{prom}/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let loaded: Vec<&Value> = rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(loaded.len(), 9, "{rules}");
+    for rule in loaded {
+        assert_eq!(rule["health"], "ok", "{rule}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
