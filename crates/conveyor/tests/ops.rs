@@ -57,6 +57,7 @@ impl Drop for Process {
 
 /// `conveyor up` on a fresh SQLite file in `dir`, serving HTTP on `port`.
 fn conveyor_up(dir: &Path, port: u16, env: &[(&str, String)]) -> Command {
+    std::fs::create_dir_all(dir).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_conveyor"));
     command
         .arg("up")
@@ -77,7 +78,8 @@ fn conveyor_up(dir: &Path, port: u16, env: &[(&str, String)]) -> Command {
             dir.join("downloads").display().to_string(),
         )
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("conveyor.log")).unwrap());
     command
 }
 
@@ -486,5 +488,251 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_live_prometheus() 
     for rule in loaded {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A chat endpoint that records what it is sent and refuses the first `fail_first` messages.
+async fn fake_chat(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let (record, calls) = (record.clone(), calls.clone());
+        async move {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+                return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            record
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+async fn wait_for_messages(seen: &std::sync::Mutex<Vec<Value>>, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let messages = seen.lock().unwrap().clone();
+        if messages.len() >= n {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chat got {} of {n} messages: {messages:?}",
+            messages.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_fires_into_the_webhook_and_the_alert_reaches_telegram() {
+    let alertmanager = "prometheus-alertmanager";
+    if !has(alertmanager) {
+        eprintln!("skipped: {alertmanager} not found (apt-get install prometheus-alertmanager)");
+        return;
+    }
+    let dir = temp_dir("alertmanager");
+    // The chat refuses the first message: Alertmanager must retry, so nothing is lost.
+    let (chat, seen) = fake_chat(1).await;
+    let (port, am) = (free_port(), free_port());
+    let _up = Process(
+        conveyor_up(
+            &dir,
+            port,
+            &[
+                (
+                    "ALERT_CHAT_URL",
+                    format!("{chat}/bot123:secret/sendMessage"),
+                ),
+                ("ALERT_TELEGRAM_CHAT_ID", "-10042".into()),
+                ("ALERT_WEBHOOK_TOKEN", "hook-token".into()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route: {{receiver: conveyor, group_by: [alertname], group_wait: 1s, group_interval: 1s, repeat_interval: 1h}}\n\
+             receivers:\n  - name: conveyor\n    webhook_configs:\n      - url: http://127.0.0.1:{port}/api/alerts/webhook\n        send_resolved: true\n        http_config: {{authorization: {{credentials: hook-token}}}}\n"
+        ),
+    )
+    .unwrap();
+    let _alertmanager = Process(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("alertmanager.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let client = client();
+    wait_until_up(&client, &format!("http://127.0.0.1:{port}/healthz")).await;
+    wait_until_up(&client, &format!("http://127.0.0.1:{am}/-/ready")).await;
+
+    // What Prometheus sends when ConveyorWorkersAtMaximum fires.
+    let alert = |ends: Option<&str>| {
+        let mut alert = json!({
+            "labels": {"alertname": "ConveyorWorkersAtMaximum", "severity": "warning", "job": "conveyor-work"},
+            "annotations": {"summary": "Workers are at their configured maximum (5)"},
+            "generatorURL": "http://prometheus:9090/graph",
+        });
+        if let Some(ends) = ends {
+            alert["endsAt"] = json!(ends);
+        }
+        json!([alert])
+    };
+    let fire = client
+        .post(format!("http://127.0.0.1:{am}/api/v2/alerts"))
+        .json(&alert(None))
+        .send()
+        .await
+        .unwrap();
+    assert!(fire.status().is_success(), "{}", fire.status());
+    let messages = wait_for_messages(&seen, 1).await;
+    assert_eq!(messages[0]["chat_id"], "-10042");
+    let text = messages[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[FIRING:1] ConveyorWorkersAtMaximum"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Workers are at their configured maximum (5) [job=conveyor-work]"),
+        "{text}"
+    );
+
+    // Resolved: Alertmanager says so, and so does the chat.
+    let resolve = client
+        .post(format!("http://127.0.0.1:{am}/api/v2/alerts"))
+        .json(&alert(Some("2000-01-01T00:00:00Z")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resolve.status().is_success());
+    let messages = wait_for_messages(&seen, 2).await;
+    let text = messages[1]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[RESOLVED] ConveyorWorkersAtMaximum"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_checks_its_token_and_input_and_speaks_slack() {
+    let (chat, seen) = fake_chat(0).await;
+    let dir = temp_dir("webhook");
+    let port = free_port();
+    let mut up = Process(
+        conveyor_up(
+            &dir,
+            port,
+            &[
+                ("ALERT_CHAT_URL", format!("{chat}/services/T0/B0/x")),
+                ("ALERT_WEBHOOK_TOKEN", "hook-token".into()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let client = client();
+    let hook = format!("http://127.0.0.1:{port}/api/alerts/webhook");
+    wait_until_up(&client, &format!("http://127.0.0.1:{port}/healthz")).await;
+    let notification = json!({
+        "version": "4", "status": "firing", "receiver": "chat", "groupLabels": {},
+        "alerts": [{"status": "firing", "labels": {"alertname": "ConveyorHttp5xxRate", "severity": "critical", "listener": "api"},
+                    "annotations": {"summary": "3% of api requests answer 5xx"}, "startsAt": "2026-12-02T00:00:00Z"}],
+    });
+    let send = |body: Value, token: Option<&'static str>| {
+        let mut request = client.post(&hook).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(
+        send(notification.clone(), None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        send(notification.clone(), Some("wrong"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let empty = send(
+        json!({"status": "firing", "alerts": []}),
+        Some("hook-token"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(empty.status(), 400);
+    assert!(
+        empty
+            .text()
+            .await
+            .unwrap()
+            .contains("alerts must not be empty")
+    );
+    let bad = send(json!({"status": "firing"}), Some("hook-token"))
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error(), "{}", bad.status());
+    assert!(bad.text().await.unwrap().contains("alerts"));
+    assert!(seen.lock().unwrap().is_empty(), "nothing forwarded yet");
+
+    let ok = send(notification.clone(), Some("hook-token"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let answer: Value = ok.json().await.unwrap();
+    assert_eq!(answer, json!({"alerts": 1, "forwarded": true}));
+    let messages = wait_for_messages(&seen, 1).await;
+    assert_eq!(
+        messages[0],
+        json!({"text": "[FIRING:1] ConveyorHttp5xxRate\n- firing ConveyorHttp5xxRate (critical): 3% of api requests answer 5xx [listener=api]"})
+    );
+    drop(up.0.kill());
+
+    // A chat that cannot be reached: 502, so Alertmanager keeps the notification and retries.
+    let port = free_port();
+    let _down = Process(
+        conveyor_up(
+            &dir.join("down"),
+            port,
+            &[
+                ("ALERT_CHAT_URL", "http://127.0.0.1:9/hook".into()),
+                ("RUST_LOG", "error".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    wait_until_up(&client, &format!("http://127.0.0.1:{port}/healthz")).await;
+    let failed = client
+        .post(format!("http://127.0.0.1:{port}/api/alerts/webhook"))
+        .json(&notification)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let text = failed.text().await.unwrap();
+    assert!(text.contains("could not be reached"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
