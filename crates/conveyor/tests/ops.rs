@@ -736,3 +736,201 @@ async fn the_webhook_checks_its_token_and_input_and_speaks_slack() {
     assert!(text.contains("could not be reached"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Runs `tool args` in `dir`; its output when it fails.
+fn run(tool: &str, args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> Result<(), String> {
+    let out = Command::new(tool)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    // kubernetes-validate passes a kind it has no schema for with a warning: not here.
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let unchecked = tool == "kubernetes-validate" && text.contains("Couldn't find schema");
+    if out.status.success() && !unchecked {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tool} {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The validators of `deploy/`, each paired with a broken copy it must reject (so a
+/// validator that checks nothing fails the test). Each tool missing is skipped, saying so.
+#[test]
+fn deployment_files_pass_their_schema_validators() {
+    let deploy = workspace().join("deploy");
+    let broken = temp_dir("broken");
+    let node_modules = std::env::var_os("OPS_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/ops/node_modules"));
+    let keda_script = workspace().join("crates/conveyor/tests/keda.mjs");
+    let keda_script = keda_script.to_str().unwrap();
+    let node_env: &[(&str, &Path)] = &[("NODE_PATH", &node_modules)];
+    // (tool, args before the file, file, a replacement that breaks it, extra env)
+    let checks: Vec<(&str, Vec<&str>, &str, (&str, &str), &[(&str, &Path)])> = vec![
+        (
+            "hadolint",
+            vec![],
+            "Dockerfile",
+            ("USER 10001:10001", "USER root\nRUN cd /tmp"),
+            &[],
+        ),
+        (
+            "check-jsonschema",
+            vec!["--builtin-schema", "vendor.compose-spec"],
+            "compose.yaml",
+            ("stop_grace_period: 45s", "stop_grace_periods: 45s"),
+            &[],
+        ),
+        (
+            "kubernetes-validate",
+            vec!["--strict"],
+            "k8s/serve.yaml",
+            ("minReplicas: 2", "minReplica: 2"),
+            &[],
+        ),
+        (
+            "kubernetes-validate",
+            vec!["--strict"],
+            "k8s/work.yaml",
+            ("maxUnavailable: 1", "maxUnavailable: [1]"),
+            &[],
+        ),
+        (
+            "kubernetes-validate",
+            vec!["--strict"],
+            "k8s/metrics.yaml",
+            ("clusterIP: None", "clusterIPs: None"),
+            &[],
+        ),
+        (
+            "kubernetes-validate",
+            vec!["--strict"],
+            "k8s/config.yaml",
+            ("  CONVEYOR_GRACE: 45s", "  CONVEYOR_GRACE: [45s]"),
+            &[],
+        ),
+        (
+            "node",
+            vec![keda_script],
+            "k8s/keda.yaml",
+            ("maxReplicaCount: 10", "maxReplicaCount: ten"),
+            node_env,
+        ),
+        (
+            "amtool",
+            vec!["check-config"],
+            "alertmanager/alertmanager.yml",
+            ("send_resolved: true", "send_resolved: maybe"),
+            &[],
+        ),
+    ];
+    let mut skipped = Vec::new();
+    for (tool, args, file, (from, to), env) in checks {
+        let usable = if tool == "node" {
+            has("node") && node_modules.join("@kubernetes-models/keda").is_dir()
+        } else {
+            has(tool)
+        };
+        if !usable {
+            skipped.push(format!("{tool} ({file})"));
+            continue;
+        }
+        let path = deploy.join(file);
+        let mut with = args.clone();
+        let path_str = path.to_str().unwrap().to_owned();
+        with.push(&path_str);
+        if let Err(problem) = run(tool, &with, &deploy, env) {
+            panic!("{file} fails its validator: {problem}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has {from:?}");
+        let bad = broken.join(file.replace('/', "-"));
+        std::fs::write(&bad, text.replacen(from, to, 1)).unwrap();
+        let mut with = args.clone();
+        let bad_str = bad.to_str().unwrap().to_owned();
+        with.push(&bad_str);
+        assert!(
+            run(tool, &with, &deploy, env).is_err(),
+            "{tool} accepted a broken {file} ({from:?} → {to:?})"
+        );
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "skipped validators not installed (.ci/run installs them): {}",
+            skipped.join(", ")
+        );
+    }
+    std::fs::remove_dir_all(&broken).ok();
+}
+
+/// The value after `key:` on the line holding `key` in `text` (first match).
+fn yaml_value<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key}"))
+        .trim()
+        .trim_matches('"')
+}
+
+fn seconds(value: &str) -> u64 {
+    value.trim_end_matches('s').parse().unwrap()
+}
+
+/// What the validators cannot see: settings that must agree across files.
+#[test]
+fn deployment_settings_agree_with_each_other_and_with_the_binary() {
+    let deploy = workspace().join("deploy");
+    let read = |file: &str| std::fs::read_to_string(deploy.join(file)).unwrap();
+    let (config, work, keda, compose) = (
+        read("k8s/config.yaml"),
+        read("k8s/work.yaml"),
+        read("k8s/keda.yaml"),
+        read("compose.yaml"),
+    );
+    // Killed only after the job grace period has run out.
+    assert!(
+        seconds(yaml_value(&work, "terminationGracePeriodSeconds"))
+            > seconds(yaml_value(&config, "CONVEYOR_GRACE"))
+    );
+    assert!(
+        seconds(yaml_value(&compose, "stop_grace_period"))
+            > seconds(yaml_value(&compose, "CONVEYOR_GRACE"))
+    );
+    // The alert's ceiling is the autoscaler's.
+    assert_eq!(
+        yaml_value(&keda, "maxReplicaCount"),
+        yaml_value(&config, "CONVEYOR_WORKERS_MAX")
+    );
+    // The KEDA query reads the engine's table.
+    assert!(keda.contains("FROM job WHERE state IN ('available', 'running')"));
+    // Every Conveyor setting named in deploy/ is one the binary reads.
+    let source = std::fs::read_to_string(workspace().join("crates/conveyor/src/config.rs"))
+        .unwrap()
+        + &std::fs::read_to_string(workspace().join("crates/apps/repostats/src/github.rs"))
+            .unwrap();
+    for text in [&config, &work, &compose, &read("Dockerfile")] {
+        for word in text.split(|c: char| !(c.is_ascii_uppercase() || c == '_')) {
+            let ours = [
+                "CONVEYOR_",
+                "MINITWIT_",
+                "AVERAGE_",
+                "REPOSTATS_",
+                "MINING_",
+                "ALERT_",
+                "GITHUB_",
+            ];
+            if word.len() > 4 && ours.iter().any(|p| word.starts_with(p)) {
+                assert!(
+                    source.contains(&format!("\"{word}\"")),
+                    "deploy/ sets {word}, which nothing reads"
+                );
+            }
+        }
+    }
+}

@@ -115,10 +115,14 @@ async fn bounded(
     }
 }
 
-/// Just `/metrics`, for a separate listener (`--metrics-addr`), as the KEDA seed does on 9001.
+/// `/metrics` and the probes, for a separate internal listener (`--metrics-addr`), as the KEDA
+/// seed does on 9001.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::render))
+        // Probes for processes without the HTTP role (workers).
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .with_state(state)
 }
 
