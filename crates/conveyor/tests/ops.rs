@@ -759,6 +759,16 @@ fn run(tool: &str, args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> Result<(
     }
 }
 
+/// A validator: tool, its arguments before the file, the file, a replacement that breaks the
+/// file, extra environment.
+type Check<'a> = (
+    &'a str,
+    Vec<&'a str>,
+    &'a str,
+    (&'a str, &'a str),
+    &'a [(&'a str, &'a Path)],
+);
+
 /// The validators of `deploy/`, each paired with a broken copy it must reject (so a
 /// validator that checks nothing fails the test). Each tool missing is skipped, saying so.
 #[test]
@@ -772,7 +782,7 @@ fn deployment_files_pass_their_schema_validators() {
     let keda_script = keda_script.to_str().unwrap();
     let node_env: &[(&str, &Path)] = &[("NODE_PATH", &node_modules)];
     // (tool, args before the file, file, a replacement that breaks it, extra env)
-    let checks: Vec<(&str, Vec<&str>, &str, (&str, &str), &[(&str, &Path)])> = vec![
+    let checks: Vec<Check> = vec![
         (
             "hadolint",
             vec![],
