@@ -2,6 +2,7 @@
 //! `/metrics` page, which adds queue depths and workers online read at scrape time.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -43,6 +44,15 @@ pub async fn track(request: Request, next: Next) -> Response {
 /// The header carrying a request's id, in from a proxy and back out in the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A fresh request id: 32 hex digits, a random per-process prefix and a counter, so ids are
+/// unique across processes without a system call per request.
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Middleware: counts and times requests, labelled by listener, method, matched route and
 /// status, and logs one structured line per request with its id (`x-request-id`) (target `conveyor::http`, so
 /// `RUST_LOG=conveyor::http=warn` silences it). The route template, not the raw path, keeps
@@ -59,7 +69,7 @@ pub async fn track_on(listener: &'static str, request: Request, next: Next) -> R
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+        .map_or_else(new_request_id, str::to_owned);
     // Every line logged while the request runs carries the id (its span's field).
     let span = tracing::info_span!(target: "conveyor::http", "request", request_id = %request_id);
     let started = Instant::now();
