@@ -211,6 +211,7 @@ fn promtool_accepts_the_alert_rules_and_their_unit_tests() {
     let prometheus = workspace().join("deploy/prometheus");
     for args in [
         vec!["check", "config", "prometheus.yml"],
+        vec!["check", "config", "prometheus-k8s.yml"],
         vec!["check", "rules", "rules/conveyor.yml"],
         vec!["test", "rules", "tests/conveyor_test.yml"],
     ] {
