@@ -281,8 +281,11 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     conveyor_mining::ensure_indexers(&store, &apps.mining)
         .await
         .context("creating mining's indexers")?;
+    // A worker heartbeats three times a lease; silent for two leases it is gone (its jobs
+    // have been rescued), so it no longer counts as online.
     let settings = WebSettings {
         workers_max: config.workers_max,
+        worker_seen_within_ms: i64::try_from(config.lease.as_millis() * 2).unwrap_or(i64::MAX),
         ..WebSettings::default()
     };
     let state = AppState::new(store.clone(), registry(&apps), settings);

@@ -506,6 +506,28 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
             0.0
         );
     }
+    // The dead worker stops counting as online within two leases.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for n in 0..2 {
+        loop {
+            let page = client
+                .get(format!("{}/metrics", server(n)))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if metric_sum(&page, "conveyor_workers_online", &[]) == 2.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server {n} still counts the dead worker"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     eprintln!(
         "{} jobs completed once each; the killed worker's {} ran twice and were rescued once each",
         jobs.len(),
