@@ -5,29 +5,15 @@
 //! on both servers, and the metrics agree with the database. Needs `TEST_DATABASE_URL`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conveyor_queue::testing::TestDb;
 use conveyor_queue::{Job, JobFilter, JobState, Store};
 use serde_json::{Value, json};
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{Process, SIMULATOR_AUTH, client, free_port, register_and_post, wait_until_up};
 
 fn conveyor(role: &str, db: &TestDb, dir: &Path, name: &str, env: &[(&str, String)]) -> Process {
     Process(
@@ -50,19 +36,6 @@ fn conveyor(role: &str, db: &TestDb, dir: &Path, name: &str, env: &[(&str, Strin
             .spawn()
             .unwrap(),
     )
-}
-
-async fn wait_until_up(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "{url} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn call(
@@ -151,8 +124,7 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let repo = git_repository(&dir, 40);
-    conveyor_web::install_tls_provider();
-    let client = reqwest::Client::new();
+    let client = client();
 
     let github = free_port();
     let _fake = Process(
@@ -262,26 +234,18 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
         Some(json!({})),
     )
     .await;
-    let auth = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
     for n in 0..6 {
-        let simulator = &simulators[n % 2];
-        let user = format!("user{n}");
-        let registered = client
-            .post(format!("{simulator}/register?latest={n}"))
-            .header("authorization", auth)
-            .json(&json!({"username": user, "email": format!("{user}@example.com"), "pwd": "pw"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(registered.status(), 204);
-        let posted = client
-            .post(format!("{}/msgs/{user}", simulators[(n + 1) % 2]))
-            .header("authorization", auth)
-            .json(&json!({"content": format!("message {n}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(posted.status(), 204);
+        let (register_on, post_on) = (&simulators[n % 2], &simulators[(n + 1) % 2]);
+        let content = format!("message {n}");
+        register_and_post(
+            &client,
+            register_on,
+            post_on,
+            &format!("user{n}"),
+            n,
+            &content,
+        )
+        .await;
     }
 
     // Freeze the worker holding the most jobs, read what it holds, then kill it: its jobs
@@ -462,7 +426,7 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
     for simulator in &simulators {
         let messages = client
             .get(format!("{simulator}/msgs?no=100"))
-            .header("authorization", auth)
+            .header("authorization", SIMULATOR_AUTH)
             .send()
             .await
             .unwrap()

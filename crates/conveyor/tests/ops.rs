@@ -5,28 +5,19 @@
 //! without it (`.ci/run` installs it).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{
+    Process, SIMULATOR_AUTH, client, free_port, get_json, register_and_post, wait_until_up,
+};
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn client() -> reqwest::Client {
-    conveyor_web::install_tls_provider();
-    reqwest::Client::new()
 }
 
 fn has(tool: &str) -> bool {
@@ -43,16 +34,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `conveyor up` on a fresh SQLite file in `dir`, serving HTTP on `port`.
@@ -81,19 +62,6 @@ fn conveyor_up(dir: &Path, port: u16, env: &[(&str, String)]) -> Command {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("conveyor.log")).unwrap());
     command
-}
-
-async fn wait_until_up(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: Value) -> Value {
@@ -146,14 +114,7 @@ async fn logs_are_json_lines_with_request_ids_and_job_ids() {
     let id = job["id"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let job: Value = client
-            .get(format!("{base}/api/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = get_json(&client, &format!("{base}/api/jobs/{id}")).await;
         if job["state"] == "failed" {
             break;
         }
@@ -314,27 +275,19 @@ async fn load(client: &reqwest::Client, base: &str, minitwit: &str, round: u32) 
     ] {
         let _ = client.get(format!("{base}{path}")).send().await.unwrap();
     }
-    let auth = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
     let user = format!("user{round}");
-    let register = client
-        .post(format!("{minitwit}/register?latest={round}"))
-        .header("authorization", auth)
-        .json(&json!({"username": user, "email": format!("{user}@example.com"), "pwd": "secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(register.status(), 204);
-    let message = client
-        .post(format!("{minitwit}/msgs/{user}"))
-        .header("authorization", auth)
-        .json(&json!({"content": format!("hello {round}")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(message.status(), 204);
+    register_and_post(
+        client,
+        minitwit,
+        minitwit,
+        &user,
+        round as usize,
+        &format!("hello {round}"),
+    )
+    .await;
     let _ = client
         .get(format!("{minitwit}/msgs?no=10"))
-        .header("authorization", auth)
+        .header("authorization", SIMULATOR_AUTH)
         .send()
         .await
         .unwrap();
@@ -471,14 +424,7 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_live_prometheus() 
     );
 
     // Prometheus loaded every alert rule and evaluates each without error.
-    let rules: Value = client
-        .get(format!("http://127.0.0.1:{prom}/api/v1/rules"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rules: Value = get_json(&client, &format!("http://127.0.0.1:{prom}/api/v1/rules")).await;
     let loaded: Vec<&Value> = rules["data"]["groups"]
         .as_array()
         .unwrap()

@@ -1,0 +1,81 @@
+//! Helpers shared by the tests that run `conveyor` processes (`ops.rs`, `distributed.rs`).
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The only credentials the MiniTwit simulator sends (`simulator:super_safe!`).
+pub const SIMULATOR_AUTH: &str = "Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh";
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP client (the TLS provider installed first: reqwest needs one).
+pub fn client() -> reqwest::Client {
+    conveyor_web::install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// Waits up to a minute for `url` to answer 2xx.
+pub async fn wait_until_up(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GETs `url` as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Registers `user` on one MiniTwit simulator API and posts `content` as them on another
+/// (the same one, or a second server on the same database); both must answer 204.
+pub async fn register_and_post(
+    client: &reqwest::Client,
+    register_on: &str,
+    post_on: &str,
+    user: &str,
+    latest: usize,
+    content: &str,
+) {
+    let registered = client
+        .post(format!("{register_on}/register?latest={latest}"))
+        .header("authorization", SIMULATOR_AUTH)
+        .json(&json!({"username": user, "email": format!("{user}@example.com"), "pwd": "pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 204);
+    let posted = client
+        .post(format!("{post_on}/msgs/{user}"))
+        .header("authorization", SIMULATOR_AUTH)
+        .json(&json!({"content": content}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 204);
+}
