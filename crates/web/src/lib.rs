@@ -33,7 +33,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -80,39 +79,25 @@ pub fn router_with_pages(
         app = app.route("/metrics", get(metrics::render));
     }
     // The fallback goes in before the layers, so unknown paths are counted and logged too.
-    app.fallback(|| async { ApiError::not_found("no such route") })
-        .layer(axum::middleware::from_fn(move |request, next| {
-            bounded(timeout, request, next)
-        }))
-        .layer(axum::middleware::from_fn(metrics::track))
-        .layer(DefaultBodyLimit::max(state.settings.body_limit))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::new())
-        .with_state(state)
+    let app = app
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(state.settings.body_limit));
+    observed(app, "api", timeout).with_state(state)
 }
 
-/// Bounds a request's time, except event streams (every route ending in `/events`: a job's,
-/// mining's, the dashboard's live regions), which last as long as their client watches.
-async fn bounded(
+/// Wraps `router` in what every listener runs: [`metrics::observe`] (request id, time
+/// bound, metrics and one log line per request) around a panic guard that answers 500.
+pub fn observed<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    listener: &'static str,
     timeout: std::time::Duration,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let streams = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .is_some_and(|p| p.as_str().ends_with("/events"));
-    if streams {
-        return next.run(request).await;
-    }
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the request took longer than {timeout:?}"),
-        )
-        .into_response(),
-    }
+) -> Router<S> {
+    // The guard inside, so a panic's 500 is counted and logged like any answer.
+    router
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            metrics::observe(listener, timeout, request, next)
+        }))
 }
 
 /// `/metrics` and the probes, for a separate internal listener (`--metrics-addr`), as the KEDA

@@ -1,17 +1,20 @@
 //! Prometheus metrics: the process-wide recorder, HTTP metrics by matched route, and the
 //! `/metrics` page, which adds queue depths and workers online read at scrape time.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
+use crate::ApiError;
 use crate::state::AppState;
 
 /// The process's Prometheus recorder, installed on first use.
@@ -36,49 +39,133 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Middleware for the job API's listener: [`track_on`] labelled `api`.
-pub async fn track(request: Request, next: Next) -> Response {
-    track_on("api", request, next).await
-}
-
 /// The header carrying a request's id, in from a proxy and back out in the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A fresh request id: 32 hex digits, a random per-process prefix and a counter, so ids are
 /// unique across processes without a system call per request.
-fn new_request_id() -> String {
+fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    let next = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = (u128::from(*prefix) << 64) | u128::from(next);
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value")
 }
 
-/// Middleware: counts and times requests, labelled by listener, method, matched route and
-/// status, and logs one structured line per request with its id (`x-request-id`) (target `conveyor::http`, so
+/// The method as a label: the standard ones by name, any other as `other`, so a client
+/// inventing methods cannot grow the label set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Listener, method and status: with the route, what tells two series apart.
+type SeriesKey = (&'static str, &'static str, u16);
+
+/// Series by route, then by the rest of their key (a short list).
+type SeriesByRoute = HashMap<Box<str>, Vec<(SeriesKey, Series)>>;
+
+/// The two series of one listener, method, route and status.
+struct Series {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Series handles by route, then listener, method and status, so a request does not
+    /// build a metric's key (label strings, hashing, the registry's lock) each time. Each
+    /// thread keeps its own handles onto the same series, so lookups take no lock; the set
+    /// is bounded by routes x methods x statuses.
+    static SERIES: RefCell<SeriesByRoute> =
+        RefCell::new(HashMap::new());
+}
+
+fn record(listener: &'static str, method: &'static str, route: &str, status: u16, seconds: f64) {
+    SERIES.with_borrow_mut(|series| {
+        if !series.contains_key(route) {
+            series.insert(route.into(), Vec::new());
+        }
+        let Some(by_route) = series.get_mut(route) else {
+            return;
+        };
+        let key = (listener, method, status);
+        let index = match by_route.iter().position(|(k, _)| *k == key) {
+            Some(index) => index,
+            None => {
+                let route = route.to_owned();
+                by_route.push((
+                    key,
+                    Series {
+                        requests: metrics::counter!("conveyor_http_requests_total", "listener" => listener, "method" => method, "route" => route.clone(), "status" => status.to_string()),
+                        duration: metrics::histogram!("conveyor_http_request_duration_seconds", "listener" => listener, "method" => method, "route" => route),
+                    },
+                ));
+                by_route.len() - 1
+            }
+        };
+        let series = &by_route[index].1;
+        series.requests.increment(1);
+        series.duration.record(seconds);
+    });
+}
+
+/// The middleware every listener runs (see [`crate::observed`]): gives the request an id
+/// (`x-request-id`, a proxy's kept when sane) that every line logged meanwhile carries;
+/// bounds its time to `timeout` unless it is an event stream (a route ending in `/events`,
+/// which lasts as long as its client watches); then counts and times it by listener, method,
+/// matched route and status, and logs one line (target `conveyor::http`, so
 /// `RUST_LOG=conveyor::http=warn` silences it). The route template, not the raw path, keeps
-/// the label set bounded.
-pub async fn track_on(listener: &'static str, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    // A proxy's request id is kept (bounded, printable); otherwise one is made here.
+/// the label set bounded. One middleware, not four: each layer costs a boxed future and a
+/// service clone per request.
+pub async fn observe(
+    listener: &'static str,
+    timeout: Duration,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = method_label(request.method());
     let request_id = request
         .headers()
         .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(new_request_id, str::to_owned);
-    // Every line logged while the request runs carries the id (its span's field).
-    let span = tracing::info_span!(target: "conveyor::http", "request", request_id = %request_id);
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let id = request_id.to_str().unwrap_or_default();
+    let span = tracing::info_span!(target: "conveyor::http", "request", request_id = %id);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span).await;
+    let run = next.run(request).instrument(span);
+    let mut response = if route.ends_with("/events") {
+        run.await
+    } else {
+        match tokio::time::timeout(timeout, run).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the request took longer than {timeout:?}"),
+            )
+            .into_response(),
+        }
+    };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     tracing::info!(
         target: "conveyor::http",
-        request_id,
+        request_id = id,
         listener,
         method,
         route,
@@ -86,12 +173,8 @@ pub async fn track_on(listener: &'static str, request: Request, next: Next) -> R
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    metrics::counter!("conveyor_http_requests_total", "listener" => listener, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("conveyor_http_request_duration_seconds", "listener" => listener, "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+    record(listener, method, route, status, elapsed.as_secs_f64());
+    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
@@ -140,4 +223,34 @@ pub async fn render(State(state): State<AppState>) -> Response {
         handle().render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_distinct() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            let id = id.to_str().unwrap();
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        assert_ne!(a, b);
+        // The prefix is per process, the counter follows it.
+        assert_eq!(a.to_str().unwrap()[..16], b.to_str().unwrap()[..16]);
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FROBNICATE").unwrap()),
+            "other"
+        );
+    }
 }

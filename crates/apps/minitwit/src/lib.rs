@@ -26,7 +26,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use conveyor_queue::Store;
 pub use password::Hasher;
-use tower_http::trace::TraceLayer;
 
 /// MiniTwit's settings.
 #[derive(Debug, Clone)]
@@ -147,6 +146,9 @@ pub async fn migrate(store: &Store) -> conveyor_queue::Result<()> {
 /// Largest request body either listener takes: a message is at most a few KiB.
 const BODY_LIMIT: usize = 64 << 10;
 
+/// Longest a page or API request may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The pages' router, with request metrics and logs.
 pub fn web_router(app: Minitwit) -> Router {
     finish(web::router(app), "minitwit-web")
@@ -160,12 +162,11 @@ pub fn api_router(app: Minitwit) -> Router {
 fn finish(router: Router, listener: &'static str) -> Router {
     // Installed before any request, or the first requests' metrics would be lost.
     conveyor_web::metrics::handle();
-    router
-        .layer(axum::middleware::from_fn(move |request, next| {
-            conveyor_web::metrics::track_on(listener, request, next)
-        }))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+    conveyor_web::observed(
+        router.layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        listener,
+        REQUEST_TIMEOUT,
+    )
 }
 
 /// `GET /metrics` on the API listener: the process's metrics, MiniTwit's counts included.

@@ -4,7 +4,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use axum::extract::{Extension, RawQuery, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::snapshot::{Filter, RENDERED_MAX, RepoView, Snapshot, SnapshotCell, Stats};
+use crate::snapshot::{Answer, Filter, RepoView, Snapshot, SnapshotCell, Stats};
 use crate::{db, jobs};
 
 /// The routes, reading `cell`; `/ping`, `/repos` and `/stats` limited to `per_ip` requests
@@ -109,7 +109,7 @@ fn filter_of(query: Option<&str>) -> Result<Filter, ApiError> {
 
 /// An answer that carries an ETag (the snapshot's version and the query) and a short
 /// `Cache-Control`; `If-None-Match` with the same tag gets a 304. The body is rendered once
-/// per snapshot and query, then served from the snapshot's cache.
+/// per snapshot and query, then served from the snapshot's cache with its tag.
 fn cached<T: Serialize>(
     headers: &HeaderMap,
     snapshot: &Snapshot,
@@ -117,9 +117,25 @@ fn cached<T: Serialize>(
     query: Option<&str>,
     body: impl FnOnce() -> Result<T, ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut hasher = DefaultHasher::new();
-    (route, query.unwrap_or("")).hash(&mut hasher);
-    let etag = format!("\"{}-{:x}\"", snapshot.version, hasher.finish());
+    let query = query.unwrap_or("");
+    let cache = HeaderValue::from_static("public, max-age=5");
+    // Only a valid query is ever rendered, so a hit needs no parsing.
+    let answer = match snapshot.rendered.get(route, query) {
+        Some(answer) => answer,
+        None => {
+            let body = body()?;
+            let mut hasher = DefaultHasher::new();
+            (route, query).hash(&mut hasher);
+            let etag = format!("\"{}-{:x}\"", snapshot.version, hasher.finish());
+            let answer = Answer {
+                body: bytes::Bytes::from(serde_json::to_vec(&body).expect("answers serialise")),
+                etag: HeaderValue::from_str(&etag).expect("an ASCII tag"),
+            };
+            snapshot.rendered.insert(route, query, answer.clone());
+            answer
+        }
+    };
+    let etag = answer.etag.to_str().unwrap_or_default();
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -127,50 +143,21 @@ fn cached<T: Serialize>(
             v.split(',')
                 .any(|t| t.trim().trim_start_matches("W/") == etag)
         });
-    let tag = HeaderValue::from_str(&etag).expect("an ASCII tag");
-    let cache = HeaderValue::from_static("public, max-age=5");
-    let key = (route, query.unwrap_or("").to_owned());
-    let hit = snapshot
-        .rendered
-        .lock()
-        .expect("not poisoned")
-        .get(&key)
-        .cloned();
-    if matches && hit.is_some() {
+    if matches {
         return Ok((
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
+            [(header::ETAG, answer.etag), (header::CACHE_CONTROL, cache)],
         )
             .into_response());
     }
-    // Only a valid query is ever rendered, so a hit needs no parsing.
-    let bytes = match hit {
-        Some(bytes) => bytes,
-        None => {
-            let body = body()?;
-            if matches {
-                return Ok((
-                    StatusCode::NOT_MODIFIED,
-                    [(header::ETAG, tag), (header::CACHE_CONTROL, cache)],
-                )
-                    .into_response());
-            }
-            let bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("answers serialise"));
-            let mut rendered = snapshot.rendered.lock().expect("not poisoned");
-            if rendered.len() < RENDERED_MAX {
-                rendered.insert(key, bytes.clone());
-            }
-            bytes
-        }
-    };
     let json = HeaderValue::from_static("application/json");
     Ok((
         [
-            (header::ETAG, tag),
+            (header::ETAG, answer.etag),
             (header::CACHE_CONTROL, cache),
             (header::CONTENT_TYPE, json),
         ],
-        bytes,
+        answer.body,
     )
         .into_response())
 }
@@ -208,14 +195,15 @@ fn freshness(snapshot: &crate::snapshot::Snapshot) -> Freshness {
     }
 }
 
+// The whole request, not `HeaderMap` and `RawQuery`: those copy the headers and the query.
 async fn repos(
     Extension(cell): Extension<SnapshotCell>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let snapshot = cell.load();
-    cached(&headers, &snapshot, "repos", query.as_deref(), || {
-        let filter = filter_of(query.as_deref())?;
+    let query = request.uri().query();
+    cached(request.headers(), &snapshot, "repos", query, || {
+        let filter = filter_of(query)?;
         let repositories = snapshot.select(&filter);
         Ok(ReposBody {
             count: repositories.len(),
@@ -233,14 +221,15 @@ struct StatsBody {
     freshness: Freshness,
 }
 
+// The whole request, not `HeaderMap` and `RawQuery`: those copy the headers and the query.
 async fn stats(
     Extension(cell): Extension<SnapshotCell>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let snapshot = cell.load();
-    cached(&headers, &snapshot, "stats", query.as_deref(), || {
-        let filter = filter_of(query.as_deref())?;
+    let query = request.uri().query();
+    cached(request.headers(), &snapshot, "stats", query, || {
+        let filter = filter_of(query)?;
         Ok(StatsBody {
             stats: snapshot.stats(&filter),
             language: filter.language.clone(),

@@ -296,13 +296,62 @@ pub struct Snapshot {
     pub refreshed_at: Option<i64>,
     /// Newest first.
     pub repos: Vec<RepoView>,
-    /// Answers already rendered from this snapshot, by route and query: a repeated query
-    /// costs a lookup, not a filter and a serialisation. Dropped with the snapshot.
-    pub rendered: std::sync::Mutex<std::collections::HashMap<(&'static str, String), bytes::Bytes>>,
+    /// Answers already rendered from this snapshot: a repeated query costs a lookup, not a
+    /// filter and a serialisation. Dropped with the snapshot.
+    pub rendered: Answers,
 }
 
 /// Most answers one snapshot keeps rendered (queries beyond are answered uncached).
 pub const RENDERED_MAX: usize = 1024;
+
+/// One rendered answer: its body and its ETag.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The JSON body.
+    pub body: bytes::Bytes,
+    /// Its quoted entity tag.
+    pub etag: axum::http::HeaderValue,
+}
+
+/// Rendered answers by route, then raw query. Two levels so that a lookup borrows the
+/// request's query instead of copying it; a read lock, so the serving threads never wait on
+/// each other (only a first rendering writes).
+#[derive(Debug, Default)]
+pub struct Answers(
+    std::sync::RwLock<
+        std::collections::HashMap<&'static str, std::collections::HashMap<String, Answer>>,
+    >,
+);
+
+impl Answers {
+    /// The answer to `route` with `query`, if rendered.
+    pub fn get(&self, route: &str, query: &str) -> Option<Answer> {
+        let answers = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        answers.get(route)?.get(query).cloned()
+    }
+
+    /// Keeps `answer` unless [`RENDERED_MAX`] answers are kept already.
+    pub fn insert(&self, route: &'static str, query: &str, answer: Answer) {
+        let mut answers = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if answers
+            .values()
+            .map(std::collections::HashMap::len)
+            .sum::<usize>()
+            < RENDERED_MAX
+        {
+            answers
+                .entry(route)
+                .or_default()
+                .insert(query.to_owned(), answer);
+        }
+    }
+}
 
 impl Snapshot {
     /// The repositories `filter` keeps, in its order, at most its limit.
