@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # repostats' API against nginx serving the same bytes as static files, side by side.
 #
-#   crates/apps/repostats/bench/wrk-vs-nginx.sh [seconds] [connections]
+#   crates/apps/repostats/bench/wrk-vs-nginx.sh [seconds] [connections] [rounds]
 #
 # Needs: a release build (cargo build --release), wrk and nginx (Debian packages). Starts a
 # fake GitHub with generated data, `conveyor up` on a scratch SQLite file, refreshes, saves
-# the two answers, serves them from nginx, then runs wrk on each pair in turn.
+# the two answers, serves them from nginx, then runs wrk on each pair in turn, `rounds`
+# times, swapping which server goes first each round: on a shared machine whose speed drifts
+# by half within a minute, only interleaved runs compare. Prints every run, then the
+# medians and their ratio.
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
-SECONDS_EACH="${1:-10}"
+SECONDS_EACH="${1:-5}"
 CONNECTIONS="${2:-50}"
+ROUNDS="${3:-5}"
 BIN=target/release/conveyor
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -46,13 +50,40 @@ http {
 NGINX
 nginx -c "$WORK/nginx.conf"
 
-run() {
+RESULTS="$WORK/results.tsv"
+run() { # url name
   wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency "$1" | awk -v name="$2" '
-    /Requests\/sec/ {rps=$2} / 99%/ {p99=$2} / 50%/ {p50=$2}
-    END {printf "%-28s %10s req/s  p50 %8s  p99 %8s\n", name, rps, p50, p99}'
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+    /Requests\/sec/ {rps=$2} / 99%/ {p99=ms($2)}
+    END {printf "%s\t%s\t%.2f\n", name, rps, p99}' | tee -a "$RESULTS"
 }
 echo "bytes: /repos?language=python $(wc -c <"$WORK/www/repos.json"), /stats $(wc -c <"$WORK/www/stats.json")"
-run 'http://127.0.0.1:8300/repos?language=python' 'conveyor /repos?language=python'
-run 'http://127.0.0.1:8301/repos' 'nginx    same bytes'
-run 'http://127.0.0.1:8300/stats' 'conveyor /stats'
-run 'http://127.0.0.1:8301/stats' 'nginx    same bytes'
+echo "name, req/s, p99 ms; $ROUNDS rounds of ${SECONDS_EACH}s each, $CONNECTIONS connections"
+for round in $(seq 1 "$ROUNDS"); do
+  if [ $((round % 2)) -eq 1 ]; then
+    run 'http://127.0.0.1:8300/repos?language=python' conveyor-repos
+    run 'http://127.0.0.1:8301/repos' nginx-repos
+    run 'http://127.0.0.1:8300/stats' conveyor-stats
+    run 'http://127.0.0.1:8301/stats' nginx-stats
+  else
+    run 'http://127.0.0.1:8301/repos' nginx-repos
+    run 'http://127.0.0.1:8300/repos?language=python' conveyor-repos
+    run 'http://127.0.0.1:8301/stats' nginx-stats
+    run 'http://127.0.0.1:8300/stats' conveyor-stats
+  fi
+done
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, rps, p99 = line.split("\t")
+    runs.setdefault(name, []).append((float(rps), float(p99)))
+for route in ("repos", "stats"):
+    ours, theirs = runs[f"conveyor-{route}"], runs[f"nginx-{route}"]
+    a = statistics.median(r for r, _ in ours)
+    b = statistics.median(r for r, _ in theirs)
+    worst = max(p for _, p in ours)
+    ratios = sorted(x[0] / y[0] for x, y in zip(ours, theirs))
+    print(f"/{route}: conveyor median {a:,.0f} req/s, nginx {b:,.0f} req/s, ratio of medians "
+          f"{a / b:.2f} (per round {ratios[0]:.2f}-{ratios[-1]:.2f}), conveyor p99 worst {worst:.2f} ms")
+PY
