@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../../../.."
 SECONDS_EACH="${1:-5}"
 CONNECTIONS="${2:-50}"
 ROUNDS="${3:-5}"
-BIN=target/release/conveyor
+BIN="${CONVEYOR_BIN:-target/release/conveyor}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -82,8 +82,9 @@ for route in ("repos", "stats"):
     ours, theirs = runs[f"conveyor-{route}"], runs[f"nginx-{route}"]
     a = statistics.median(r for r, _ in ours)
     b = statistics.median(r for r, _ in theirs)
+    p99 = statistics.median(p for _, p in ours)
     worst = max(p for _, p in ours)
     ratios = sorted(x[0] / y[0] for x, y in zip(ours, theirs))
     print(f"/{route}: conveyor median {a:,.0f} req/s, nginx {b:,.0f} req/s, ratio of medians "
-          f"{a / b:.2f} (per round {ratios[0]:.2f}-{ratios[-1]:.2f}), conveyor p99 worst {worst:.2f} ms")
+          f"{a / b:.2f} (per round {ratios[0]:.2f}-{ratios[-1]:.2f}), conveyor p99 median {p99:.2f} ms, worst {worst:.2f} ms")
 PY
