@@ -156,9 +156,8 @@ pub fn app_routes(apps: &AppResources, store: &Store) -> OpenApiRouter<AppState>
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,tokei=error")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tokei=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,5 +1,10 @@
 //! The git command line: shallow clone within a size and time bound, HEAD, tracked files,
-//! recent commits.
+//! recent commits, and file contents read from the object store.
+//!
+//! Clones are made without a working tree (`--no-checkout`): the analysis reads each file's
+//! blob through one `git cat-file --batch` per task ([`Blobs`]). Writing out the tree cost a
+//! run of 1,074 files (471 directories) 1.3-1.5 s of file creation here, a fifth of the
+//! whole run, for files that are read once; the download area now holds only objects.
 //!
 //! We run `git` rather than link libgit2 or gix: it is on every machine that has
 //! repositories, speaks every transport (https, ssh, `file://`) with shallow clones
@@ -86,7 +91,14 @@ fn tail(bytes: &[u8]) -> String {
 /// [`GitError`].
 pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), GitError> {
     let mut child = git()
-        .args(["-c", "credential.helper=", "clone", "--quiet", "--no-tags"])
+        .args([
+            "-c",
+            "credential.helper=",
+            "clone",
+            "--quiet",
+            "--no-tags",
+            "--no-checkout",
+        ])
         .args([
             "--single-branch",
             "--depth",
@@ -176,46 +188,165 @@ pub struct TrackedFile {
     pub path: String,
     /// Size in bytes.
     pub bytes: u64,
+    /// Its blob's object id (hex).
+    pub blob: String,
 }
 
-/// The tracked regular files of `dir` (no symbolic links, no submodules), at most `max`.
+/// The regular files of HEAD's tree in `dir` (no symbolic links, no submodules), at most
+/// `max`, with their sizes and blobs, as git stores them.
 ///
 /// # Errors
 /// [`GitError`].
 pub async fn files(dir: &Path, max: usize) -> Result<Vec<TrackedFile>, GitError> {
-    let out = output(dir, "ls-files", &["ls-files", "-z", "--stage"]).await?;
-    let dir = dir.to_path_buf();
-    // Sizes in one blocking task (one hand-off, not one per file).
-    let files = tokio::task::spawn_blocking(move || {
-        let mut files = Vec::new();
-        for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-            // "<mode> <object> <stage>\t<path>"
-            let Some(tab) = entry.iter().position(|b| *b == b'\t') else {
-                continue;
-            };
-            let mode = &entry[..entry.iter().position(|b| *b == b' ').unwrap_or(0)];
-            if mode != b"100644" && mode != b"100755" {
-                continue;
-            }
-            let Ok(path) = std::str::from_utf8(&entry[tab + 1..]) else {
-                continue;
-            };
-            let Ok(meta) = std::fs::metadata(dir.join(path)) else {
-                continue;
-            };
-            files.push(TrackedFile {
-                path: path.to_owned(),
-                bytes: meta.len(),
-            });
-            if files.len() >= max {
-                break;
-            }
+    let out = output(
+        dir,
+        "ls-tree",
+        &["ls-tree", "-r", "-l", "-z", "--full-tree", "HEAD"],
+    )
+    .await?;
+    Ok(parse_tree(&out, max))
+}
+
+/// Parses `ls-tree -r -l -z`: `<mode> <type> <object> <size>\t<path>` per entry.
+fn parse_tree(out: &[u8], max: usize) -> Vec<TrackedFile> {
+    let mut files = Vec::new();
+    for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+        let Some(tab) = entry.iter().position(|b| *b == b'\t') else {
+            continue;
+        };
+        let (Ok(head), Ok(path)) = (
+            std::str::from_utf8(&entry[..tab]),
+            std::str::from_utf8(&entry[tab + 1..]),
+        ) else {
+            continue;
+        };
+        let mut fields = head.split_ascii_whitespace();
+        let (Some(mode), Some("blob"), Some(blob), Some(Ok(bytes))) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        if mode != "100644" && mode != "100755" {
+            continue;
         }
-        files
-    })
-    .await
-    .unwrap_or_default();
-    Ok(files)
+        files.push(TrackedFile {
+            path: path.to_owned(),
+            bytes,
+            blob: blob.to_owned(),
+        });
+        if files.len() >= max {
+            break;
+        }
+    }
+    files
+}
+
+/// Whether `id` looks like an object id (SHA-1 or SHA-256 hex): ids come back from job
+/// arguments, and one line of `cat-file --batch` input must stay one request.
+pub fn is_object_id(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A blob as [`Blobs::read`] finds it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Blob {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// Larger than the limit asked for: its size (the content was skipped, not kept).
+    TooLarge(u64),
+    /// Not in the clone.
+    Missing,
+}
+
+/// One `git cat-file --batch` over a clone: blobs by object id, one after the other.
+pub struct Blobs {
+    // Held so the process lives as long as its pipes (and is killed when dropped).
+    _child: tokio::process::Child,
+    input: tokio::process::ChildStdin,
+    output: tokio::io::BufReader<tokio::process::ChildStdout>,
+}
+
+impl Blobs {
+    /// Starts the reader in `dir`.
+    ///
+    /// # Errors
+    /// [`GitError::Spawn`].
+    pub fn open(dir: &Path) -> Result<Self, GitError> {
+        let mut child = git()
+            .arg("-C")
+            .arg(dir)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(GitError::Spawn)?;
+        let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(GitError::Spawn(std::io::Error::other(
+                "no pipes to git cat-file",
+            )));
+        };
+        Ok(Self {
+            _child: child,
+            input,
+            output: tokio::io::BufReader::new(output),
+        })
+    }
+
+    /// The blob `id`, unless it is larger than `max` bytes.
+    ///
+    /// # Errors
+    /// [`GitError::Failed`] when `id` is not an object id or the reader stopped or answered
+    /// out of protocol.
+    pub async fn read(&mut self, id: &str, max: u64) -> Result<Blob, GitError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let failed = |stderr: String| GitError::Failed {
+            step: "cat-file",
+            stderr,
+        };
+        if !is_object_id(id) {
+            return Err(failed(format!("{id:?} is not an object id")));
+        }
+        let io = |e: std::io::Error| failed(e.to_string());
+        self.input
+            .write_all(format!("{id}\n").as_bytes())
+            .await
+            .map_err(io)?;
+        self.input.flush().await.map_err(io)?;
+        // "<id> <type> <size>\n" then the content and "\n", or "<id> missing\n".
+        let mut header = String::new();
+        self.output.read_line(&mut header).await.map_err(io)?;
+        let mut fields = header.split_ascii_whitespace();
+        let (Some(_), kind, size) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(failed("git cat-file stopped".into()));
+        };
+        if kind == Some("missing") {
+            return Ok(Blob::Missing);
+        }
+        let size: u64 = size
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| failed(format!("unexpected answer {header:?}")))?;
+        let blob = if size > max {
+            let skipped =
+                tokio::io::copy(&mut (&mut self.output).take(size), &mut tokio::io::sink())
+                    .await
+                    .map_err(io)?;
+            if skipped != size {
+                return Err(failed("git cat-file stopped mid-blob".into()));
+            }
+            Blob::TooLarge(size)
+        } else {
+            let mut bytes = vec![0; usize::try_from(size).map_err(|e| failed(e.to_string()))?];
+            self.output.read_exact(&mut bytes).await.map_err(io)?;
+            Blob::Bytes(bytes)
+        };
+        let mut newline = [0u8; 1];
+        self.output.read_exact(&mut newline).await.map_err(io)?;
+        Ok(blob)
+    }
 }
 
 /// One commit of the fetched history.
@@ -282,4 +413,107 @@ fn walk_size(dir: &Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_listing_keeps_regular_files_only() {
+        let blob = "0123456789abcdef0123456789abcdef01234567";
+        let out = format!(
+            "100644 blob {blob}     120\tsrc/a b.rs\0\
+             100755 blob {blob}       7\trun.sh\0\
+             120000 blob {blob}       5\tlink\0\
+             160000 commit {blob}       -\tvendor/sub\0"
+        );
+        let files = parse_tree(out.as_bytes(), 10);
+        assert_eq!(
+            files,
+            vec![
+                TrackedFile {
+                    path: "src/a b.rs".into(),
+                    bytes: 120,
+                    blob: blob.into()
+                },
+                TrackedFile {
+                    path: "run.sh".into(),
+                    bytes: 7,
+                    blob: blob.into()
+                },
+            ]
+        );
+        assert_eq!(parse_tree(out.as_bytes(), 1).len(), 1);
+    }
+
+    #[test]
+    fn only_hex_ids_of_object_length_are_ids() {
+        assert!(is_object_id("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_object_id("0123456789abcdef0123456789abcdef0123456"));
+        assert!(!is_object_id("HEAD\n0123456789abcdef0123456789abcdef01"));
+    }
+
+    fn run(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[tokio::test]
+    async fn a_clone_without_a_working_tree_lists_and_reads_its_blobs() {
+        let root = std::env::temp_dir().join(format!("conveyor-git-test-{}", std::process::id()));
+        let source = root.join("source");
+        std::fs::create_dir_all(source.join("src")).unwrap();
+        std::fs::write(source.join("src/lib.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(source.join("big.txt"), "x".repeat(1000)).unwrap();
+        run(&source, &["init", "-q"]);
+        run(&source, &["add", "-A"]);
+        run(&source, &["commit", "-q", "-m", "one"]);
+
+        let into = root.join("clone");
+        let limits = CloneLimits {
+            timeout: Duration::from_secs(60),
+            max_bytes: 10 << 20,
+            depth: 1,
+        };
+        clone(source.to_str().unwrap(), &into, &limits)
+            .await
+            .unwrap();
+        assert!(
+            !into.join("src/lib.rs").exists(),
+            "no working tree is written"
+        );
+
+        let mut files = files(&into, 100).await.unwrap();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let paths: Vec<_> = files.iter().map(|f| (f.path.as_str(), f.bytes)).collect();
+        assert_eq!(paths, [("big.txt", 1000), ("src/lib.rs", 13)]);
+
+        let mut blobs = Blobs::open(&into).unwrap();
+        assert_eq!(
+            blobs.read(&files[1].blob, 100).await.unwrap(),
+            Blob::Bytes(b"fn main() {}\n".to_vec())
+        );
+        // Skipped content leaves the reader in step for the next request.
+        assert_eq!(
+            blobs.read(&files[0].blob, 100).await.unwrap(),
+            Blob::TooLarge(1000)
+        );
+        assert_eq!(
+            blobs.read(&"0".repeat(40), 100).await.unwrap(),
+            Blob::Missing
+        );
+        assert_eq!(
+            blobs.read(&files[1].blob, 100).await.unwrap(),
+            Blob::Bytes(b"fn main() {}\n".to_vec())
+        );
+        assert!(blobs.read("HEAD", 100).await.is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

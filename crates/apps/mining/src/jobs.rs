@@ -168,6 +168,10 @@ pub struct FileRef {
     pub path: String,
     /// Its language.
     pub language: String,
+    /// Its blob, read from the clone's objects. Empty in tasks made before clones lost their
+    /// working tree: those read the checked-out file.
+    #[serde(default)]
+    pub blob: String,
 }
 
 /// `mining.analyze`.
@@ -414,15 +418,19 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
             return fail(error.to_string(), false).await;
         }
     };
-    let files: Vec<db::NewFile> = tracked
+    let kept: Vec<(&git::TrackedFile, &'static str)> = tracked
         .iter()
         .filter_map(|f| {
             let language = analyzer::language_of(&f.path)?;
-            m.analyzers.serves(language).then(|| db::NewFile {
-                path: f.path.clone(),
-                language: language.to_owned(),
-                bytes: f.bytes as i64,
-            })
+            m.analyzers.serves(language).then_some((f, language))
+        })
+        .collect();
+    let files: Vec<db::NewFile> = kept
+        .iter()
+        .map(|(f, language)| db::NewFile {
+            path: f.path.clone(),
+            language: (*language).to_owned(),
+            bytes: f.bytes as i64,
         })
         .collect();
     let commits: Vec<db::NewCommit> = commits
@@ -455,13 +463,19 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
         .await
         .map_err(db_error)?;
     let dir_text = dir.to_string_lossy().into_owned();
-    let tasks: Vec<NewJob> = files
-        .iter()
-        .zip(&ids)
-        .map(|(f, id)| FileRef {
-            id: *id,
+    // Largest files first: tasks are claimed in the order they are enqueued, so the heavy
+    // ones start early and the run ends on small ones, instead of a thread finishing a chunk
+    // of big files while the others idle (longest processing time first). In path order a
+    // directory of large files could land in one chunk at the end.
+    let mut by_size: Vec<_> = kept.iter().zip(ids.iter().copied()).collect();
+    by_size.sort_by_key(|((f, _), _)| std::cmp::Reverse(f.bytes));
+    let tasks: Vec<NewJob> = by_size
+        .into_iter()
+        .map(|((f, language), id)| FileRef {
+            id,
             path: f.path.clone(),
-            language: f.language.clone(),
+            language: (*language).to_owned(),
+            blob: f.blob.clone(),
         })
         .collect::<Vec<_>>()
         .chunks(m.settings.files_per_task.max(1))
@@ -537,12 +551,48 @@ async fn ensure_clone(m: &Mining, args: &AnalyzeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Analyses one file within the size cap and the time limit, on the analysis threads.
-async fn analyze_file(m: &Mining, dir: &Path, file: &FileRef) -> FileResult {
-    let (analyzers, max_bytes) = (m.analyzers.clone(), m.settings.file_max_bytes);
-    let (path, owned) = (dir.join(&file.path), file.clone());
-    // Reading, analysing and serialising in one piece of work: one hand-off a file.
-    let work = move || measure(&analyzers, &path, &owned, max_bytes);
+/// A file's bytes, or why there are none (over the size cap, gone from the clone).
+async fn read(
+    m: &Mining,
+    blobs: &mut git::Blobs,
+    dir: &Path,
+    file: &FileRef,
+) -> Result<Result<Vec<u8>, String>, git::GitError> {
+    let max = m.settings.file_max_bytes;
+    let too_large = |size: u64| format!("{size} bytes: larger than the {max}-byte limit");
+    if file.blob.is_empty() {
+        // A task from before clones lost their working tree.
+        let path = dir.join(&file.path);
+        return Ok(match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.len() > max => Err(too_large(meta.len())),
+            Ok(_) => tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("cannot read: {e}")),
+            Err(e) => Err(format!("cannot read: {e}")),
+        });
+    }
+    Ok(match blobs.read(&file.blob, max).await? {
+        git::Blob::Bytes(bytes) => Ok(bytes),
+        git::Blob::TooLarge(size) => Err(too_large(size)),
+        git::Blob::Missing => Err(format!("blob {} is not in the clone", file.blob)),
+    })
+}
+
+/// Analyses one file's bytes within the time limit, on the analysis threads.
+async fn analyze_file(m: &Mining, file: &FileRef, bytes: Result<Vec<u8>, String>) -> FileResult {
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return FileResult {
+                id: file.id,
+                error: Some(error),
+                ..FileResult::default()
+            };
+        }
+    };
+    let (analyzers, owned) = (m.analyzers.clone(), file.clone());
+    // Analysing and serialising in one piece of work: one hand-off a file.
+    let work = move || measure(&analyzers, &owned, &bytes);
     match m.pool.run(m.settings.file_timeout, work).await {
         Ok(result) => result,
         Err(error) => FileResult {
@@ -553,30 +603,12 @@ async fn analyze_file(m: &Mining, dir: &Path, file: &FileRef) -> FileResult {
     }
 }
 
-/// Reads `path` (unless it is over `max_bytes`) and runs the analyzers on it.
-fn measure(analyzers: &Analyzers, path: &Path, file: &FileRef, max_bytes: u64) -> FileResult {
-    let failed = |error: String| FileResult {
-        id: file.id,
-        error: Some(error),
-        ..FileResult::default()
-    };
-    let bytes = match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > max_bytes => {
-            return failed(format!(
-                "{} bytes: larger than the {max_bytes}-byte limit",
-                meta.len()
-            ));
-        }
-        Ok(_) => match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(error) => return failed(format!("cannot read: {error}")),
-        },
-        Err(error) => return failed(format!("cannot read: {error}")),
-    };
+/// Runs the analyzers on one file's bytes.
+fn measure(analyzers: &Analyzers, file: &FileRef, bytes: &[u8]) -> FileResult {
     let analysis = analyzers.analyze(&Source {
         path: &file.path,
         language: &file.language,
-        bytes: &bytes,
+        bytes,
     });
     FileResult {
         id: file.id,
@@ -605,12 +637,16 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     }
     let dir = Path::new(&args.dir);
     let total = args.files.len() as i64;
+    let mut blobs = git::Blobs::open(dir).map_err(|e| JobError::retry(e.to_string()))?;
     let mut results = Vec::with_capacity(args.files.len());
     for (done, file) in args.files.iter().enumerate() {
         if ctx.is_cancelled() {
             return Err(JobError::retry("stopped"));
         }
-        results.push(analyze_file(m, dir, file).await);
+        let bytes = read(m, &mut blobs, dir, file)
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        results.push(analyze_file(m, file, bytes).await);
         ctx.progress(done as i64 + 1, Some(total), None);
     }
     db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
