@@ -9,7 +9,8 @@
 //! SQLite allows one writer at a time. Letting several pooled connections race for the write
 //! lock makes SQLite's busy handler sleep in steps of up to 100 ms, so the store keeps a
 //! writer pool of exactly one connection (writes queue in-process, in order) and a separate
-//! pool of readers; WAL lets readers run beside the writer.
+//! pool of readers; WAL lets readers run beside the writer, and one more connection
+//! checkpoints the WAL in the background.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -102,6 +103,45 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How often the WAL of a SQLite store is checkpointed. At full speed the engine writes
+/// about 1,000 pages (SQLite's own checkpoint threshold) in this time.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the WAL of a SQLite store back into the database file, on `pool`'s own connection
+/// and thread, until the store is dropped or closed. A passive checkpoint waits for no one:
+/// the writer keeps appending meanwhile. SQLite's default leaves each checkpoint (copying
+/// about 1,000 pages, then two fsyncs) to the commit that crosses the threshold, on the
+/// writer's thread, the engine's bottleneck. Measured with `conveyor bench queue --jobs
+/// 100000`, three interleaved runs each: 72.9k jobs/s by default, 72.3k with only the
+/// threshold raised to 4,000 pages, 77.8k with this as well.
+async fn checkpoints(store: std::sync::Weak<Inner>, pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.upgrade() {
+            Some(inner) if !inner.writer_closed() => {}
+            _ => break,
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "checkpointing the SQLite WAL failed; retrying");
+        }
+    }
+    pool.close().await;
+}
+
+impl Inner {
+    fn writer_closed(&self) -> bool {
+        match &self.writer {
+            Db::Pg(pool) => pool.is_closed(),
+            Db::Lite(pool) => pool.is_closed(),
+        }
+    }
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, or `postgres://...`).
     ///
@@ -149,12 +189,22 @@ impl Store {
                 .row_buffer_size(1024);
             // An in-memory database exists once per connection: one connection must do all.
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            // A connection of its own copies the WAL back into the file in the background
+            // (see `checkpoints`). The writer checkpoints only past 4,000 pages (16 MiB),
+            // which bounds the WAL: under steady writes a passive checkpoint never catches
+            // up with the end, and only a checkpoint between two of the writer's own
+            // transactions lets SQLite start the WAL over. By then little is left to copy.
+            let writer_options = if memory {
+                connect.clone()
+            } else {
+                connect.clone().pragma("wal_autocheckpoint", "4000")
+            };
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)
                 // Lets the cleaner hand pruned pages back (`PRAGMA incremental_vacuum`); takes
                 // effect in databases created from now on. A write, so not on the readers.
-                .connect_with(connect.clone().auto_vacuum(SqliteAutoVacuum::Incremental))
+                .connect_with(writer_options.auto_vacuum(SqliteAutoVacuum::Incremental))
                 .await?;
             let reader = if memory {
                 writer.clone()
@@ -162,14 +212,19 @@ impl Store {
                 SqlitePoolOptions::new()
                     .max_connections(options.sqlite_readers.max(1))
                     .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect.read_only(true))
+                    .connect_with(connect.clone().read_only(true))
                     .await?
             };
-            Ok(Self::from_parts(
-                Db::Lite(writer),
-                Db::Lite(reader),
-                String::new(),
-            ))
+            let store = Self::from_parts(Db::Lite(writer), Db::Lite(reader), String::new());
+            if !memory {
+                let checkpointer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                tokio::spawn(checkpoints(Arc::downgrade(&store.inner), checkpointer));
+            }
+            Ok(store)
         } else {
             Err(Error::UnsupportedUrl(url.to_owned()))
         }
