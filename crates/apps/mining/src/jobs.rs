@@ -12,7 +12,7 @@
 //! - `mining.analyze {repo, dir, files}`: runs the analyzers on a chunk of files, each under
 //!   a size cap and a time limit, and records the results in one transaction.
 //! - `mining.finish {repo, dir}`: the group's continuation, released exactly once by the
-//!   engine: removes the clone and marks the repository analysed.
+//!   engine: marks the repository analysed and removes the clone.
 //!
 //! The feeder admits discovered repositories to `queued` (one `mining.process` each) while
 //! fewer than `queued_max` wait, so the backlog of downloads is bounded.
@@ -658,11 +658,9 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
 }
 
 async fn finish(args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
-    match tokio::fs::remove_dir_all(&args.dir).await {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(JobError::retry(format!("removing {}: {error}", args.dir))),
-    }
+    // Marked first: every result is recorded by now, and removing a clone of thousands of
+    // files takes a while (25 ms for tokio's sources) that readers of the repository need
+    // not wait for. A retry after a failed removal finds it marked and removes again.
     let store = ctx.store();
     let now = conveyor_queue::clock::now_ms();
     if db::finish_repo(store, args.repo, args.job, now)
@@ -671,6 +669,11 @@ async fn finish(args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
     {
         metrics::counter!("mining_repositories_processed_total", "outcome" => "analyzed")
             .increment(1);
+    }
+    match tokio::fs::remove_dir_all(&args.dir).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(JobError::retry(format!("removing {}: {error}", args.dir))),
     }
     Ok(json!({ "removed": args.dir }))
 }
