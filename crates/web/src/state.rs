@@ -37,28 +37,40 @@ impl Default for WebSettings {
     }
 }
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler; one `Arc`, because axum clones the state for every request
+/// (a clone per field showed up in `perf` under load).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The job store.
     pub store: Store,
     /// The kinds jobs may have, to refuse unknown ones before storing them.
-    pub registry: Arc<Registry>,
+    pub registry: Registry,
     /// Settings.
-    pub settings: Arc<WebSettings>,
+    pub settings: WebSettings,
     /// Permits for open event streams.
     pub streams: Arc<Semaphore>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
     /// State over `store`, accepting the kinds of `registry`.
     pub fn new(store: Store, registry: Registry, settings: WebSettings) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             streams: Arc::new(Semaphore::new(settings.max_streams)),
             store,
-            registry: Arc::new(registry),
-            settings: Arc::new(settings),
-        }
+            registry,
+            settings,
+        }))
     }
 
     /// A permit for one event stream, held for as long as the stream is open.
