@@ -151,63 +151,26 @@ impl Store {
     ) -> Result<Vec<Claimed>> {
         let now = now_ms();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The same parameters in the same order for both statements.
+        macro_rules! bound {
+            ($query:expr) => {
+                $query
+                    .bind(worker)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(queue)
+                    .bind(limit)
+            };
+        }
         match self.writer() {
-            Db::Pg(pool) => Ok(sqlx::query_as(CLAIM_PG)
-                .bind(worker)
-                .bind(lease_until)
-                .bind(now)
-                .bind(queue)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?),
-            Db::Lite(_) => {
-                self.claim_sqlite(queue, limit, worker, lease_until, now)
-                    .await
+            Db::Pg(pool) => Ok(bound!(sqlx::query_as(CLAIM_PG)).fetch_all(pool).await?),
+            Db::Lite(pool) => {
+                let rows: Vec<String> = bound!(sqlx::query_scalar(CLAIM_SQLITE))
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|row| claimed_from_json(row)).collect()
             }
         }
-    }
-
-    async fn claim_sqlite(
-        &self,
-        queue: &str,
-        limit: i64,
-        worker: &str,
-        lease_until: i64,
-        now: i64,
-    ) -> Result<Vec<Claimed>> {
-        let Db::Lite(pool) = self.writer() else {
-            unreachable!("called on SQLite only")
-        };
-        let rows: Vec<String> = sqlx::query_scalar(CLAIM_SQLITE)
-            .bind(worker)
-            .bind(lease_until)
-            .bind(now)
-            .bind(queue)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
-        let job = |row: &String| {
-            let p: Picked = serde_json::from_str(row).map_err(|e| {
-                crate::Error::Database(sqlx::Error::Decode(
-                    format!("a claimed row as JSON: {e}").into(),
-                ))
-            })?;
-            Ok(Claimed {
-                id: p.0,
-                queue: p.1,
-                kind: p.2,
-                // Always JSON written by the engine; text that is not stays a string, and
-                // the handler's decoding names the problem.
-                args: serde_json::from_str(&p.3).unwrap_or(Value::String(p.3)),
-                attempt: p.4,
-                max_attempts: p.5,
-                group_id: p.6,
-                progress_done: p.7,
-                progress_total: p.8,
-                progress_message: p.9,
-            })
-        };
-        rows.iter().map(job).collect()
     }
 
     /// When the next waiting job of `queue` becomes due, if any waits.
@@ -574,6 +537,29 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// A job as [`CLAIM_SQLITE`] returns it.
+fn claimed_from_json(row: &str) -> Result<Claimed> {
+    let p: Picked = serde_json::from_str(row).map_err(|e| {
+        crate::Error::Database(sqlx::Error::Decode(
+            format!("a claimed row as JSON: {e}").into(),
+        ))
+    })?;
+    Ok(Claimed {
+        id: p.0,
+        queue: p.1,
+        kind: p.2,
+        // Always JSON written by the engine; text that is not stays a string, and the
+        // handler's decoding names the problem.
+        args: serde_json::from_str(&p.3).unwrap_or(Value::String(p.3)),
+        attempt: p.4,
+        max_attempts: p.5,
+        group_id: p.6,
+        progress_done: p.7,
+        progress_total: p.8,
+        progress_message: p.9,
+    })
 }
 
 /// A batch as PostgreSQL's `UNNEST` takes it: ids, and results (`null` for none).
