@@ -88,6 +88,8 @@ struct Inner {
     writer: Db<PgPool, SqlitePool>,
     /// Where reads go; on PostgreSQL the same pool as `writer`.
     reader: Db<PgPool, SqlitePool>,
+    /// A SQLite file's WAL checkpointer (see `checkpoints`).
+    checkpointer: Option<SqlitePool>,
     /// In-process wake-ups: queue has work, job was cancelled.
     wake: Wake,
     /// PostgreSQL `NOTIFY` channel, named after the schema so that schemas sharing a database
@@ -114,30 +116,22 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// writer's thread, the engine's bottleneck. Measured with `conveyor bench queue --jobs
 /// 100000`, three interleaved runs each: 72.9k jobs/s by default, 72.3k with only the
 /// threshold raised to 4,000 pages, 77.8k with this as well.
-async fn checkpoints(store: std::sync::Weak<Inner>, pool: SqlitePool) {
+async fn checkpoints(store: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match store.upgrade() {
-            Some(inner) if !inner.writer_closed() => {}
-            _ => break,
+        let Some(pool) = store.upgrade().and_then(|inner| inner.checkpointer.clone()) else {
+            break;
+        };
+        if pool.is_closed() {
+            break;
         }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await
         {
             tracing::warn!(%error, "checkpointing the SQLite WAL failed; retrying");
-        }
-    }
-    pool.close().await;
-}
-
-impl Inner {
-    fn writer_closed(&self) -> bool {
-        match &self.writer {
-            Db::Pg(pool) => pool.is_closed(),
-            Db::Lite(pool) => pool.is_closed(),
         }
     }
 }
@@ -171,6 +165,7 @@ impl Store {
                 Db::Pg(pool.clone()),
                 Db::Pg(pool),
                 channel,
+                None,
             ))
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
@@ -215,14 +210,26 @@ impl Store {
                     .connect_with(connect.clone().read_only(true))
                     .await?
             };
-            let store = Self::from_parts(Db::Lite(writer), Db::Lite(reader), String::new());
-            if !memory {
-                let checkpointer = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect)
-                    .await?;
-                tokio::spawn(checkpoints(Arc::downgrade(&store.inner), checkpointer));
+            let checkpointer = if memory {
+                None
+            } else {
+                Some(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .acquire_timeout(options.acquire_timeout)
+                        .connect_with(connect)
+                        .await?,
+                )
+            };
+            let with_checkpoints = checkpointer.is_some();
+            let store = Self::from_parts(
+                Db::Lite(writer),
+                Db::Lite(reader),
+                String::new(),
+                checkpointer,
+            );
+            if with_checkpoints {
+                tokio::spawn(checkpoints(Arc::downgrade(&store.inner)));
             }
             Ok(store)
         } else {
@@ -234,11 +241,13 @@ impl Store {
         writer: Db<PgPool, SqlitePool>,
         reader: Db<PgPool, SqlitePool>,
         channel: String,
+        checkpointer: Option<SqlitePool>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 writer,
                 reader,
+                checkpointer,
                 wake: Wake::default(),
                 channel,
             }),
@@ -341,6 +350,9 @@ impl Store {
 
     /// Closes every pool, waiting for connections in use.
     pub async fn close(&self) {
+        if let Some(pool) = &self.inner.checkpointer {
+            pool.close().await;
+        }
         dispatch!(&self.inner.writer, pool => pool.close().await);
         dispatch!(&self.inner.reader, pool => pool.close().await);
     }
