@@ -348,13 +348,15 @@ impl Store {
         })
     }
 
-    /// Closes every pool, waiting for connections in use.
+    /// Closes every pool, waiting for connections in use. The writer closes last: on SQLite
+    /// the last connection to close checkpoints the WAL and deletes it, which a read-only
+    /// one cannot.
     pub async fn close(&self) {
+        dispatch!(&self.inner.reader, pool => pool.close().await);
         if let Some(pool) = &self.inner.checkpointer {
             pool.close().await;
         }
         dispatch!(&self.inner.writer, pool => pool.close().await);
-        dispatch!(&self.inner.reader, pool => pool.close().await);
     }
 }
 

@@ -916,3 +916,26 @@ async fn a_live_workers_lease_covers_its_jobs_until_it_lapses(store: Store) {
     let rescued = store.rescue_expired(100).await.unwrap();
     assert_eq!(rescued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
 }
+
+/// SQLite only: a store closed after writing leaves just the database file. The writer
+/// closes last, and only a writable last connection checkpoints the WAL and deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_sqlite_store_leaves_no_wal() {
+    let path = std::env::temp_dir().join(format!(
+        "conveyor-close-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    enqueue_id(&store, NewJob::new("noop", json!({}))).await;
+    let wal = format!("{}-wal", path.display());
+    assert!(std::path::Path::new(&wal).exists(), "writes go to the WAL");
+    store.close().await;
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "the WAL is folded back and removed at close"
+    );
+    let _ = std::fs::remove_file(&path);
+}
