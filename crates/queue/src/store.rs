@@ -105,34 +105,46 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How often the WAL of a SQLite store is checkpointed. At full speed the engine writes
-/// about 1,000 pages (SQLite's own checkpoint threshold) in this time.
+/// How often the WAL of a SQLite store is checkpointed while it is written. At full speed
+/// the engine writes about 1,000 pages (SQLite's own checkpoint threshold) in this time.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// Copies the WAL of a SQLite store back into the database file, on `pool`'s own connection
-/// and thread, until the store is dropped or closed. A passive checkpoint waits for no one:
-/// the writer keeps appending meanwhile. SQLite's default leaves each checkpoint (copying
-/// about 1,000 pages, then two fsyncs) to the commit that crosses the threshold, on the
-/// writer's thread, the engine's bottleneck. Measured with `conveyor bench queue --jobs
-/// 100000`, three interleaved runs each: 72.9k jobs/s by default, 72.3k with only the
-/// threshold raised to 4,000 pages, 77.8k with this as well.
+/// How often while nothing is written, or after a failure.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+
+/// Copies the WAL of a SQLite store back into the database file, on the store's
+/// checkpointer connection and thread, until the store is dropped or closed. A passive
+/// checkpoint waits for no one: the writer keeps appending meanwhile. SQLite's default leaves
+/// each checkpoint (copying about 1,000 pages, then two fsyncs) to the commit that crosses
+/// the threshold, on the writer's thread, the engine's bottleneck. Measured with `conveyor
+/// bench queue --jobs 100000`, three interleaved runs each: 72.9k jobs/s by default, 72.3k
+/// with only the threshold raised to 4,000 pages, 77.8k with this as well.
 async fn checkpoints(store: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_frames = -1;
     loop {
-        tick.tick().await;
         let Some(pool) = store.upgrade().and_then(|inner| inner.checkpointer.clone()) else {
             break;
         };
         if pool.is_closed() {
             break;
         }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+        // (busy, frames in the WAL, frames copied back)
+        let wait = match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
             .await
         {
-            tracing::warn!(%error, "checkpointing the SQLite WAL failed; retrying");
-        }
+            Ok((_, frames, copied)) if frames == copied && frames == last_frames => CHECKPOINT_IDLE,
+            Ok((_, frames, _)) => {
+                last_frames = frames;
+                CHECKPOINT_EVERY
+            }
+            Err(error) => {
+                tracing::warn!(%error, "checkpointing the SQLite WAL failed; retrying");
+                CHECKPOINT_IDLE
+            }
+        };
+        drop(pool);
+        tokio::time::sleep(wait).await;
     }
 }
 
