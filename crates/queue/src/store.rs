@@ -233,14 +233,13 @@ impl Store {
                         .await?,
                 )
             };
-            let with_checkpoints = checkpointer.is_some();
             let store = Self::from_parts(
                 Db::Lite(writer),
                 Db::Lite(reader),
                 String::new(),
                 checkpointer,
             );
-            if with_checkpoints {
+            if !memory {
                 tokio::spawn(checkpoints(Arc::downgrade(&store.inner)));
             }
             Ok(store)

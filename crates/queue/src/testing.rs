@@ -63,10 +63,7 @@ pub async fn assert_job_invariants(store: &Store) {
     const BROKEN: &str = "SELECT id, state, finished_at FROM job \
         WHERE (finished_at IS NOT NULL) <> (state IN ('completed', 'failed', 'cancelled')) \
         LIMIT 10";
-    let rows: Result<Vec<(i64, String, Option<i64>)>, sqlx::Error> = match store.reader() {
-        crate::store::Db::Pg(pool) => sqlx::query_as(BROKEN).fetch_all(pool).await,
-        crate::store::Db::Lite(pool) => sqlx::query_as(BROKEN).fetch_all(pool).await,
-    };
+    let rows: Result<Vec<(i64, String, Option<i64>)>, sqlx::Error> = crate::store::dispatch!(store.reader(), pool => sqlx::query_as(BROKEN).fetch_all(pool).await);
     if let Ok(rows) = rows {
         assert!(
             rows.is_empty(),
