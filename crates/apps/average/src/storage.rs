@@ -14,8 +14,20 @@ use object_store::{ObjectStore, ObjectStoreExt};
 #[derive(Debug, Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory, read and written with plain file
+    /// calls by a task's one blocking call (see [`Storage::read_all_blocking`]):
+    /// `object_store` hands every file to a blocking thread twice (open, then read), and
+    /// those hand-offs cost more than the reads.
+    local: Option<Arc<LocalFileSystem>>,
     /// Where it points, for the job resource (`file:///...` or `s3://bucket`).
     pub url: String,
+}
+
+fn local_error(file: &std::path::Path, doing: &str, source: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("{doing} {}: {source}", file.display()).into(),
+    }
 }
 
 impl Storage {
@@ -26,9 +38,10 @@ impl Storage {
     pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
-        let store = LocalFileSystem::new_with_prefix(&dir)?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
         Ok(Self {
-            store: Arc::new(store),
+            store: store.clone(),
+            local: Some(store),
             url: format!("file://{}", dir.display()),
         })
     }
@@ -65,6 +78,7 @@ impl Storage {
     pub fn new(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
         Self {
             store,
+            local: None,
             url: url.into(),
         }
     }
@@ -84,6 +98,78 @@ impl Storage {
     /// The store's (`NotFound` for a missing file).
     pub async fn get(&self, path: &str) -> object_store::Result<bytes::Bytes> {
         self.store.get(&Path::from(path)).await?.bytes().await
+    }
+
+    /// Reads whole files, in the order given; for a blocking thread (it blocks). A local
+    /// directory is read with plain file calls; other stores through the runtime, all the
+    /// files at once.
+    ///
+    /// # Errors
+    /// The store's (`NotFound` naming the first missing file).
+    pub fn read_all_blocking(&self, paths: &[String]) -> object_store::Result<Vec<bytes::Bytes>> {
+        let Some(local) = &self.local else {
+            let reads = paths.iter().map(|path| self.get(path));
+            let runtime = tokio::runtime::Handle::current();
+            return runtime.block_on(futures_util::future::try_join_all(reads));
+        };
+        paths
+            .iter()
+            .map(|path| {
+                let location = Path::from(path.as_str());
+                let file = local.path_to_filesystem(&location)?;
+                match std::fs::read(&file) {
+                    Ok(bytes) => Ok(bytes.into()),
+                    Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+                        Err(object_store::Error::NotFound {
+                            path: location.to_string(),
+                            source: source.into(),
+                        })
+                    }
+                    Err(source) => Err(local_error(&file, "reading", source)),
+                }
+            })
+            .collect()
+    }
+
+    /// Writes a whole file; for a blocking thread (it blocks). In a local directory, as
+    /// `object_store` does it: into a staging file beside it, then renamed over it, so a
+    /// reader never sees half a file. The staging file's name (`NAME#N.part`) is one the
+    /// store lists, so deleting a job's files removes one a crash left behind.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn write_blocking(&self, path: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+        let Some(local) = &self.local else {
+            return tokio::runtime::Handle::current().block_on(self.put(path, bytes));
+        };
+        let file = local.path_to_filesystem(&Path::from(path))?;
+        let mut attempt = 0u32;
+        let staging = loop {
+            attempt += 1;
+            let mut staging = file.clone().into_os_string();
+            staging.push(format!("#{attempt}.part"));
+            let staging = std::path::PathBuf::from(staging);
+            match std::fs::File::create_new(&staging) {
+                Ok(mut out) => {
+                    std::io::Write::write_all(&mut out, &bytes)
+                        .map_err(|source| local_error(&staging, "writing", source))?;
+                    break staging;
+                }
+                // Another run of the same task writes the same file right now.
+                Err(source) if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
+                Err(source) if source.kind() == std::io::ErrorKind::NotFound && attempt == 1 => {
+                    if let Some(dir) = file.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|source| local_error(dir, "making", source))?;
+                    }
+                }
+                Err(source) => return Err(local_error(&staging, "creating", source)),
+            }
+        };
+        std::fs::rename(&staging, &file).map_err(|source| {
+            let _ = std::fs::remove_file(&staging);
+            local_error(&file, "renaming onto", source)
+        })
     }
 
     /// Deletes every file under `prefix`; returns how many.

@@ -140,22 +140,30 @@ pub async fn generate(
     args: GenerateArgs,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    let total = (args.to - args.from) as i64;
-    for (done, index) in (args.from..args.to).enumerate() {
-        if ctx.is_cancelled() {
-            return Err(JobError::permanent("cancelled"));
+    let (storage, ctx) = (storage.clone(), ctx.clone());
+    // One blocking call for the whole task: generating is CPU work, writing is file I/O.
+    blocking(move || {
+        let total = (args.to - args.from) as i64;
+        for (done, index) in (args.from..args.to).enumerate() {
+            if ctx.is_cancelled() {
+                return Err(JobError::permanent("cancelled"));
+            }
+            let bytes = numbers::generate(args.seed, index, args.entries as usize);
+            storage.write_blocking(&plan::input_path(&args.location, index), bytes)?;
+            ctx.progress(done as i64 + 1, Some(total), None);
         }
-        let entries = args.entries as usize;
-        let seed = args.seed;
-        let bytes = tokio::task::spawn_blocking(move || numbers::generate(seed, index, entries))
-            .await
-            .map_err(|e| JobError::retry(e.to_string()))?;
-        storage
-            .put(&plan::input_path(&args.location, index), bytes)
-            .await?;
-        ctx.progress(done as i64 + 1, Some(total), None);
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `work` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| JobError::retry(e.to_string()))?
 }
 
 /// `average.sum`'s handler.
@@ -163,33 +171,40 @@ pub async fn generate(
 /// # Errors
 /// Permanent when an input is missing or malformed (naming it); retryable on store errors.
 pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(), JobError> {
-    let reads = args.inputs.iter().map(|path| storage.get(path));
-    let files = match futures_util::future::try_join_all(reads).await {
-        Ok(files) => files,
-        Err(error) if job_gone(ctx, args.job).await => {
-            tracing::debug!(%error, job = args.job, "average job deleted; sum skipped");
-            return Ok(());
+    let (job, storage) = (args.job, storage.clone());
+    // One blocking call for the whole task: on a local directory, reading five files,
+    // adding them up and writing the sum take about 0.3 ms, and each hand-off between
+    // threads saved is a good part of that.
+    let summed = tokio::task::spawn_blocking(move || {
+        let files = storage.read_all_blocking(&args.inputs)?;
+        let mut sums = vec![0u64; args.entries as usize];
+        for (bytes, path) in files.iter().zip(&args.inputs) {
+            let added = if args.level == 0 {
+                numbers::add_text(bytes, &mut sums)
+            } else {
+                numbers::add_binary(bytes, &mut sums)
+            };
+            if let Err(problem) = added {
+                return Ok(Err(JobError::permanent(format!("{path}: {problem}"))));
+            }
+        }
+        storage
+            .write_blocking(&args.output, numbers::encode_sums(&sums))
+            .map(Ok)
+    })
+    .await
+    .map_err(|e| JobError::retry(e.to_string()))?;
+    match summed {
+        Ok(done) => done,
+        Err(error) if job_gone(ctx, job).await => {
+            tracing::debug!(%error, job, "average job deleted; sum skipped");
+            Ok(())
         }
         Err(object_store::Error::NotFound { path, .. }) => {
-            return Err(JobError::permanent(format!("input file {path} is missing")));
+            Err(JobError::permanent(format!("input file {path} is missing")))
         }
-        Err(error) => return Err(error.into()),
-    };
-    // Parsed here, not on a blocking thread: a group of five 10,000-number files takes
-    // about 0.15 ms, less than the two thread hand-offs would.
-    let mut sums = vec![0u64; args.entries as usize];
-    for (bytes, path) in files.iter().zip(&args.inputs) {
-        let added = if args.level == 0 {
-            numbers::add_text(bytes, &mut sums)
-        } else {
-            numbers::add_binary(bytes, &mut sums)
-        };
-        added.map_err(|problem| JobError::permanent(format!("{path}: {problem}")))?;
+        Err(error) => Err(error.into()),
     }
-    storage
-        .put(&args.output, numbers::encode_sums(&sums))
-        .await?;
-    Ok(())
 }
 
 /// `average.clean`: deletes a deleted job's files again, after any task that was running
