@@ -156,7 +156,8 @@ impl Storage {
                     break staging;
                 }
                 // Another run of the same task writes the same file right now.
-                Err(source) if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
+                Err(source)
+                    if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
                 Err(source) if source.kind() == std::io::ErrorKind::NotFound && attempt == 1 => {
                     if let Some(dir) = file.parent() {
                         std::fs::create_dir_all(dir)
@@ -184,5 +185,61 @@ impl Storage {
             .boxed();
         let deleted: Vec<Path> = self.store.delete_stream(paths).try_collect().await?;
         Ok(deleted.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "conveyor-storage-{name}-{}-{:x}",
+            std::process::id(),
+            conveyor_queue::clock::now_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn local_files_round_trip_and_a_missing_one_is_named() {
+        let dir = scratch("round-trip");
+        let storage = Storage::local(&dir).unwrap();
+        storage
+            .write_blocking("a/b/one", b"1 2 3\n".to_vec())
+            .unwrap();
+        storage
+            .write_blocking("a/b/one", b"4 5 6\n".to_vec())
+            .unwrap();
+        storage.put("a/two", b"7\n".to_vec()).await.unwrap();
+        let files = storage
+            .read_all_blocking(&["a/b/one".into(), "a/two".into()])
+            .unwrap();
+        assert_eq!(
+            files,
+            [&b"4 5 6\n"[..], &b"7\n"[..]],
+            "the second write replaced the first"
+        );
+        assert_eq!(&storage.get("a/b/one").await.unwrap()[..], b"4 5 6\n");
+        match storage.read_all_blocking(&["a/two".into(), "a/none".into()]) {
+            Err(object_store::Error::NotFound { path, .. }) => assert_eq!(path, "a/none"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_staging_file_left_by_a_crash_is_stepped_over_and_deleted_with_the_rest() {
+        let dir = scratch("staging");
+        let storage = Storage::local(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("job")).unwrap();
+        std::fs::write(dir.join("job/sum#1.part"), b"half a fi").unwrap();
+        storage.write_blocking("job/sum", vec![1, 2, 3]).unwrap();
+        assert_eq!(std::fs::read(dir.join("job/sum")).unwrap(), [1, 2, 3]);
+        assert!(!dir.join("job/sum#2.part").exists(), "renamed into place");
+        assert_eq!(storage.delete_under("job").await.unwrap(), 2);
+        assert!(!dir.join("job/sum#1.part").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
