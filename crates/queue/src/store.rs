@@ -148,9 +148,6 @@ async fn checkpoints(store: std::sync::Weak<Inner>) {
     }
 }
 
-/// A PostgreSQL connection idle longer than this is pinged before it is handed out.
-const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
-
 impl Store {
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:`, or `postgres://...`).
     ///
@@ -170,19 +167,6 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                // sqlx pings every connection it hands out: a round trip per transaction,
-                // a tenth of a short request's time. Only one idle for a while may have
-                // been cut (a server restart, a proxy's idle timeout); a connection that
-                // broke since fails its query, which the callers retry or report.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for > PING_IDLE_AFTER {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
                 .connect_with(connect)
                 .await?;
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
