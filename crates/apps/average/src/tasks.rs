@@ -174,7 +174,8 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
     let (job, storage) = (args.job, storage.clone());
     // One blocking call for the whole task: on a local directory, reading five files,
     // adding them up and writing the sum take about 0.3 ms, and each hand-off between
-    // threads saved is a good part of that.
+    // threads saved is a good part of that. Store errors come out apart from malformed
+    // input (the inner error): a missing file may only mean the job was deleted.
     let summed = tokio::task::spawn_blocking(move || {
         let files = storage.read_all_blocking(&args.inputs)?;
         let mut sums = vec![0u64; args.entries as usize];
