@@ -173,7 +173,9 @@ impl Storage {
         })
     }
 
-    /// Deletes every file under `prefix`; returns how many.
+    /// Deletes every file under `prefix`; returns how many. A file that is gone by the
+    /// time its turn comes (a staging file renamed meanwhile, another deleter) is not an
+    /// error: gone is what was asked.
     ///
     /// # Errors
     /// The store's.
@@ -183,8 +185,16 @@ impl Storage {
             .list(Some(&Path::from(prefix)))
             .map_ok(|meta| meta.location)
             .boxed();
-        let deleted: Vec<Path> = self.store.delete_stream(paths).try_collect().await?;
-        Ok(deleted.len())
+        let mut deleted = 0;
+        let mut results = self.store.delete_stream(paths);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(deleted)
     }
 }
 
