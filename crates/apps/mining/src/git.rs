@@ -90,7 +90,8 @@ fn tail(bytes: &[u8]) -> String {
 /// # Errors
 /// [`GitError`].
 pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), GitError> {
-    let mut child = git()
+    let mut command = git();
+    command
         .args([
             "-c",
             "credential.helper=",
@@ -103,7 +104,14 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
             "--single-branch",
             "--depth",
             &limits.depth.max(1).to_string(),
-        ])
+        ]);
+    if url.starts_with("file://") {
+        // The pack crosses a pipe on this machine, so searching it for deltas saves no
+        // transfer: it took 60 of the 155 ms of a clone of tokio's sources, for a pack 3 %
+        // smaller. Only for `file://`: over ssh this command would run on the server.
+        command.arg("--upload-pack=git -c pack.window=0 upload-pack");
+    }
+    let mut child = command
         .arg("--")
         .arg(remote(url))
         .arg(into)
