@@ -151,11 +151,14 @@ impl Storage {
             let staging = std::path::PathBuf::from(staging);
             match std::fs::File::create_new(&staging) {
                 Ok(mut out) => {
-                    std::io::Write::write_all(&mut out, &bytes)
-                        .map_err(|source| local_error(&staging, "writing", source))?;
+                    if let Err(source) = std::io::Write::write_all(&mut out, &bytes) {
+                        let _ = std::fs::remove_file(&staging);
+                        return Err(local_error(&staging, "writing", source));
+                    }
                     break staging;
                 }
-                // Another run of the same task writes the same file right now.
+                // Another run of the same task writes the same file right now, or a crash
+                // left this staging file: the next name.
                 Err(source)
                     if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
                 Err(source) if source.kind() == std::io::ErrorKind::NotFound && attempt == 1 => {
