@@ -23,13 +23,6 @@ pub struct Storage {
     pub url: String,
 }
 
-fn local_error(file: &std::path::Path, doing: &str, source: std::io::Error) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source: format!("{doing} {}: {source}", file.display()).into(),
-    }
-}
-
 impl Storage {
     /// A directory on this machine (made if missing).
     ///
@@ -198,6 +191,14 @@ impl Storage {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// A failed file call on a local directory, naming the file and what was being done.
+fn local_error(file: &std::path::Path, doing: &str, source: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: format!("{doing} {}: {source}", file.display()).into(),
     }
 }
 

@@ -154,16 +154,16 @@ pub async fn generate(
         }
         Ok(())
     })
-    .await
+    .await?
 }
 
-/// Runs `work` on a blocking thread.
+/// Runs `work` on a blocking thread; a panic in it is a retryable failure.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+    work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, JobError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| JobError::retry(e.to_string()))?
+        .map_err(|e| JobError::retry(e.to_string()))
 }
 
 /// `average.sum`'s handler.
@@ -176,7 +176,7 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
     // adding them up and writing the sum take about 0.3 ms, and each hand-off between
     // threads saved is a good part of that. Store errors come out apart from malformed
     // input (the inner error): a missing file may only mean the job was deleted.
-    let summed = tokio::task::spawn_blocking(move || {
+    let summed = blocking(move || {
         let files = storage.read_all_blocking(&args.inputs)?;
         let mut sums = vec![0u64; args.entries as usize];
         for (bytes, path) in files.iter().zip(&args.inputs) {
@@ -193,8 +193,7 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
             .write_blocking(&args.output, numbers::encode_sums(&sums))
             .map(Ok)
     })
-    .await
-    .map_err(|e| JobError::retry(e.to_string()))?;
+    .await?;
     match summed {
         Ok(done) => done,
         Err(error) if job_gone(ctx, job).await => {
