@@ -400,7 +400,7 @@ async fn serve_minitwit(
         secure_cookies: config.minitwit_secure_cookies,
         ..conveyor_minitwit::Settings::default()
     };
-    let hasher = conveyor_minitwit::Hasher::new(19_456, 2, 1)?;
+    let hasher = conveyor_minitwit::Hasher::standard();
     let app = conveyor_minitwit::Minitwit::new(store.clone(), hasher, settings);
     let listeners = [
         (

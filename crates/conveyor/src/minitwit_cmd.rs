@@ -68,7 +68,11 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
                 actions.truncate(limit);
             }
             let timeout = Duration::from_millis(args.timeout_ms);
-            let report = conveyor_minitwit::simulate::replay(&args.url, &actions, timeout).await?;
+            let url = args.url.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                conveyor_minitwit::simulate::replay(&url, &actions, timeout)
+            })
+            .await??;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -85,7 +89,7 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
                 "seed at most 1,000,000 users and 100,000,000 messages"
             );
             let store = crate::app::connect(config).await?;
-            let hash = conveyor_minitwit::Hasher::new(19_456, 2, 1)?.hash("password");
+            let hash = conveyor_minitwit::Hasher::standard().hash("password");
             let started = std::time::Instant::now();
             let now = conveyor_minitwit::now_seconds();
             let added = conveyor_minitwit::db::seed(&store, users, messages, &hash, now).await?;

@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::error::{Error, Result};
 use crate::wake::Wake;
@@ -112,6 +112,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// How often while nothing is written, or after a failure.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 
+/// A PostgreSQL connection idle this long is pinged before use (see [`Store::connect_with`]).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Copies the WAL of a SQLite store back into the database file, on the store's
 /// checkpointer connection and thread, until the store is dropped or closed. A passive
 /// checkpoint waits for no one: the writer keeps appending meanwhile. SQLite's default leaves
@@ -167,6 +170,19 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                // sqlx pings a connection when it comes back to the pool, and by default
+                // again when it is taken out: a round trip before every statement, which on
+                // one-statement requests (MiniTwit's) is half their database time. Only a
+                // connection idle for a while can have been cut since its last ping.
+                .test_before_acquire(false)
+                .before_acquire(|connection, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_AFTER_IDLE {
+                            connection.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(connect)
                 .await?;
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
