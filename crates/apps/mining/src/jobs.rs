@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_queue::{JobContext, JobError, NewJob, Registry, Store, Tx};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -639,15 +641,31 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     let total = args.files.len() as i64;
     let mut blobs = git::Blobs::open(dir).map_err(|e| JobError::retry(e.to_string()))?;
     let mut results = Vec::with_capacity(args.files.len());
-    for (done, file) in args.files.iter().enumerate() {
-        if ctx.is_cancelled() {
-            return Err(JobError::retry("stopped"));
+    // Up to one file per analysis thread in flight, the next blob read meanwhile: a task
+    // running alone (the end of a repository) keeps every thread busy, not one.
+    let in_flight_max = m.settings.analysis_threads.max(1);
+    let mut in_flight = FuturesOrdered::new();
+    let mut files = args.files.iter().peekable();
+    while files.peek().is_some() || !in_flight.is_empty() {
+        let finished = if in_flight.len() < in_flight_max
+            && let Some(file) = files.next()
+        {
+            if ctx.is_cancelled() {
+                return Err(JobError::retry("stopped"));
+            }
+            let bytes = read(m, &mut blobs, dir, file)
+                .await
+                .map_err(|e| JobError::retry(e.to_string()))?;
+            in_flight.push_back(analyze_file(m, file, bytes));
+            // Polled once now, which hands the file to the pool; a result ready is taken.
+            in_flight.next().now_or_never().flatten()
+        } else {
+            in_flight.next().await
+        };
+        if let Some(result) = finished {
+            results.push(result);
+            ctx.progress(results.len() as i64, Some(total), None);
         }
-        let bytes = read(m, &mut blobs, dir, file)
-            .await
-            .map_err(|e| JobError::retry(e.to_string()))?;
-        results.push(analyze_file(m, file, bytes).await);
-        ctx.progress(done as i64 + 1, Some(total), None);
     }
     db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
     let failed = results.iter().filter(|r| r.metrics.is_none()).count() as u64;
