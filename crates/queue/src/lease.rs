@@ -163,7 +163,10 @@ impl Store {
             };
         }
         match self.writer() {
-            Db::Pg(pool) => Ok(bound!(sqlx::query_as(CLAIM_PG)).fetch_all(pool).await?),
+            Db::Pg(pool) => {
+                let pool = self.claimer().unwrap_or(pool);
+                Ok(bound!(sqlx::query_as(CLAIM_PG)).fetch_all(pool).await?)
+            }
             Db::Lite(pool) => {
                 let rows: Vec<String> = bound!(sqlx::query_scalar(CLAIM_SQLITE))
                     .fetch_all(pool)

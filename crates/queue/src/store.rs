@@ -90,6 +90,8 @@ struct Inner {
     reader: Db<PgPool, SqlitePool>,
     /// A SQLite file's WAL checkpointer (see `checkpoints`).
     checkpointer: Option<SqlitePool>,
+    /// Where PostgreSQL claims go: connections that commit without waiting for the disk.
+    claimer: Option<PgPool>,
     /// In-process wake-ups: queue has work, job was cancelled.
     wake: Wake,
     /// PostgreSQL `NOTIFY` channel, named after the schema so that schemas sharing a database
@@ -114,6 +116,25 @@ const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 
 /// A PostgreSQL connection idle this long is pinged before use (see [`Store::connect_with`]).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A PostgreSQL pool of at most `max` connections. sqlx pings a connection when it comes back
+/// to the pool, and by default again when it is taken out: a round trip before every
+/// statement, which on one-statement requests (MiniTwit's) is half their database time. Only
+/// a connection idle for a while can have been cut since its last ping.
+fn pg_pool(options: &StoreOptions, max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// Copies the WAL of a SQLite store back into the database file, on the store's
 /// checkpointer connection and thread, until the store is dropped or closed. A passive
@@ -167,34 +188,25 @@ impl Store {
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                // sqlx pings a connection when it comes back to the pool, and by default
-                // again when it is taken out: a round trip before every statement, which on
-                // one-statement requests (MiniTwit's) is half their database time. Only a
-                // connection idle for a while can have been cut since its last ping.
-                .test_before_acquire(false)
-                .before_acquire(|connection, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PING_AFTER_IDLE {
-                            connection.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .connect_with(connect)
+            let pool = pg_pool(options, options.max_connections)
+                .connect_with(connect.clone())
+                .await?;
+            // Claims commit without waiting for the WAL flush: a claim acknowledges nothing
+            // to anyone, and every write that depends on it (the job's outcome) commits
+            // durably, which flushes the WAL up to and including the claim. A crash of the
+            // server can only lose a claim whose job then runs again, as after a lost lease.
+            let claimer = pg_pool(options, (options.max_connections / 2).max(1))
+                .connect_with(connect.options([("synchronous_commit", "off")]))
                 .await?;
             let schema: String = sqlx::query_scalar("SELECT current_schema()")
                 .fetch_one(&pool)
                 .await?;
             let channel = format!("conveyor_{schema}");
-            Ok(Self::from_parts(
-                Db::Pg(pool.clone()),
-                Db::Pg(pool),
-                channel,
-                None,
-            ))
+            let mut store = Self::from_parts(Db::Pg(pool.clone()), Db::Pg(pool), channel, None);
+            Arc::get_mut(&mut store.inner)
+                .expect("not shared yet")
+                .claimer = Some(claimer);
+            Ok(store)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -278,6 +290,7 @@ impl Store {
                 writer,
                 reader,
                 checkpointer,
+                claimer: None,
                 wake: Wake::default(),
                 channel,
             }),
@@ -339,6 +352,11 @@ impl Store {
         }
     }
 
+    /// The pool for PostgreSQL claims (see [`Store::connect_with`]).
+    pub(crate) fn claimer(&self) -> Option<&PgPool> {
+        self.inner.claimer.as_ref()
+    }
+
     pub(crate) fn wake(&self) -> &Wake {
         &self.inner.wake
     }
@@ -383,6 +401,9 @@ impl Store {
     /// one cannot.
     pub async fn close(&self) {
         dispatch!(&self.inner.reader, pool => pool.close().await);
+        if let Some(pool) = &self.inner.claimer {
+            pool.close().await;
+        }
         if let Some(pool) = &self.inner.checkpointer {
             pool.close().await;
         }
