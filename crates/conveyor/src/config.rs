@@ -56,7 +56,7 @@ pub struct Overrides {
     /// How long ended jobs are kept [default: 7d]
     #[arg(long, env = "CONVEYOR_RETENTION", global = true)]
     pub retention: Option<String>,
-    /// Most database connections per process (PostgreSQL) [default: 16]
+    /// PostgreSQL connections per process, plus half as many for claims [default: 16]
     #[arg(long, env = "CONVEYOR_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<u32>,
     /// Log format: text or json [default: text]

@@ -59,7 +59,7 @@ pub enum Backend {
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Most connections in the PostgreSQL pool (default 16).
+    /// Most connections in the PostgreSQL pool (default 16), plus half as many for claims.
     pub max_connections: u32,
     /// Most reader connections in the SQLite pool (default 4; there is always one writer).
     pub sqlite_readers: u32,
@@ -202,11 +202,13 @@ impl Store {
                 .fetch_one(&pool)
                 .await?;
             let channel = format!("conveyor_{schema}");
-            let mut store = Self::from_parts(Db::Pg(pool.clone()), Db::Pg(pool), channel, None);
-            Arc::get_mut(&mut store.inner)
-                .expect("not shared yet")
-                .claimer = Some(claimer);
-            Ok(store)
+            Ok(Self::from_parts(
+                Db::Pg(pool.clone()),
+                Db::Pg(pool),
+                channel,
+                None,
+                Some(claimer),
+            ))
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -269,6 +271,7 @@ impl Store {
                 Db::Lite(reader),
                 String::new(),
                 checkpointer,
+                None,
             );
             if !memory {
                 tokio::spawn(checkpoints(Arc::downgrade(&store.inner)));
@@ -284,13 +287,14 @@ impl Store {
         reader: Db<PgPool, SqlitePool>,
         channel: String,
         checkpointer: Option<SqlitePool>,
+        claimer: Option<PgPool>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 checkpointer,
-                claimer: None,
+                claimer,
                 wake: Wake::default(),
                 channel,
             }),
