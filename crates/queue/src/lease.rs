@@ -38,20 +38,32 @@ const CLAIM_PG: &str = concat!(
     claimed_columns!()
 );
 
+/// The condition of SQLite's claimable index, as its migration (0003) writes it: a query
+/// uses a partial index only when its WHERE contains the index's condition as written.
+macro_rules! claimable_sqlite {
+    () => {
+        "(state = 'available' OR state = 'retryable' OR state = 'scheduled')"
+    };
+}
+
 /// SQLite has one writer, so the plain subquery cannot race another claimer. Each job comes
 /// back as one JSON value: sqlx copies every value of every row from its SQLite thread (the
 /// engine's bottleneck on SQLite) to the caller, so one value a row instead of ten.
-const CLAIM_SQLITE: &str = "UPDATE job \
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE job \
      SET state = 'running', attempt = attempt + 1, lease_owner = $1, lease_until = $2, \
          started_at = $3, cancel_requested = FALSE \
      WHERE id IN ( \
          SELECT id \
          FROM job \
-         WHERE queue = $4 AND state IN ('scheduled', 'available', 'retryable') AND run_at <= $3 \
+         WHERE queue = $4 AND ",
+    claimable_sqlite!(),
+    " AND run_at <= $3 \
          ORDER BY priority DESC, run_at, id \
          LIMIT $5) \
      RETURNING json_array(id, queue, kind, args, attempt, max_attempts, group_id, \
-         progress_done, progress_total, progress_message)";
+         progress_done, progress_total, progress_message)"
+);
 
 /// One claimed job as [`CLAIM_SQLITE`] renders it; `args` is the stored JSON text.
 type Picked = (
@@ -178,15 +190,18 @@ impl Store {
 
     /// When the next waiting job of `queue` becomes due, if any waits.
     pub(crate) async fn next_due(&self, queue: &str) -> Result<Option<i64>> {
+        let sql = match self.reader() {
+            Db::Pg(_) => {
+                "SELECT MIN(run_at) FROM job \
+                 WHERE queue = $1 AND state IN ('scheduled', 'available', 'retryable')"
+            }
+            Db::Lite(_) => concat!(
+                "SELECT MIN(run_at) FROM job WHERE queue = $1 AND ",
+                claimable_sqlite!()
+            ),
+        };
         Ok(dispatch!(self.reader(), pool => {
-            sqlx::query_scalar(
-                "SELECT MIN(run_at) \
-                 FROM job \
-                 WHERE queue = $1 AND state IN ('scheduled', 'available', 'retryable')",
-            )
-            .bind(queue)
-            .fetch_one(pool)
-            .await?
+            sqlx::query_scalar(sql).bind(queue).fetch_one(pool).await?
         }))
     }
 
@@ -581,4 +596,40 @@ fn sqlite_array<'a>(batch: &[Completion<'a>]) -> Vec<(i64, &'a Value)> {
         .iter()
         .map(|c| (c.0, c.1.unwrap_or(&Value::Null)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim and `next_due` must spell the claimable condition as SQLite's partial index
+    /// does, or SQLite scans the whole table for them.
+    #[tokio::test]
+    async fn sqlite_claims_through_the_claimable_index() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let Db::Lite(pool) = store.writer() else {
+            unreachable!("an SQLite store")
+        };
+        let next_due = concat!(
+            "SELECT MIN(run_at) FROM job WHERE queue = $1 AND ",
+            claimable_sqlite!()
+        );
+        for (name, sql) in [("claim", CLAIM_SQLITE), ("next_due", next_due)] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .bind("w")
+                    .bind(1_i64)
+                    .bind(1_i64)
+                    .bind("q")
+                    .bind(10_i64)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            assert!(
+                plan.iter().any(|row| row.3.contains("job_claimable_idx")),
+                "{name}: {plan:?}"
+            );
+        }
+    }
 }
