@@ -602,6 +602,53 @@ fn sqlite_array<'a>(batch: &[Completion<'a>]) -> Vec<(i64, &'a Value)> {
 mod tests {
     use super::*;
 
+    /// Migration 0004 rebuilds SQLite's job table: rows survive, an id is never reused, and
+    /// the state check still refuses an unknown state.
+    #[tokio::test]
+    async fn rebuilding_the_sqlite_job_table_keeps_rows_and_ids() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let Db::Lite(pool) = store.writer() else {
+            unreachable!("an SQLite store")
+        };
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        before.run(pool).await.unwrap();
+        let insert = "INSERT INTO job (queue, kind, args, state, max_attempts, run_at, created_at) \
+                      VALUES ('q', 'noop', '{}', $1, 1, 0, 0) RETURNING id";
+        for _ in 0..3 {
+            sqlx::query(insert)
+                .bind("available")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("DELETE FROM job WHERE id = 3")
+            .execute(pool)
+            .await
+            .unwrap();
+
+        store.migrate().await.unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM job ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert_eq!(ids, [1, 2]);
+        let next: i64 = sqlx::query_scalar(insert)
+            .bind("running")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(next, 4, "the deleted job's id is not reused");
+        let bogus = sqlx::query(insert).bind("bogus").execute(pool).await;
+        assert!(bogus.is_err(), "an unknown state passed the check");
+    }
+
     /// The claim and `next_due` must spell the claimable condition as SQLite's partial index
     /// does, or SQLite scans the whole table for them.
     #[tokio::test]
