@@ -65,6 +65,14 @@ const CLAIM_SQLITE: &str = concat!(
          progress_done, progress_total, progress_message)"
 );
 
+/// When the next waiting job of a queue is due; SQLite's spells the claimable index's condition.
+const NEXT_DUE_PG: &str = "SELECT MIN(run_at) FROM job \
+     WHERE queue = $1 AND state IN ('scheduled', 'available', 'retryable')";
+const NEXT_DUE_SQLITE: &str = concat!(
+    "SELECT MIN(run_at) FROM job WHERE queue = $1 AND ",
+    claimable_sqlite!()
+);
+
 /// One claimed job as [`CLAIM_SQLITE`] renders it; `args` is the stored JSON text.
 type Picked = (
     i64,
@@ -191,14 +199,8 @@ impl Store {
     /// When the next waiting job of `queue` becomes due, if any waits.
     pub(crate) async fn next_due(&self, queue: &str) -> Result<Option<i64>> {
         let sql = match self.reader() {
-            Db::Pg(_) => {
-                "SELECT MIN(run_at) FROM job \
-                 WHERE queue = $1 AND state IN ('scheduled', 'available', 'retryable')"
-            }
-            Db::Lite(_) => concat!(
-                "SELECT MIN(run_at) FROM job WHERE queue = $1 AND ",
-                claimable_sqlite!()
-            ),
+            Db::Pg(_) => NEXT_DUE_PG,
+            Db::Lite(_) => NEXT_DUE_SQLITE,
         };
         Ok(dispatch!(self.reader(), pool => {
             sqlx::query_scalar(sql).bind(queue).fetch_one(pool).await?
@@ -658,11 +660,7 @@ mod tests {
         let Db::Lite(pool) = store.writer() else {
             unreachable!("an SQLite store")
         };
-        let next_due = concat!(
-            "SELECT MIN(run_at) FROM job WHERE queue = $1 AND ",
-            claimable_sqlite!()
-        );
-        for (name, sql) in [("claim", CLAIM_SQLITE), ("next_due", next_due)] {
+        for (name, sql) in [("claim", CLAIM_SQLITE), ("next_due", NEXT_DUE_SQLITE)] {
             let plan: Vec<(i64, i64, i64, String)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
                     .bind("w")

@@ -54,12 +54,17 @@ pub struct CloneLimits {
 /// `--depth` does not apply to them (`file://` URLs are cloned shallow), and [`clone`]
 /// borrows their objects (`--shared`) instead of copying or linking them.
 pub fn remote(url: &str) -> String {
-    if url.contains("://") || url.starts_with("git@") {
+    if !is_local_path(url) {
         return url.to_owned();
     }
     let path = Path::new(url);
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     absolute.display().to_string()
+}
+
+/// A path on this machine rather than a URL (`scheme://...` or scp-like `git@host:...`).
+fn is_local_path(url: &str) -> bool {
+    !url.contains("://") && !url.starts_with("git@")
 }
 
 fn git() -> Command {
@@ -105,7 +110,7 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
             "--depth",
             &limits.depth.max(1).to_string(),
         ]);
-    if !url.contains("://") && !url.starts_with("git@") {
+    if is_local_path(url) {
         // A local path: the clone reads the source's objects in place (git's alternates)
         // instead of hard-linking every object file, which took 62 of the 67 ms of a clone
         // of tokio's sources freshly committed (loose objects). The source must stay while
