@@ -28,11 +28,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -79,25 +78,24 @@ pub fn router_with_pages(
         app = app.route("/metrics", get(metrics::render));
     }
     // The fallback goes in before the layers, so unknown paths are counted and logged too.
-    let app = app
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(state.settings.body_limit));
-    observed(app, "api", timeout).with_state(state)
+    let app = app.fallback(|| async { ApiError::not_found("no such route") });
+    let limits = metrics::Limits {
+        body: state.settings.body_limit,
+        time: timeout,
+    };
+    observed(app, "api", limits).with_state(state)
 }
 
-/// Wraps `router` in what every listener runs: [`metrics::observe`] (request id, time
-/// bound, metrics and one log line per request) around a panic guard that answers 500.
+/// Wraps `router` in what every listener runs, [`metrics::observe`]: request id, body and
+/// time bounds, a panic guard that answers 500, metrics and one log line per request.
 pub fn observed<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     listener: &'static str,
-    timeout: std::time::Duration,
+    limits: metrics::Limits,
 ) -> Router<S> {
-    // The guard inside, so a panic's 500 is counted and logged like any answer.
-    router
-        .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(move |request, next| {
-            metrics::observe(listener, timeout, request, next)
-        }))
+    router.layer(axum::middleware::from_fn(move |request, next| {
+        metrics::observe(listener, limits, request, next)
+    }))
 }
 
 /// `/metrics` and the probes, for a separate internal listener (`--metrics-addr`), as the KEDA

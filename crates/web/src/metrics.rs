@@ -3,19 +3,25 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::ApiError;
 use crate::state::AppState;
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The process's Prometheus recorder, installed on first use.
 pub fn handle() -> PrometheusHandle {
@@ -34,6 +40,21 @@ pub fn handle() -> PrometheusHandle {
             // Another recorder (a test harness's) may be installed first; then ours only
             // renders what it saw, which is nothing. Not worth failing for.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples pile up in the recorder until something drains them into
+            // their buckets: a scrape does, and so does this, so a process nobody scrapes
+            // (or scrapes rarely) does not grow by 8 bytes a request and a job.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics: cannot start the upkeep thread");
+            }
             handle
         })
         .clone()
@@ -122,17 +143,21 @@ fn record(listener: &'static str, method: &'static str, route: &str, status: u16
     });
 }
 
-/// The middleware every listener runs (see [`crate::observed`]): gives the request an id
-/// (`x-request-id`, a proxy's kept when sane) that every line logged meanwhile carries;
-/// bounds its time to `timeout` unless it is an event stream (a route ending in `/events`,
-/// which lasts as long as its client watches); then counts and times it by listener, method,
-/// matched route and status, and logs one line (target `conveyor::http`, so
-/// `RUST_LOG=conveyor::http=warn` silences it). The route template, not the raw path, keeps
-/// the label set bounded. One middleware, not four: each layer costs a boxed future and a
-/// service clone per request.
+/// The middleware every listener runs (see [`crate::observed`]), all in one layer because
+/// each layer costs every request a boxed future and a service clone:
+/// - gives the request an id (`x-request-id`, a proxy's kept when sane) that every line
+///   logged meanwhile carries, and echoes it in the response;
+/// - bounds the body to `body_limit` bytes for the extractors that read it (a larger body is
+///   a 413);
+/// - turns a panic in the handler into a 500 problem, counted and logged like any answer;
+/// - bounds the time to `timeout` unless it is an event stream (a route ending in `/events`,
+///   which lasts as long as its client watches);
+/// - counts and times it by listener, method, matched route and status, and logs one line
+///   (target `conveyor::http`, so `RUST_LOG=conveyor::http=warn` silences it). The route
+///   template, not the raw path, keeps the label set bounded.
 pub async fn observe(
     listener: &'static str,
-    timeout: Duration,
+    limits: Limits,
     request: Request,
     next: Next,
 ) -> Response {
@@ -148,18 +173,32 @@ pub async fn observe(
     let id = request_id.to_str().unwrap_or_default();
     let span = tracing::info_span!(target: "conveyor::http", "request", request_id = %id);
     let started = Instant::now();
-    let run = next.run(request).instrument(span);
-    let mut response = if route.ends_with("/events") {
-        run.await
+    // `Next` is always ready, so calling it through the limit's service skips `poll_ready`.
+    let mut limited = DefaultBodyLimit::max(limits.body).layer(next);
+    let run = AssertUnwindSafe(limited.call(request))
+        .catch_unwind()
+        .instrument(span);
+    let ran = if route.ends_with("/events") {
+        Some(run.await)
     } else {
-        match tokio::time::timeout(timeout, run).await {
-            Ok(response) => response,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the request took longer than {timeout:?}"),
-            )
-            .into_response(),
+        tokio::time::timeout(limits.time, run).await.ok()
+    };
+    let mut response = match ran {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(never))) => match never {},
+        Some(Err(panic)) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ApiError::internal(&format_args!("the handler panicked: {message}")).into_response()
         }
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {:?}", limits.time),
+        )
+        .into_response(),
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -176,6 +215,15 @@ pub async fn observe(
     record(listener, method, route, status, elapsed.as_secs_f64());
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// What [`observe`] bounds a request to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The body's size in bytes.
+    pub body: usize,
+    /// The time to an answer (event streams are spared).
+    pub time: Duration,
 }
 
 /// `GET /metrics`.
@@ -243,6 +291,48 @@ mod tests {
         assert_ne!(a, b);
         // The prefix is per process, the counter follows it.
         assert_eq!(a.to_str().unwrap()[..16], b.to_str().unwrap()[..16]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem_and_a_slow_one_a_503() {
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
+        let limits = Limits {
+            body: 1024,
+            time: Duration::from_millis(50),
+        };
+        let app = crate::observed(router, "test", limits);
+        for (path, status) in [
+            ("/boom", StatusCode::INTERNAL_SERVER_ERROR),
+            ("/slow", StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let request = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status, "{path}");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
+            assert_eq!(response.headers()[REQUEST_ID].len(), 32, "the id is echoed");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use conveyor_queue::Store;
@@ -162,11 +162,11 @@ pub fn api_router(app: Minitwit) -> Router {
 fn finish(router: Router, listener: &'static str) -> Router {
     // Installed before any request, or the first requests' metrics would be lost.
     conveyor_web::metrics::handle();
-    conveyor_web::observed(
-        router.layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        listener,
-        REQUEST_TIMEOUT,
-    )
+    let limits = conveyor_web::metrics::Limits {
+        body: BODY_LIMIT,
+        time: REQUEST_TIMEOUT,
+    };
+    conveyor_web::observed(router, listener, limits)
 }
 
 /// `GET /metrics` on the API listener: the process's metrics, MiniTwit's counts included.

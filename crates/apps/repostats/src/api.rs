@@ -4,7 +4,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,10 +20,19 @@ use crate::{db, jobs};
 /// The routes, reading `cell`; `/ping`, `/repos` and `/stats` limited to `per_ip` requests
 /// a second per client address (0: no limit).
 pub fn router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
+    // The handlers hold the cell themselves: an `Extension` layer would cost every request
+    // of every route here a boxed future, a service clone and an insert into its extensions.
+    let (for_repos, for_stats, for_status) = (cell.clone(), cell.clone(), cell);
     let mut public = OpenApiRouter::new()
         .route("/ping", get(ping))
-        .route("/repos", get(repos))
-        .route("/stats", get(stats));
+        .route(
+            "/repos",
+            get(move |request: Request| std::future::ready(repos(&for_repos, &request))),
+        )
+        .route(
+            "/stats",
+            get(move |request: Request| std::future::ready(stats(&for_stats, &request))),
+        );
     if per_ip > 0 {
         let limiter = crate::limit::PerIp::new(per_ip);
         public = public.layer(axum::middleware::from_fn(move |request, next| {
@@ -32,9 +41,11 @@ pub fn router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
     }
     OpenApiRouter::new()
         .merge(public)
-        .route("/api/repostats/status", get(status))
+        .route(
+            "/api/repostats/status",
+            get(move |state: State<AppState>| status(state, for_status.clone())),
+        )
         .route("/api/repostats/refresh", post(refresh_now))
-        .layer(Extension(cell))
 }
 
 /// Keeps `cell` at the database's version: reloads within `every` of a change (each API
@@ -196,10 +207,7 @@ fn freshness(snapshot: &crate::snapshot::Snapshot) -> Freshness {
 }
 
 // The whole request, not `HeaderMap` and `RawQuery`: those copy the headers and the query.
-async fn repos(
-    Extension(cell): Extension<SnapshotCell>,
-    request: Request,
-) -> Result<Response, ApiError> {
+fn repos(cell: &SnapshotCell, request: &Request) -> Result<Response, ApiError> {
     let snapshot = cell.load();
     let query = request.uri().query();
     cached(request.headers(), &snapshot, "repos", query, || {
@@ -222,10 +230,7 @@ struct StatsBody {
 }
 
 // The whole request, not `HeaderMap` and `RawQuery`: those copy the headers and the query.
-async fn stats(
-    Extension(cell): Extension<SnapshotCell>,
-    request: Request,
-) -> Result<Response, ApiError> {
+fn stats(cell: &SnapshotCell, request: &Request) -> Result<Response, ApiError> {
     let snapshot = cell.load();
     let query = request.uri().query();
     cached(request.headers(), &snapshot, "stats", query, || {
@@ -238,10 +243,7 @@ async fn stats(
     })
 }
 
-async fn status(
-    State(state): State<AppState>,
-    Extension(cell): Extension<SnapshotCell>,
-) -> Result<Response, ApiError> {
+async fn status(State(state): State<AppState>, cell: SnapshotCell) -> Result<Response, ApiError> {
     let budget = crate::github::budget(&state.store)
         .await
         .map_err(|e| ApiError::internal(&e))?;
