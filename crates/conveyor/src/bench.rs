@@ -1,8 +1,11 @@
 //! `conveyor bench queue`: how fast the engine moves jobs, on a throwaway database.
 //!
 //! 1. Enqueue `--jobs` no-op jobs in multi-row inserts of 1,000: the enqueue rate.
-//! 2. Start one worker with `--workers` claimers, each claiming `--batch` jobs at a time,
-//!    and time until every outcome is recorded: the end-to-end rate (claim, run, complete).
+//! 2. Start one worker with `--workers` claimers, each asking for `--batch` jobs at a time
+//!    (they take turns, one statement claiming for every claimer waiting: see
+//!    `Slots::turn` in the engine), and time until every outcome is recorded: the
+//!    end-to-end rate (claim, run, complete). The report gives the mean and the largest
+//!    claim.
 //! 3. On the now idle worker, enqueue single jobs one at a time and time each from the start
 //!    of the enqueue call to the start of its handler: the wake-up latency.
 //!
@@ -56,7 +59,7 @@ pub struct QueueBench {
     /// Concurrent claimers
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
-    /// Jobs per claim
+    /// Jobs each claimer asks for at a time (one statement claims for every claimer waiting)
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
     /// Single jobs timed for the wake-up latency
@@ -210,6 +213,7 @@ async fn measure(db: &ScratchDb, options: &QueueBench) -> anyhow::Result<Value> 
         "end_to_end_per_second": options.jobs as f64 / end_to_end.as_secs_f64(),
         "claim_statements": claims,
         "mean_jobs_per_claim": mean_claim,
+        "largest_claim": stats.largest_claim.load(Ordering::Relaxed),
         "completion_transactions": finishes,
         "mean_jobs_per_completion": mean_finish,
         "wakeup_latency_ms": {

@@ -22,6 +22,7 @@ conveyor_queue::on_both_backends!(
     a_job_enqueued_in_a_transaction_exists_only_if_it_commits,
     claims_follow_queue_priority_and_run_at,
     concurrent_claimers_never_get_the_same_job,
+    a_process_claimers_take_turns_and_claim_for_each_other,
     a_worker_runs_jobs_to_completion,
     a_failed_attempt_waits_for_its_backoff_in_the_row,
     failures_retry_until_success,
@@ -210,6 +211,39 @@ async fn claims_follow_queue_priority_and_run_at(store: Store) {
     let one = store.claim_for_test("c", 1, "w1").await;
     assert_eq!(one[0].id, urgent);
     assert_eq!(store.claim_for_test("c", 1, "w1").await[0].id, first);
+}
+
+/// One claim statement per queue at a time in a process; it takes a batch for each claimer
+/// waiting, never more than claimers x batch.
+async fn a_process_claimers_take_turns_and_claim_for_each_other(store: Store) {
+    let jobs: Vec<NewJob> = (0..400)
+        .map(|_| NewJob::new("noop", json!({})).queue("turns"))
+        .collect();
+    store.enqueue_many(&jobs).await.unwrap();
+    let config = WorkerConfig {
+        claimers: 4,
+        batch: 10,
+        ..quick_config("turns", 40)
+    };
+    let worker = Worker::new(store.clone(), registry(), config);
+    let stats = worker.stats();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    eventually("every job recorded", WAIT, || {
+        let stats = stats.clone();
+        async move { stats.recorded.load(Ordering::Relaxed) == 400 }
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let largest = stats.largest_claim.load(Ordering::Relaxed);
+    // The first claim is in flight while the other three claimers queue for their turn, so
+    // the next statement takes for three.
+    assert!(
+        (11..=40).contains(&largest),
+        "the largest claim took {largest} jobs"
+    );
+    assert_eq!(stats.claimed.load(Ordering::Relaxed), 400);
 }
 
 async fn concurrent_claimers_never_get_the_same_job(store: Store) {
