@@ -150,3 +150,12 @@ impl Registry {
         self.kinds.get(kind).map(|entry| (entry.run)(args, ctx))
     }
 }
+
+/// The text a panic carried (`panic!("...")` or a formatted one), or empty.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}

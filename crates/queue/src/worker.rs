@@ -504,11 +504,7 @@ impl Shared {
                         )
                     }
                     Ok(Err(panic)) => {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
+                        let message = crate::handler::panic_message(panic.as_ref());
                         self.failure(
                             format!("handler panicked: {message}"),
                             false,

@@ -187,11 +187,7 @@ pub async fn observe(
         Some(Ok(Ok(response))) => response,
         Some(Ok(Err(never))) => match never {},
         Some(Err(panic)) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let message = conveyor_queue::handler::panic_message(panic.as_ref());
             ApiError::internal(&format_args!("the handler panicked: {message}")).into_response()
         }
         None => ApiError::new(
