@@ -405,7 +405,9 @@ impl Shared {
                 }
             }
             let (turn, wanted) = slots.turn(batch).await;
-            if wanted == 0 {
+            // Shutdown may have come while this claimer waited for its turn.
+            if wanted == 0 || stop.is_cancelled() {
+                slots.give(wanted);
                 continue;
             }
             let claimed = self
