@@ -57,7 +57,8 @@ pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: boo
 }
 
 /// [`router`] with `pages` too (the dashboard's HTML routes, outside the OpenAPI document),
-/// under the same layers: metrics by route, request logs, timeouts, panic guard.
+/// under the same middleware: request id, body and time bounds, panic guard, metrics by
+/// route, request log.
 pub fn router_with_pages(
     state: AppState,
     extra: OpenApiRouter<AppState>,
@@ -77,7 +78,7 @@ pub fn router_with_pages(
     if metrics_here {
         app = app.route("/metrics", get(metrics::render));
     }
-    // The fallback goes in before the layers, so unknown paths are counted and logged too.
+    // The fallback goes in before the middleware, so unknown paths are counted and logged too.
     let app = app.fallback(|| async { ApiError::not_found("no such route") });
     let limits = metrics::Limits {
         body: state.settings.body_limit,
