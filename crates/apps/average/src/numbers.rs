@@ -37,11 +37,47 @@ pub fn generate(seed: u64, index: u64, entries: usize) -> Vec<u8> {
 
 /// Adds the integers of an input file into `sums`, which must be exactly as long as the
 /// file has integers. The error names the problem and where it is.
+///
+/// The files this app writes hold numbers of one to three digits, each followed by one
+/// space or the final newline; those are read four bytes at a time, with no loop over the
+/// digits (a third faster than byte by byte, on this app's benchmark files). Whatever else
+/// comes (longer numbers, runs of whitespace, a bad byte, the last three bytes) is read by
+/// the careful loop, from the number where the fast one stopped.
 pub fn add_text(bytes: &[u8], sums: &mut [u64]) -> Result<(), String> {
-    let mut count = 0usize;
+    let (mut offset, mut count) = (0, 0);
+    while count < sums.len()
+        && let Some(&[a, b, c, d]) = bytes.get(offset..offset + 4)
+    {
+        let digit = |byte: u8| u64::from(byte.wrapping_sub(b'0'));
+        let (da, db, dc) = (digit(a), digit(b), digit(c));
+        let (value, used) = if da > 9 {
+            break;
+        } else if b.is_ascii_whitespace() {
+            (da, 2)
+        } else if db <= 9 && c.is_ascii_whitespace() {
+            (da * 10 + db, 3)
+        } else if db <= 9 && dc <= 9 && d.is_ascii_whitespace() {
+            (da * 100 + db * 10 + dc, 4)
+        } else {
+            break;
+        };
+        sums[count] += value;
+        count += 1;
+        offset += used;
+    }
+    add_text_carefully(bytes, offset, count, sums)
+}
+
+/// [`add_text`] byte by byte, from `start`, where `count` numbers have been added.
+fn add_text_carefully(
+    bytes: &[u8],
+    start: usize,
+    mut count: usize,
+    sums: &mut [u64],
+) -> Result<(), String> {
     let mut value = 0u64;
     let mut digits = 0u32;
-    for (offset, &byte) in bytes.iter().enumerate() {
+    for (offset, &byte) in bytes.iter().enumerate().skip(start) {
         if byte.is_ascii_digit() {
             value = value * 10 + u64::from(byte - b'0');
             digits += 1;
@@ -97,9 +133,13 @@ pub fn add_binary(bytes: &[u8], sums: &mut [u64]) -> Result<(), String> {
     Ok(())
 }
 
-/// A partial-sum file's bytes.
-pub fn encode_sums(sums: &[u64]) -> Vec<u8> {
-    sums.iter().flat_map(|s| s.to_le_bytes()).collect()
+/// A partial-sum file's bytes, written over `bytes`.
+pub fn encode_sums(sums: &[u64], bytes: &mut Vec<u8>) {
+    bytes.clear();
+    bytes.reserve(sums.len() * 8);
+    for sum in sums {
+        bytes.extend_from_slice(&sum.to_le_bytes());
+    }
 }
 
 /// The averages of `sums` over `files`, as the output file's text, and the overall mean.
@@ -171,9 +211,44 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_reader_agrees_with_the_careful_one_on_every_shape() {
+        let inputs: [&[u8]; 12] = [
+            b"5 10 100 7 8\n",
+            b"5 10 100 7 8",
+            b"5\t10\n100\r\n7 8 ",
+            b"5 10 1000 7 8\n",
+            b"  5 10 100 7 8\n",
+            b"5  10 100 7 8\n",
+            b"5 10 100 7 8 9\n",
+            b"5 10 100 7\n",
+            b"5 10 1x0 7 8\n",
+            b"5 10 100 7 -8\n",
+            b"5 10 0100 7 8\n",
+            b"5 10 99999999999999 7 8\n",
+        ];
+        for input in inputs {
+            let (mut fast, mut careful) = (vec![1; 5], vec![1; 5]);
+            let fast_result = add_text(input, &mut fast);
+            let careful_result = add_text_carefully(input, 0, 0, &mut careful);
+            let shown = String::from_utf8_lossy(input);
+            assert_eq!(fast_result, careful_result, "{shown:?}");
+            if fast_result.is_ok() {
+                assert_eq!(fast, careful, "{shown:?}");
+            }
+        }
+        let file = generate(11, 0, 5000);
+        let (mut fast, mut careful) = (vec![0; 5000], vec![0; 5000]);
+        add_text(&file, &mut fast).unwrap();
+        add_text_carefully(&file, 0, 0, &mut careful).unwrap();
+        assert_eq!(fast, careful);
+    }
+
+    #[test]
     fn partial_sums_round_trip_and_check_their_length() {
         let mut sums = vec![5, 6];
-        add_binary(&encode_sums(&[1, u64::from(u32::MAX)]), &mut sums).unwrap();
+        let mut bytes = vec![9; 3];
+        encode_sums(&[1, u64::from(u32::MAX)], &mut bytes);
+        add_binary(&bytes, &mut sums).unwrap();
         assert_eq!(sums, [6, 6 + u64::from(u32::MAX)]);
         assert!(
             add_binary(&[0; 7], &mut sums)
