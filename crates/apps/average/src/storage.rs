@@ -192,7 +192,8 @@ impl Storage {
 
     /// Deletes every file under `prefix`; returns how many. A file that is gone by the
     /// time its turn comes (a staging file renamed meanwhile, another deleter) is not an
-    /// error: gone is what was asked.
+    /// error: gone is what was asked. In a local directory the directories left empty go
+    /// too (`object_store` deletes files only, which left six empty directories a job).
     ///
     /// # Errors
     /// The store's.
@@ -211,8 +212,26 @@ impl Storage {
                 Err(error) => return Err(error),
             }
         }
+        if let Some(local) = &self.local {
+            let dir = local.path_to_filesystem(&Path::from(prefix))?;
+            // Best effort: a directory a late task wrote into again stays, for the clean-up
+            // task (`average.clean`) to empty later.
+            let _ = tokio::task::spawn_blocking(move || remove_empty_dirs(&dir)).await;
+        }
         Ok(deleted)
     }
+}
+
+/// Removes `dir` and the directories under it that hold no files, deepest first.
+fn remove_empty_dirs(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// A failed file call on a local directory, naming the file and what was being done.
@@ -281,8 +300,10 @@ mod tests {
         storage.write_blocking("job/sum", &[1, 2, 3]).unwrap();
         assert_eq!(std::fs::read(dir.join("job/sum")).unwrap(), [1, 2, 3]);
         assert!(!dir.join("job/sum#2.part").exists(), "renamed into place");
-        assert_eq!(storage.delete_under("job").await.unwrap(), 2);
-        assert!(!dir.join("job/sum#1.part").exists());
+        storage.write_blocking("job/level-0/one", &[4]).unwrap();
+        assert_eq!(storage.delete_under("job").await.unwrap(), 3);
+        assert!(!dir.join("job").exists(), "no empty directory is left");
+        assert!(dir.exists(), "the store's own directory stays");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
