@@ -7,8 +7,10 @@
 #   crates/apps/average/bench/against-cat-and-numpy.sh [ROUNDS] [URL]
 #
 # Against a running `conveyor up` (or `serve` plus workers) whose average store is a local
-# directory on this machine. Each round submits F = 1,000 files of C = 10,000 numbers, then
-# deletes the job. Environment: CONVEYOR (the binary, default target/release/conveyor),
+# directory on this machine. Each round submits F = 1,000 files of C = 10,000 numbers; the
+# jobs are deleted at the end, not between rounds: on an ext4 without a journal (this
+# machine's), creating files within about 35 s of deleting many scans past every inode just
+# freed, which more than doubled the next rounds' times. Environment: CONVEYOR (the binary, default target/release/conveyor),
 # FILES and ENTRIES (defaults 1000 and 10000).
 set -euo pipefail
 
@@ -32,12 +34,15 @@ seconds() { # seconds taken by "$@", to the millisecond
     echo "scale=3; ($end - $start) / 1000000000" | bc | sed 's/^\./0./'
 }
 
+jobs=()
+trap 'for id in "${jobs[@]}"; do curl -fsS -X DELETE "$url/api/average/jobs/$id" > /dev/null; done' EXIT
 printf '%-6s %-11s %-7s %-7s %s\n' round processing cat numpy processing/cat
 for round in $(seq 1 "$rounds"); do
     read -r id processing input < <("$conveyor" average run --url "$url" \
         --files "$files" --entries "$entries" --seed "$round" --json |
         python3 -c 'import json, sys; j = json.load(sys.stdin)["job"]
 print(j["id"], j["timings"]["processing_seconds"], j["input_location"])')
+    jobs+=("$id")
     case $input in
     file://*) dir=${input#file://} ;;
     *)
@@ -52,5 +57,4 @@ print(j["id"], j["timings"]["processing_seconds"], j["input_location"])')
     fi
     ratio=$(echo "scale=2; $processing / $cat_seconds" | bc | sed 's/^\./0./')
     printf '%-6s %-11s %-7s %-7s %s\n' "$round" "$processing" "$cat_seconds" "$numpy_seconds" "$ratio"
-    curl -fsS -X DELETE "$url/api/average/jobs/$id" > /dev/null
 done
