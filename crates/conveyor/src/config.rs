@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// mining's analysis tasks (twice its analysis threads, one per core, so a thread has a
 /// file while another task writes results) and its indexing and cloning (waiting on hosts)
 /// have theirs.
-pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=4,repostats=8,mining=4,mining-fetch=2";
+pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -35,7 +35,7 @@ pub struct Overrides {
     #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
     /// Queues this worker serves, comma-separated, each optionally name=concurrency
-    /// [default: default,longtask=2,average=4,repostats=8,mining=4,mining-fetch=2]
+    /// [default: default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2]
     #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
     pub queues: Option<String>,
     /// Jobs running at once per queue unless the queue says otherwise [default: 8]
