@@ -19,7 +19,8 @@ use serde::Deserialize;
 /// mining's analysis tasks (twice its analysis threads, one per core, so a thread has a
 /// file while another task writes results) and its indexing and cloning (waiting on hosts)
 /// have theirs.
-pub const DEFAULT_QUEUES: &str = "default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2";
+pub const DEFAULT_QUEUES: &str =
+    "default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
