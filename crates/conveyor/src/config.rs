@@ -368,7 +368,7 @@ mod tests {
                 },
                 QueueConfig {
                     name: "average".into(),
-                    concurrency: 4
+                    concurrency: 16
                 },
                 QueueConfig {
                     name: "repostats".into(),
