@@ -4,8 +4,9 @@
 #   crates/apps/repostats/bench/wrk-vs-nginx.sh [seconds] [connections] [rounds]
 #
 # Needs: a release build (cargo build --release), wrk and nginx (Debian packages). Starts a
-# fake GitHub with generated data, `conveyor up` on a scratch SQLite file, refreshes, saves
-# the two answers, serves them from nginx, then runs wrk on each pair in turn, `rounds`
+# fake GitHub with generated data, `conveyor up` on a scratch SQLite file, refreshes, then
+# swaps `up` for `conveyor serve` on the same file, saves the two answers, serves them from
+# nginx, then runs wrk on each pair in turn, `rounds`
 # times, swapping which server goes first each round: on a shared machine whose speed drifts
 # by half within a minute, only interleaved runs compare. Prints every run, then the
 # medians and their ratio.
@@ -22,6 +23,7 @@ trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$WORK/nginx.conf" -s stop 2>/dev/nu
 GITHUB_API_URL=http://127.0.0.1:7300 RUST_LOG=warn "$BIN" --database-url "sqlite://$WORK/bench.db" \
   --listen 127.0.0.1:8300 --minitwit-web off --minitwit-api off --average-store "$WORK/files" \
   --repostats-refresh off --repostats-per-ip 0 up >"$WORK/conveyor.log" 2>&1 &
+UP=$!
 for _ in $(seq 1 50); do curl -fs -o /dev/null http://127.0.0.1:8300/ping && break; sleep 0.2; done
 curl -fs -X POST http://127.0.0.1:8300/api/repostats/refresh >/dev/null
 for _ in $(seq 1 100); do
@@ -29,6 +31,14 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 sleep 1.5   # the snapshot reloads within a second
+# What is measured is `conveyor serve`, the API alone, as replicas run it; `up` only filled
+# the database (its workers fetched the languages).
+kill "$UP"
+wait "$UP" 2>/dev/null || true
+RUST_LOG=warn "$BIN" --database-url "sqlite://$WORK/bench.db" --listen 127.0.0.1:8300 \
+  --minitwit-web off --minitwit-api off --average-store "$WORK/files" --repostats-per-ip 0 \
+  serve >"$WORK/serve.log" 2>&1 &
+for _ in $(seq 1 50); do curl -fs -o /dev/null http://127.0.0.1:8300/ping && break; sleep 0.2; done
 
 mkdir -p "$WORK/www"
 curl -fs 'http://127.0.0.1:8300/repos?language=python' >"$WORK/www/repos.json"
