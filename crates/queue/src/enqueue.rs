@@ -151,7 +151,7 @@ impl Tx {
     /// # Errors
     /// As [`Store::enqueue_many`].
     pub async fn enqueue_many(&mut self, jobs: &[NewJob]) -> Result<Vec<i64>> {
-        self.insert_many(jobs, None).await
+        self.insert_many(jobs, |_| None, false).await
     }
 
     /// Enqueues a group inside this transaction (see [`Store::enqueue_group`]).
@@ -218,7 +218,7 @@ impl Tx {
         if state != JobState::Pending {
             self.wake_on_commit(&continuation.queue).await?;
         }
-        let member_ids = self.insert_many(members, Some(group_id)).await?;
+        let member_ids = self.insert_many(members, |_| Some(group_id), false).await?;
         Ok(GroupEnqueued {
             group_id,
             continuation_id,
@@ -226,34 +226,51 @@ impl Tx {
         })
     }
 
-    async fn insert_many(&mut self, jobs: &[NewJob], group_id: Option<i64>) -> Result<Vec<i64>> {
+    /// Inserts `jobs`, job `i` a member of group `group_of(i)`; `pending` ones wait for
+    /// their group (tree nodes), the rest start as their `run_at` says. Returns the ids in
+    /// the order given.
+    pub(crate) async fn insert_many(
+        &mut self,
+        jobs: &[NewJob],
+        group_of: impl Fn(usize) -> Option<i64>,
+        pending: bool,
+    ) -> Result<Vec<i64>> {
         for job in jobs {
             job.validate()?;
         }
         let now = now_ms();
         let mut ids = Vec::with_capacity(jobs.len());
-        for chunk in jobs.chunks(INSERT_CHUNK) {
-            let inserted: Vec<i64> = dispatch!(self.conn(), conn => {
+        for (chunk_index, chunk) in jobs.chunks(INSERT_CHUNK).enumerate() {
+            let mut row_index = chunk_index * INSERT_CHUNK;
+            let mut inserted: Vec<i64> = dispatch!(self.conn(), conn => {
                 let mut insert = sqlx::QueryBuilder::new(
                     "INSERT INTO job (queue, kind, args, state, priority, max_attempts, run_at, unique_key, group_id, created_at) ",
                 );
                 insert.push_values(chunk, |mut row, job| {
+                    let state = if pending { JobState::Pending } else { job.initial_state(now) };
                     row.push_bind(&job.queue)
                         .push_bind(&job.kind)
                         .push_bind(Json(&job.args))
-                        .push_bind(job.initial_state(now).as_str())
+                        .push_bind(state.as_str())
                         .push_bind(job.priority)
                         .push_bind(job.max_attempts)
                         .push_bind(job.run_at.unwrap_or(now))
                         .push_bind(&job.unique_key)
-                        .push_bind(group_id)
+                        .push_bind(group_of(row_index))
                         .push_bind(now);
+                    row_index += 1;
                 });
                 insert.push(on_unique_conflict!());
                 insert.push(" RETURNING id");
                 insert.build_query_scalar().fetch_all(conn).await?
             });
+            // Ids are handed out in the order of the rows; RETURNING's order is not promised.
+            inserted.sort_unstable();
             ids.extend(inserted);
+        }
+        if pending {
+            // Nothing to wake: the jobs wait for their groups.
+            return Ok(ids);
         }
         let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
         queues.sort_unstable();

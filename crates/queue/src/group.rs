@@ -74,17 +74,23 @@ impl Tx {
 }
 
 impl Store {
-    /// The ids of a group's members and of its continuation.
+    /// The ids of a group's jobs, ascending: its members and its continuation, and, in a
+    /// tree ([`crate::tree`]), the members of every group below. Continuations are inserted
+    /// before their members, so cancelling in this order stops a node before its members'
+    /// ends could release it.
     ///
     /// # Errors
     /// [`crate::Error::Database`].
     pub async fn group_job_ids(&self, group_id: i64) -> Result<Vec<i64>> {
         Ok(dispatch!(self.reader(), pool => {
-            sqlx::query_scalar(
-                "SELECT id FROM job WHERE group_id = $1 \
-                 UNION ALL SELECT continuation_id FROM job_group \
-                 WHERE id = $1 AND continuation_id IS NOT NULL",
-            )
+            sqlx::query_scalar(concat!(
+                "WITH RECURSIVE tree (id, depth) AS (",
+                crate::tree::subgroups!(),
+                ") SELECT job.id FROM job JOIN tree ON job.group_id = tree.id \
+                 UNION SELECT continuation_id FROM job_group \
+                 WHERE id = $1 AND continuation_id IS NOT NULL \
+                 ORDER BY 1",
+            ))
             .bind(group_id)
             .fetch_all(pool)
             .await?

@@ -10,6 +10,7 @@
 //! - [`enqueue`]: one, many, groups.
 //! - [`lease`]: the worker's SQL: claim, heartbeat, finish (batched, fenced), rescue.
 //! - [`group`]: fan-in: the continuation released exactly once.
+//! - [`tree`]: trees of groups (tree reduction), each node ready as soon as its own members end.
 //! - [`control`]: get, list, cancel, retry, counts, workers, concurrency.
 //! - [`handler`], [`context`]: what applications write: handlers by kind and their context.
 //! - [`worker`]: the runtime that claims, runs and reports.
@@ -37,6 +38,7 @@ pub mod scratch;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tree;
 mod wake;
 pub mod worker;
 
@@ -50,4 +52,5 @@ pub use handler::{JobError, Registry};
 pub use job::{Job, JobState, NewJob};
 pub use periodic::{Schedule, Scheduler};
 pub use store::{Backend, Db, Store, StoreOptions, Tx};
+pub use tree::TreeEnqueued;
 pub use worker::{QueueConfig, Worker, WorkerConfig, WorkerStats};

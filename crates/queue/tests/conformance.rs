@@ -34,6 +34,7 @@ conveyor_queue::on_both_backends!(
     a_unique_key_returns_the_live_job,
     a_group_continuation_runs_once_and_reads_member_results,
     many_groups_under_concurrent_workers_get_exactly_one_continuation,
+    a_tree_reduces_level_by_level_without_barriers,
     two_schedulers_enqueue_one_job_per_tick,
     progress_is_recorded_while_running_and_at_the_end,
     retention_prunes_only_old_ended_jobs,
@@ -550,6 +551,82 @@ async fn many_groups_under_concurrent_workers_get_exactly_one_continuation(store
         runs.values().all(|&n| n == 1),
         "a continuation ran twice: {runs:?}"
     );
+}
+
+async fn a_tree_reduces_level_by_level_without_barriers(store: Store) {
+    // Each node adds up its members' results and counts the members that did not complete.
+    let mut registry = registry();
+    registry.register("add", |_: Value, ctx: JobContext| async move {
+        let members = ctx
+            .group_members()
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        let (mut sum, mut failed) = (0, 0);
+        for member in &members {
+            match (&member.state, &member.result) {
+                (JobState::Completed, Some(Value::Number(n))) => sum += n.as_i64().unwrap(),
+                (JobState::Completed, Some(result)) => {
+                    sum += result["sum"].as_i64().unwrap();
+                    failed += result["failed"].as_i64().unwrap();
+                }
+                _ => failed += 1,
+            }
+        }
+        Ok(json!({"sum": sum, "failed": failed, "members": members.len()}))
+    });
+    registry.register("boom", |_: Value, _ctx: JobContext| async move {
+        Err::<(), _>(JobError::permanent("boom"))
+    });
+    // 13 leaves, three at a time: levels of 13, 5, 2 and 1 jobs.
+    let leaves: Vec<NewJob> = (1..=13)
+        .map(|i| match i {
+            7 => NewJob::new("boom", json!(i)),
+            _ => NewJob::new("echo", json!(i)),
+        })
+        .collect();
+    let mut made = Vec::new();
+    let tree = store
+        .enqueue_tree(&leaves, 3, |level, index| {
+            made.push((level, index));
+            NewJob::new("add", json!([level, index])).priority(level as i32)
+        })
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 5 + 2 + 1);
+    assert_eq!(tree.leaf_ids.len(), 13);
+    let ids = store.group_job_ids(tree.root_group_id).await.unwrap();
+    assert_eq!(ids.len(), 13 + 5 + 2 + 1, "every job of the tree: {ids:?}");
+    assert!(ids.contains(&tree.root_id) && tree.leaf_ids.iter().all(|id| ids.contains(id)));
+    assert_eq!(
+        store.tree_progress(tree.root_group_id).await.unwrap(),
+        [(2, 2), (5, 5), (13, 13)]
+    );
+    let root = store.get(tree.root_id).await.unwrap().unwrap();
+    assert_eq!((root.state, root.args.clone()), (JobState::Pending, json!([3, 0])));
+
+    let worker = spawn_worker(&store, registry, quick_config("default", 4));
+    let done = wait_for_state(&store, tree.root_id, JobState::Completed, WAIT).await;
+    stop_worker(worker).await;
+    // Every leaf counted once, the failed one as failed, not lost.
+    assert_eq!(
+        done.result,
+        Some(json!({"sum": 91 - 7, "failed": 1, "members": 2}))
+    );
+    assert_eq!(
+        store.tree_progress(tree.root_group_id).await.unwrap(),
+        [(2, 0), (5, 0), (13, 0)]
+    );
+    for id in ids {
+        let job = store.get(id).await.unwrap().unwrap();
+        assert!(job.state.is_final() && job.attempt == 1, "{job:?}");
+    }
+    // Bad trees are refused, and nothing is stored.
+    let before = store.group_job_ids(tree.root_group_id).await.unwrap().len();
+    for (leaves, fan_in) in [(vec![], 3), (vec![NewJob::new("echo", json!(1))], 1)] {
+        let refused = store.enqueue_tree(&leaves, fan_in, |_, _| NewJob::new("add", json!({})));
+        assert!(matches!(refused.await, Err(Error::InvalidJob(_))));
+    }
+    assert_eq!(store.group_job_ids(tree.root_group_id).await.unwrap().len(), before);
 }
 
 async fn two_schedulers_enqueue_one_job_per_tick(store: Store) {
