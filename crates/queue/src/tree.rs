@@ -111,7 +111,11 @@ impl Tx {
                 ));
             }
             let node_ids = self
-                .insert_many(&nodes, |i| parent_groups.get(i / fan_in as usize).copied(), true)
+                .insert_many(
+                    &nodes,
+                    |i| parent_groups.get(i / fan_in as usize).copied(),
+                    true,
+                )
                 .await?;
             let below = levels[level - 1];
             let totals: Vec<(i64, i32)> = node_ids
@@ -126,7 +130,11 @@ impl Tx {
             root.get_or_insert((parent_groups[0], node_ids[0]));
         }
         let leaf_ids = self
-            .insert_many(leaves, |i| parent_groups.get(i / fan_in as usize).copied(), false)
+            .insert_many(
+                leaves,
+                |i| parent_groups.get(i / fan_in as usize).copied(),
+                false,
+            )
             .await?;
         let (root_group_id, root_id) = root.unwrap_or_default();
         Ok(TreeEnqueued {
@@ -185,10 +193,12 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows.into_iter().map(|(_, total, remaining)| (total, remaining)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(_, total, remaining)| (total, remaining))
+            .collect())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -602,7 +602,10 @@ async fn a_tree_reduces_level_by_level_without_barriers(store: Store) {
         [(2, 2), (5, 5), (13, 13)]
     );
     let root = store.get(tree.root_id).await.unwrap().unwrap();
-    assert_eq!((root.state, root.args.clone()), (JobState::Pending, json!([3, 0])));
+    assert_eq!(
+        (root.state, root.args.clone()),
+        (JobState::Pending, json!([3, 0]))
+    );
 
     let worker = spawn_worker(&store, registry, quick_config("default", 4));
     let done = wait_for_state(&store, tree.root_id, JobState::Completed, WAIT).await;
@@ -626,7 +629,10 @@ async fn a_tree_reduces_level_by_level_without_barriers(store: Store) {
         let refused = store.enqueue_tree(&leaves, fan_in, |_, _| NewJob::new("add", json!({})));
         assert!(matches!(refused.await, Err(Error::InvalidJob(_))));
     }
-    assert_eq!(store.group_job_ids(tree.root_group_id).await.unwrap().len(), before);
+    assert_eq!(
+        store.group_job_ids(tree.root_group_id).await.unwrap().len(),
+        before
+    );
 }
 
 async fn two_schedulers_enqueue_one_job_per_tick(store: Store) {

@@ -117,7 +117,8 @@ pub struct JobProgress {
     pub generate_tasks: TaskCount,
     /// Summing tasks over every level.
     pub sum_tasks: TaskCount,
-    /// The reduction level running (-1 while generating).
+    /// The lowest reduction level with a task not ended (-1 while generating); levels above
+    /// it may be running too.
     pub level: i32,
     /// Reduction levels in all.
     pub levels: usize,
@@ -175,29 +176,41 @@ async fn resource(
     row: db::Row,
 ) -> Result<AverageJob, ApiError> {
     let levels = plan::level_tasks(row.files as u64, row.group_size as u64);
-    let ended = row.finished_at.is_some();
-    let running_done = match row.group_id {
-        Some(group) if !ended => state
-            .store
-            .group_progress(group)
-            .await?
-            .map_or(0, |(total, remaining)| (total - remaining) as u64),
-        _ => 0,
+    // The engine's counts for the group running: generation's (one depth), or the
+    // reduction tree's, per depth from the root's group down to level 0's groups.
+    let depths = match row.group_id {
+        Some(group) => state.store.tree_progress(group).await?,
+        None => Vec::new(),
     };
-    let generate_done = if row.level >= 0 {
+    let ended_in = |&(total, remaining): &(i64, i64)| (total - remaining) as u64;
+    let generating = row.level < 0;
+    let generate_done = if generating {
+        depths.first().map_or(0, ended_in)
+    } else {
         row.generate_tasks as u64
-    } else {
-        running_done
     };
-    let sum_done = if row.level >= 0 {
-        row.sum_tasks_done as u64
-            + if row.status == "completed" {
-                0
-            } else {
-                running_done
-            }
-    } else {
+    let sum_done = if generating {
         0
+    } else if row.status == "completed" {
+        row.sum_tasks as u64
+    } else {
+        // Every task but the root is a member of a group of the tree.
+        (depths.iter().map(ended_in).sum::<u64>()).max(row.sum_tasks_done as u64)
+    };
+    // The lowest level with a task not ended; the root's once all below have.
+    let root_level = levels.len() as i32 - 1;
+    let level = if generating {
+        -1
+    } else if row.status == "completed" {
+        root_level
+    } else {
+        let waiting = depths.iter().rposition(|&(_, remaining)| remaining > 0);
+        waiting.map_or(root_level, |depth| root_level - 1 - depth as i32)
+    };
+    let status = if row.status == "processing" && level > 0 {
+        "aggregating".to_owned()
+    } else {
+        row.status.clone()
     };
     let sum_done = sum_done.min(row.sum_tasks as u64);
     let all = (row.generate_tasks + row.sum_tasks) as f64;
@@ -212,7 +225,7 @@ async fn resource(
     };
     Ok(AverageJob {
         id: row.id,
-        status: row.status,
+        status,
         files: row.files,
         entries_per_file: row.entries,
         group_size: row.group_size,
@@ -227,7 +240,7 @@ async fn resource(
                 total: row.sum_tasks as u64,
                 done: sum_done,
             },
-            level: row.level,
+            level,
             levels: levels.len(),
         },
         input_location: format!("{}/{}/input/", storage.url, row.location),

@@ -16,17 +16,18 @@ pub struct Row {
     pub group_size: i32,
     /// Seed of the generated data.
     pub seed: i64,
-    /// generating / processing / aggregating / completed / failed.
+    /// generating / processing / completed / failed (`aggregating`, once level 0 is done,
+    /// is worked out from the tree's progress, not stored).
     pub status: String,
-    /// -1 while generating, then the reduction level running.
+    /// -1 while generating, 0 once the reduction tree is enqueued.
     pub level: i32,
-    /// The engine group running now.
+    /// The engine group running now: generation's, then the reduction tree's top one.
     pub group_id: Option<i64>,
     /// Generation tasks.
     pub generate_tasks: i32,
     /// Sum tasks over all levels.
     pub sum_tasks: i32,
-    /// Sum tasks of finished levels.
+    /// Sum tasks done, recorded when the job completes (the tree's progress, before).
     pub sum_tasks_done: i32,
     /// Prefix of its files in the store.
     pub location: String,
@@ -94,33 +95,17 @@ pub async fn insert(tx: &mut Tx, new: &NewRow) -> sqlx::Result<i64> {
     Ok(id)
 }
 
-/// Moves a job from `level` to the next, with the group that now runs; `false` when it had
-/// moved already (a continuation that ran twice), or is gone.
-pub async fn advance(
-    tx: &mut Tx,
-    id: i64,
-    level: i32,
-    group_id: i64,
-    sum_tasks_done: i32,
-    now: i64,
-) -> sqlx::Result<bool> {
-    let status = if level + 1 == 0 {
-        "processing"
-    } else {
-        "aggregating"
-    };
+/// Moves a job from generating to processing, with the group of its reduction tree;
+/// `false` when it had moved already (a continuation that ran twice), or is gone.
+pub async fn advance(tx: &mut Tx, id: i64, group_id: i64, now: i64) -> sqlx::Result<bool> {
     let moved = dispatch!(tx.conn(), conn => {
         sqlx::query(
             "UPDATE average_job \
-             SET level = $2 + 1, status = $3, group_id = $4, sum_tasks_done = $5, \
-                 generated_at = COALESCE(generated_at, $6) \
-             WHERE id = $1 AND level = $2 AND status IN ('generating', 'processing', 'aggregating')",
+             SET level = 0, status = 'processing', group_id = $2, generated_at = $3 \
+             WHERE id = $1 AND level = -1 AND status = 'generating'",
         )
         .bind(id)
-        .bind(level)
-        .bind(status)
         .bind(group_id)
-        .bind(sum_tasks_done)
         .bind(now)
         .execute(conn)
         .await?
@@ -129,11 +114,11 @@ pub async fn advance(
     Ok(moved == 1)
 }
 
-/// Ends a job at `level`: completed with its output and mean, or failed with an error.
+/// Ends a job: completed with its output and mean, or failed with an error; `false` when
+/// it had ended already, or is gone.
 pub async fn finish(
     store: &Store,
     id: i64,
-    level: i32,
     outcome: Result<(&str, f64), &str>,
     now: i64,
 ) -> sqlx::Result<bool> {
@@ -144,12 +129,11 @@ pub async fn finish(
     let done = dispatch!(store.writer(), pool => {
         sqlx::query(
             "UPDATE average_job \
-             SET status = $3, output = $4, mean = $5, error = $6, finished_at = $7, \
-                 sum_tasks_done = CASE WHEN $3 = 'completed' THEN sum_tasks ELSE sum_tasks_done END \
-             WHERE id = $1 AND level = $2 AND status IN ('generating', 'processing', 'aggregating')",
+             SET status = $2, output = $3, mean = $4, error = $5, finished_at = $6, \
+                 sum_tasks_done = CASE WHEN $2 = 'completed' THEN sum_tasks ELSE sum_tasks_done END \
+             WHERE id = $1 AND status IN ('generating', 'processing', 'aggregating')",
         )
         .bind(id)
-        .bind(level)
         .bind(status)
         .bind(output)
         .bind(mean)

@@ -1,22 +1,16 @@
 //! The reduction tree: which files each level's tasks sum, and where everything lives.
 //!
 //! Level 0 sums the `files` input files `group_size` at a time; each further level sums the
-//! previous level's partial files `group_size` at a time, until a level has one task. Its
-//! single partial file holds the totals. Names are a function of (level, index), so a task
-//! that runs twice writes the same file with the same bytes.
+//! previous level's partial files `group_size` at a time, until a level has one task, the
+//! root, which writes the averages. These are the engine's tree levels
+//! ([`conveyor_queue::tree`]) with level 0's tasks as leaves: a task of level k is the
+//! continuation of its own members of level k - 1. Names are a function of (level, index),
+//! so a task that runs twice writes the same file with the same bytes.
 
-/// Tasks per level, from level 0 to the last (which has one).
+/// Tasks per level, from level 0 to the root (the last, with one); there are always two
+/// levels or more, so that the root is a continuation.
 pub fn level_tasks(files: u64, group_size: u64) -> Vec<u64> {
-    let mut levels = Vec::new();
-    let mut inputs = files;
-    loop {
-        let tasks = inputs.div_ceil(group_size);
-        levels.push(tasks);
-        if tasks <= 1 {
-            return levels;
-        }
-        inputs = tasks;
-    }
+    conveyor_queue::tree::tree_levels(files.div_ceil(group_size), group_size)
 }
 
 /// Input file `index`.
@@ -67,8 +61,8 @@ mod tests {
     #[test]
     fn levels_shrink_by_the_group_size_to_one() {
         assert_eq!(level_tasks(1000, 5), [200, 40, 8, 2, 1]);
-        assert_eq!(level_tasks(1, 5), [1]);
-        assert_eq!(level_tasks(5, 5), [1]);
+        assert_eq!(level_tasks(1, 5), [1, 1]);
+        assert_eq!(level_tasks(5, 5), [1, 1]);
         assert_eq!(level_tasks(6, 5), [2, 1]);
         assert_eq!(level_tasks(7, 2), [4, 2, 1]);
     }

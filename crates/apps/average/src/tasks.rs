@@ -2,19 +2,24 @@
 //!
 //! - `average.generate`: writes input files `from..to` of a job (a group of these generates
 //!   every file in parallel);
-//! - `average.sum`: sums some files element by element into one partial file;
-//! - `average.clean`: deletes a deleted job's files once more, after its last tasks ended;
-//! - `average.reduce`: the continuation of each group. After generation it starts level 0;
-//!   after a level it starts the next, `group_size` partial files per task, as one new
-//!   group whose continuation is again `average.reduce`; after the level with a single
-//!   task it writes the averages and completes the job.
+//! - `average.start`: the generation group's continuation. It enqueues the reduction tree
+//!   (the engine's [`Tx::enqueue_tree`](conveyor_queue::Tx::enqueue_tree)) in one
+//!   transaction with the row's move to `processing`;
+//! - `average.sum`: sums some files element by element into one partial file. Level 0 (the
+//!   tree's leaves) reads input files; a node of level k sums the partial files of its own
+//!   `group_size` members of level k - 1, as soon as they have ended: levels overlap, with
+//!   no barrier between them. The root, instead of a partial file, writes the averages and
+//!   completes the job;
+//! - `average.clean`: deletes a deleted job's files once more, after its last tasks ended.
 //!
 //! Every step can run twice (a worker killed after its work but before its completion is
 //! recorded): file names are a function of (level, index) and the contents of the inputs,
-//! so a rerun writes the same bytes; `average.reduce` moves the job's level by
-//! compare-and-set in the transaction that enqueues the next group, so a rerun enqueues
-//! nothing. Deleting a job cancels its waiting tasks; one running then may still write a
-//! file, which `average.clean`, run a lease and a grace period later, removes.
+//! so a rerun writes the same bytes; `average.start` moves the job's level by compare-and-set
+//! in the transaction that enqueues the tree, so a rerun enqueues nothing. A task that fails
+//! (a malformed input) writes no file; the node above finds the file missing and fails with
+//! that task's error, and so on up to the root, which fails the job with it. Deleting a job
+//! cancels its waiting tasks; one running then may still write a file, which
+//! `average.clean`, run a lease and a grace period later, removes.
 
 use std::cell::RefCell;
 
@@ -31,8 +36,8 @@ pub const QUEUE: &str = "average";
 pub const GENERATE: &str = "average.generate";
 /// Sums files.
 pub const SUM: &str = "average.sum";
-/// Plans the next level, or finishes.
-pub const REDUCE: &str = "average.reduce";
+/// Starts the reduction tree once the files are generated.
+pub const START: &str = "average.start";
 /// Deletes a deleted job's files once more, later.
 pub const CLEAN: &str = "average.clean";
 /// Input files written per generation task.
@@ -66,8 +71,11 @@ pub struct SumArgs {
     pub entries: u64,
     /// The files to add.
     pub inputs: Vec<String>,
-    /// Where the sum goes.
+    /// Where the sum goes (the root: where the averages go).
     pub output: String,
+    /// The root only: F, to divide the totals by; the root then completes the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divide_by: Option<u64>,
 }
 
 /// `average.clean`.
@@ -77,16 +85,14 @@ pub struct CleanArgs {
     pub location: String,
 }
 
-/// `average.reduce`.
+/// `average.start`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReduceArgs {
+pub struct StartArgs {
     /// The average job.
     pub job: i64,
-    /// The level that just ended (-1: generation).
-    pub level: i32,
 }
 
-/// Registers the three kinds, reading and writing files through `storage`.
+/// Registers the four kinds, reading and writing files through `storage`.
 pub fn register(registry: &mut Registry, storage: Storage) {
     let store_for_generate = storage.clone();
     registry.register(GENERATE, move |args: GenerateArgs, ctx: JobContext| {
@@ -98,10 +104,8 @@ pub fn register(registry: &mut Registry, storage: Storage) {
         let storage = store_for_sum.clone();
         async move { sum(&storage, args, &ctx).await }
     });
-    let store_for_reduce = storage.clone();
-    registry.register(REDUCE, move |args: ReduceArgs, ctx: JobContext| {
-        let storage = store_for_reduce.clone();
-        async move { reduce(&storage, args, &ctx).await }
+    registry.register(START, |args: StartArgs, ctx: JobContext| async move {
+        start(args, &ctx).await
     });
     registry.register(CLEAN, move |args: CleanArgs, _ctx: JobContext| {
         let storage = storage.clone();
@@ -126,11 +130,8 @@ pub fn generation_jobs(job: i64, files: u64, entries: u64, seed: u64) -> (Vec<Ne
             NewJob::new(GENERATE, json!(args)).queue(QUEUE)
         })
         .collect();
-    (tasks, continuation(job, -1))
-}
-
-fn continuation(job: i64, level: i32) -> NewJob {
-    NewJob::new(REDUCE, json!(ReduceArgs { job, level })).queue(QUEUE)
+    let start = NewJob::new(START, json!(StartArgs { job })).queue(QUEUE);
+    (tasks, start)
 }
 
 /// `average.generate`'s handler.
@@ -168,12 +169,42 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| JobError::retry(e.to_string()))
 }
 
-/// `average.sum`'s handler.
+/// `average.sum`'s handler; the root's result is the output and the mean.
 ///
 /// # Errors
-/// Permanent when an input is missing or malformed (naming it); retryable on store errors.
-pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(), JobError> {
-    let (job, storage) = (args.job, storage.clone());
+/// Permanent when an input is malformed or missing (naming it, or carrying the error of
+/// the member that did not write it); retryable on store errors.
+pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    let (job, root) = (args.job, args.divide_by.is_some());
+    let summed = sum_files(storage, args, ctx).await;
+    if !root {
+        return summed.map(|_| Value::Null);
+    }
+    // The root decides the job's end, with the time its output is written.
+    let now = conveyor_queue::clock::now_ms();
+    match summed {
+        Ok(Some((output, mean))) => {
+            db::finish(ctx.store(), job, Ok((&output, mean)), now).await?;
+            Ok(json!({"output": output, "mean": mean}))
+        }
+        Ok(None) => Ok(json!({"skipped": "the job was deleted"})),
+        Err(error) => {
+            if error.permanent {
+                db::finish(ctx.store(), job, Err(&error.message), now).await?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Sums `args.inputs` into `args.output`: a partial file, or on the root the averages,
+/// whose location and mean it returns. `None` when the job was deleted meanwhile.
+async fn sum_files(
+    storage: &Storage,
+    args: SumArgs,
+    ctx: &JobContext,
+) -> Result<Option<(String, f64)>, JobError> {
+    let (job, level, storage) = (args.job, args.level, storage.clone());
     // One blocking call for the whole task: on a local directory, reading five files,
     // adding them up and writing the sum take about 0.3 ms, and each hand-off between
     // threads saved is a good part of that. Store errors come out apart from malformed
@@ -196,11 +227,17 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
                 };
                 added.map_err(|problem| JobError::permanent(format!("{path}: {problem}")))
             })?;
-            if added.is_err() {
-                return Ok(added);
+            if let Err(error) = added {
+                return Ok(Err(error));
             }
-            numbers::encode_sums(sums, bytes);
-            storage.write_blocking(&args.output, bytes).map(Ok)
+            let Some(files) = args.divide_by else {
+                numbers::encode_sums(sums, bytes);
+                return storage.write_blocking(&args.output, bytes).map(|()| Ok(None));
+            };
+            let (text, mean) = numbers::averages(sums, files);
+            storage
+                .write_blocking(&args.output, text.as_bytes())
+                .map(|()| Ok(Some((args.output, mean))))
         })
     })
     .await?;
@@ -208,9 +245,21 @@ pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<(
         Ok(done) => done,
         Err(error) if job_gone(ctx, job).await => {
             tracing::debug!(%error, job, "average job deleted; sum skipped");
-            Ok(())
+            Ok(None)
         }
         Err(object_store::Error::NotFound { path, .. }) => {
+            // A member that failed wrote nothing: its error is the one to report.
+            if level > 0
+                && let Some(failed) = ctx
+                    .group_members()
+                    .await?
+                    .into_iter()
+                    .find(|m| m.state != JobState::Completed)
+            {
+                return Err(JobError::permanent(failed.error.unwrap_or_else(|| {
+                    format!("task {} ended {} with no error", failed.id, failed.state)
+                })));
+            }
             Err(JobError::permanent(format!("input file {path} is missing")))
         }
         Err(error) => Err(error.into()),
@@ -231,21 +280,17 @@ async fn job_gone(ctx: &JobContext, job: i64) -> bool {
     matches!(db::get(ctx.store(), job).await, Ok(None))
 }
 
-/// `average.reduce`'s handler: plans the next level, or writes the averages.
+/// `average.start`'s handler: once the files are generated, enqueues the reduction tree.
 ///
 /// # Errors
-/// On store or database errors (retried).
-pub async fn reduce(
-    storage: &Storage,
-    args: ReduceArgs,
-    ctx: &JobContext,
-) -> Result<Value, JobError> {
+/// On database errors (retried).
+pub async fn start(args: StartArgs, ctx: &JobContext) -> Result<Value, JobError> {
     let store = ctx.store();
     let Some(row) = db::get(store, args.job).await? else {
         return Ok(json!({"skipped": "the job was deleted"}));
     };
-    if row.level != args.level || row.finished_at.is_some() {
-        return Ok(json!({"skipped": "already past this level"}));
+    if row.level != -1 || row.finished_at.is_some() {
+        return Ok(json!({"skipped": "already started"}));
     }
     let now = conveyor_queue::clock::now_ms();
     let members = ctx.group_members().await?;
@@ -256,58 +301,40 @@ pub async fn reduce(
             failed.state,
             failed.error.as_deref().unwrap_or("no error recorded")
         );
-        db::finish(store, row.id, row.level, Err(&error), now).await?;
+        db::finish(store, row.id, Err(&error), now).await?;
         return Ok(json!({"failed": error}));
     }
 
     let (files, group) = (row.files as u64, row.group_size as u64);
     let levels = plan::level_tasks(files, group);
-    if args.level >= 0 && levels[args.level as usize] == 1 {
-        // The last level's single partial file holds the totals.
-        let totals = storage
-            .get(&plan::partial_path(&row.location, args.level as u32, 0))
-            .await?;
-        let mut sums = vec![0u64; row.entries as usize];
-        numbers::add_binary(&totals, &mut sums).map_err(JobError::permanent)?;
-        let (text, mean) = numbers::averages(&sums, files);
-        let output = plan::output_path(&row.location);
-        storage.put(&output, text.into_bytes()).await?;
-        db::finish(store, row.id, row.level, Ok((&output, mean)), now).await?;
-        return Ok(json!({"output": output, "mean": mean}));
-    }
-
-    let next = (args.level + 1) as u32;
-    let tasks: Vec<NewJob> = (0..levels[next as usize])
-        .map(|index| {
-            let args = SumArgs {
-                job: row.id,
-                level: next,
-                entries: row.entries as u64,
-                inputs: plan::task_inputs(&row.location, files, group, next, index),
-                output: plan::partial_path(&row.location, next, index),
-            };
-            NewJob::new(SUM, json!(args)).queue(QUEUE)
-        })
-        .collect();
-    let done_before: u64 = levels[..next as usize].iter().sum();
+    let task = |level: u32, index: u64| {
+        let root = level as usize == levels.len() - 1;
+        let args = SumArgs {
+            job: row.id,
+            level,
+            entries: row.entries as u64,
+            inputs: plan::task_inputs(&row.location, files, group, level, index),
+            output: if root {
+                plan::output_path(&row.location)
+            } else {
+                plan::partial_path(&row.location, level, index)
+            },
+            divide_by: root.then_some(files),
+        };
+        // A node ready to run goes before the leaves still waiting: it frees its members'
+        // files sooner and brings the end nearer.
+        NewJob::new(SUM, json!(args))
+            .queue(QUEUE)
+            .priority(level as i32)
+    };
+    let leaves: Vec<NewJob> = (0..levels[0]).map(|index| task(0, index)).collect();
     let mut tx = store.begin().await?;
-    let enqueued = tx
-        .enqueue_group(&tasks, continuation(row.id, next as i32))
-        .await?;
-    if db::advance(
-        &mut tx,
-        row.id,
-        args.level,
-        enqueued.group_id,
-        done_before as i32,
-        now,
-    )
-    .await?
-    {
+    let tree = tx.enqueue_tree(&leaves, group as usize, &task).await?;
+    if db::advance(&mut tx, row.id, tree.root_group_id, now).await? {
         tx.commit().await?;
-        Ok(json!({"level": next, "tasks": tasks.len()}))
+        Ok(json!({"tasks": levels.iter().sum::<u64>()}))
     } else {
-        // Another run of this continuation got there first; dropping `tx` rolls back.
-        Ok(json!({"skipped": "another run started the level"}))
+        // Another run of this job got there first; dropping `tx` rolls back.
+        Ok(json!({"skipped": "another run started the tree"}))
     }
 }

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use conveyor_average::Storage;
-use conveyor_average::tasks::{self, ReduceArgs};
+use conveyor_average::tasks::{self, StartArgs};
 use conveyor_queue::testing::eventually;
 use conveyor_queue::{JobContext, QueueConfig, Registry, Store, Worker, WorkerConfig};
 use conveyor_web::{AppState, WebSettings};
@@ -278,14 +278,12 @@ async fn a_malformed_input_file_fails_the_job_naming_the_file(store: Store) {
     // Once generation ends, and before level 0 starts, file 4 is truncated.
     let setup = setup(&store, |registry, storage| {
         let storage = storage.clone();
-        registry.register(tasks::REDUCE, move |args: ReduceArgs, ctx: JobContext| {
+        registry.register(tasks::START, move |args: StartArgs, ctx: JobContext| {
             let storage = storage.clone();
             async move {
-                if args.level == -1 {
-                    let path = format!("average/{}/input/000004.txt", args.job);
-                    storage.put(&path, b"1 2 3\n".to_vec()).await?;
-                }
-                tasks::reduce(&storage, args, &ctx).await
+                let path = format!("average/{}/input/000004.txt", args.job);
+                storage.put(&path, b"1 2 3\n".to_vec()).await?;
+                tasks::start(args, &ctx).await
             }
         });
     })
