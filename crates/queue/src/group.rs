@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use crate::clock::now_ms;
 use crate::error::Result;
 use crate::job::JobState;
-use crate::store::{Store, Tx, dispatch};
+use crate::store::{Db, Store, Tx, dispatch};
 
 /// A member's outcome, as the continuation sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,45 +33,95 @@ impl Tx {
     /// Counts `group_ids` (one entry per member that just reached a final state) against
     /// their groups, releasing each continuation whose group is now complete.
     pub(crate) async fn settle_groups(&mut self, mut group_ids: Vec<i64>) -> Result<()> {
+        if group_ids.is_empty() {
+            return Ok(());
+        }
         // A fixed lock order keeps two concurrent settlers from deadlocking.
         group_ids.sort_unstable();
-        let now = now_ms();
-        for chunk in group_ids.chunk_by(|a, b| a == b) {
-            let (group_id, finished) = (chunk[0], chunk.len() as i32);
-            let settled: Option<(i32, Option<i64>)> = dispatch!(self.conn(), conn => {
-                sqlx::query_as(
-                    "UPDATE job_group \
-                     SET remaining = CASE WHEN remaining > $2 THEN remaining - $2 ELSE 0 END \
-                     WHERE id = $1 AND remaining > 0 \
-                     RETURNING remaining, continuation_id",
-                )
-                .bind(group_id)
-                .bind(finished)
-                .fetch_optional(conn)
-                .await?
-            });
-            let Some((0, Some(continuation_id))) = settled else {
-                continue;
-            };
-            let queue: Option<String> = dispatch!(self.conn(), conn => {
-                sqlx::query_scalar(
-                    "UPDATE job \
-                     SET state = CASE WHEN run_at > $2 THEN 'scheduled' ELSE 'available' END \
-                     WHERE id = $1 AND state = 'pending' \
-                     RETURNING queue",
-                )
-                .bind(continuation_id)
-                .bind(now)
-                .fetch_optional(conn)
-                .await?
-            });
-            if let Some(queue) = queue {
-                self.wake_on_commit(&queue).await?;
+        let counts: Vec<(i64, i32)> = group_ids
+            .chunk_by(|a, b| a == b)
+            .map(|chunk| (chunk[0], chunk.len() as i32))
+            .collect();
+        let released = match self.conn() {
+            // PostgreSQL locks the rows one statement at a time, in that order.
+            Db::Pg(conn) => {
+                let mut released = Vec::new();
+                for (group_id, finished) in counts {
+                    let settled: Option<(i32, Option<i64>)> = sqlx::query_as(concat!(
+                        settle_set!(),
+                        " FROM (SELECT $1::BIGINT AS id, $2::INT AS n) AS done",
+                        settle_where!()
+                    ))
+                    .bind(group_id)
+                    .bind(finished)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    released.extend(settled.and_then(|(left, next)| next.filter(|_| left == 0)));
+                }
+                released
             }
+            // SQLite has one writer, so no lock order to keep: one statement for the batch
+            // (each statement is a hand-off to sqlx's SQLite thread and back).
+            Db::Lite(conn) => {
+                let settled: Vec<(i32, Option<i64>)> = sqlx::query_as(concat!(
+                    settle_set!(),
+                    " FROM (SELECT value ->> 0 AS id, value ->> 1 AS n FROM json_each($1)) AS done",
+                    settle_where!()
+                ))
+                .bind(Json(&counts))
+                .fetch_all(&mut *conn)
+                .await?;
+                settled
+                    .into_iter()
+                    .filter_map(|(left, next)| next.filter(|_| left == 0))
+                    .collect()
+            }
+        };
+        self.release_continuations(&released).await
+    }
+
+    /// Moves the continuations `ids` from `pending` to ready, waking their queues.
+    async fn release_continuations(&mut self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let queues: Vec<String> = dispatch!(self.conn(), conn => {
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE job SET state = CASE WHEN run_at > ",
+            );
+            update.push_bind(now).push(" THEN 'scheduled' ELSE 'available' END WHERE id IN (");
+            let mut list = update.separated(", ");
+            for id in ids {
+                list.push_bind(id);
+            }
+            update.push(") AND state = 'pending' RETURNING queue");
+            update.build_query_scalar().fetch_all(conn).await?
+        });
+        for queue in queues {
+            self.wake_on_commit(&queue).await?;
         }
         Ok(())
     }
 }
+
+/// Takes `done.n` members off group `done.id`; `remaining > 0` makes the arrival at zero
+/// happen once.
+macro_rules! settle_set {
+    () => {
+        "UPDATE job_group \
+         SET remaining = CASE WHEN remaining > done.n THEN remaining - done.n ELSE 0 END"
+    };
+}
+use settle_set;
+
+macro_rules! settle_where {
+    () => {
+        " WHERE job_group.id = done.id AND job_group.remaining > 0 \
+          RETURNING job_group.remaining, job_group.continuation_id"
+    };
+}
+use settle_where;
 
 impl Store {
     /// The ids of a group's jobs, ascending: its members and its continuation, and, in a
