@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use conveyor_average::Storage;
-use conveyor_average::tasks::{self, StartArgs};
+use conveyor_average::tasks::{self, StartArgs, SumArgs};
 use conveyor_queue::testing::eventually;
 use conveyor_queue::{JobContext, QueueConfig, Registry, Store, Worker, WorkerConfig};
 use conveyor_web::{AppState, WebSettings};
@@ -22,6 +22,7 @@ conveyor_queue::on_both_backends!(
     bad_requests_are_refused_and_store_nothing,
     a_malformed_input_file_fails_the_job_naming_the_file,
     deleting_a_job_stops_it_and_removes_its_files,
+    a_job_aggregating_shows_its_level_and_deleting_it_cancels_the_tree,
     w_is_read_and_changed_at_run_time,
     a_job_runs_on_an_s3_compatible_bucket,
 );
@@ -375,6 +376,74 @@ async fn deleting_a_job_stops_it_and_removes_its_files(store: Store) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    setup.finish().await;
+}
+
+async fn a_job_aggregating_shows_its_level_and_deleting_it_cancels_the_tree(store: Store) {
+    // The level-1 sums wait until they are cancelled: the job stays aggregating.
+    let setup = setup(&store, |registry, storage| {
+        let storage = storage.clone();
+        registry.register(tasks::SUM, move |args: SumArgs, ctx: JobContext| {
+            let storage = storage.clone();
+            async move {
+                if args.level == 1 {
+                    while !ctx.is_cancelled() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    return Err(conveyor_queue::JobError::permanent("cancelled"));
+                }
+                tasks::sum(&storage, args, &ctx).await
+            }
+        });
+    })
+    .await;
+    let app = &setup.app;
+    // 50 files, 5 at a time: levels of 10, 2 and 1 sums.
+    let body = json!({"files": 50, "entries_per_file": 20});
+    let (_, job, _) = call(app, Method::POST, "/api/average/jobs", Some(body)).await;
+    let id = job["id"].as_i64().unwrap();
+    let uri = format!("/api/average/jobs/{id}");
+    eventually("level 0 done, level 1 running", WAIT, || async {
+        let (_, job, _) = call(app, Method::GET, &uri, None).await;
+        job["status"] == "aggregating"
+    })
+    .await;
+    let (_, job, _) = call(app, Method::GET, &uri, None).await;
+    assert_eq!(job["progress"]["level"], 1, "{job}");
+    assert_eq!(job["progress"]["levels"], 3, "{job}");
+    assert_eq!(job["progress"]["sum_tasks"]["total"], 13, "{job}");
+    assert_eq!(job["progress"]["sum_tasks"]["done"], 10, "{job}");
+    assert_eq!(job["progress"]["generate_tasks"]["done"], 5, "{job}");
+
+    let (status, _, _) = call(app, Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Every job of the tree ends: the running nodes are stopped, the root never runs.
+    eventually("no task of the tree left", WAIT, || {
+        let store = store.clone();
+        async move {
+            let counts = store.queue_counts().await.unwrap();
+            !counts.iter().flat_map(|q| q.by_state.iter()).any(|(s, n)| {
+                *n > 0
+                    && matches!(
+                        s.as_str(),
+                        "running" | "available" | "pending" | "retryable"
+                    )
+            })
+        }
+    })
+    .await;
+    let root = conveyor_queue::JobFilter {
+        kind: Some(tasks::SUM.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let sums = store.list(&root).await.unwrap();
+    assert_eq!(sums.len(), 13);
+    let cancelled = sums
+        .iter()
+        .filter(|j| j.state == conveyor_queue::JobState::Cancelled)
+        .count();
+    assert_eq!(cancelled, 3, "two nodes and the root: {sums:?}");
     setup.finish().await;
 }
 
