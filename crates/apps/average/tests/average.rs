@@ -338,21 +338,7 @@ async fn deleting_a_job_stops_it_and_removes_its_files(store: Store) {
     let (status, _, _) = call(app, Method::GET, &format!("/api/average/jobs/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Tasks that were running when it was deleted clean up after themselves.
-    eventually("no task left waiting or running", WAIT, || {
-        let store = store.clone();
-        async move {
-            let counts = store.queue_counts().await.unwrap();
-            let busy = counts.iter().flat_map(|q| q.by_state.iter()).any(|(s, n)| {
-                *n > 0
-                    && matches!(
-                        s.as_str(),
-                        "running" | "available" | "pending" | "retryable"
-                    )
-            });
-            !busy
-        }
-    })
-    .await;
+    until_no_task_waits_or_runs(&store).await;
     // A task running at the deletion may have written a file since; the clean-up job,
     // scheduled a minute later, removes it. Run it now.
     let filter = conveyor_queue::JobFilter {
@@ -418,7 +404,25 @@ async fn a_job_aggregating_shows_its_level_and_deleting_it_cancels_the_tree(stor
     let (status, _, _) = call(app, Method::DELETE, &uri, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // Every job of the tree ends: the running nodes are stopped, the root never runs.
-    eventually("no task of the tree left", WAIT, || {
+    until_no_task_waits_or_runs(&store).await;
+    let filter = conveyor_queue::JobFilter {
+        kind: Some(tasks::SUM.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let sums = store.list(&filter).await.unwrap();
+    assert_eq!(sums.len(), 13);
+    let cancelled = sums
+        .iter()
+        .filter(|j| j.state == conveyor_queue::JobState::Cancelled)
+        .count();
+    assert_eq!(cancelled, 3, "two nodes and the root: {sums:?}");
+    setup.finish().await;
+}
+
+/// Waits until no job of any queue is waiting or running.
+async fn until_no_task_waits_or_runs(store: &Store) {
+    eventually("no task left waiting or running", WAIT, || {
         let store = store.clone();
         async move {
             let counts = store.queue_counts().await.unwrap();
@@ -432,19 +436,6 @@ async fn a_job_aggregating_shows_its_level_and_deleting_it_cancels_the_tree(stor
         }
     })
     .await;
-    let root = conveyor_queue::JobFilter {
-        kind: Some(tasks::SUM.into()),
-        limit: 100,
-        ..Default::default()
-    };
-    let sums = store.list(&root).await.unwrap();
-    assert_eq!(sums.len(), 13);
-    let cancelled = sums
-        .iter()
-        .filter(|j| j.state == conveyor_queue::JobState::Cancelled)
-        .count();
-    assert_eq!(cancelled, 3, "two nodes and the root: {sums:?}");
-    setup.finish().await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
