@@ -90,13 +90,9 @@ impl Tx {
                 "a tree needs leaves and a fan-in of at least 2".to_owned(),
             ));
         }
+        check(leaves)?;
         let levels = tree_levels(leaves.len() as u64, fan_in as u64);
-        let fan_in = fan_in as u64;
-        if leaves.iter().any(|j| j.unique_key.is_some()) {
-            return Err(Error::InvalidJob(
-                "jobs of a tree cannot carry unique keys".to_owned(),
-            ));
-        }
+        let group_of = |groups: &[i64], i: usize| groups.get(i / fan_in).copied();
         // From the root down: a level's nodes go in as members of the groups made for the
         // level above, then their own groups are made, waiting for the level below.
         let mut parent_groups: Vec<i64> = Vec::new();
@@ -105,38 +101,26 @@ impl Tx {
             let nodes: Vec<NewJob> = (0..levels[level])
                 .map(|index| node(level as u32, index))
                 .collect();
-            if nodes.iter().any(|j| j.unique_key.is_some()) {
-                return Err(Error::InvalidJob(
-                    "jobs of a tree cannot carry unique keys".to_owned(),
-                ));
-            }
+            check(&nodes)?;
             let node_ids = self
-                .insert_many(
-                    &nodes,
-                    |i| parent_groups.get(i / fan_in as usize).copied(),
-                    true,
-                )
+                .insert_many(&nodes, |i| group_of(&parent_groups, i), true)
                 .await?;
-            let below = levels[level - 1];
-            let totals: Vec<(i64, i32)> = node_ids
+            let below = levels[level - 1] as usize;
+            let groups: Vec<(i64, i32)> = node_ids
                 .iter()
                 .enumerate()
                 .map(|(i, &id)| {
-                    let first = i as u64 * fan_in;
+                    let first = i * fan_in;
                     (id, (below.min(first + fan_in) - first) as i32)
                 })
                 .collect();
-            parent_groups = self.insert_groups(&totals).await?;
+            parent_groups = self.insert_groups(&groups).await?;
             root.get_or_insert((parent_groups[0], node_ids[0]));
         }
         let leaf_ids = self
-            .insert_many(
-                leaves,
-                |i| parent_groups.get(i / fan_in as usize).copied(),
-                false,
-            )
+            .insert_many(leaves, |i| group_of(&parent_groups, i), false)
             .await?;
-        let (root_group_id, root_id) = root.unwrap_or_default();
+        let (root_group_id, root_id) = root.expect("a tree has a level of nodes");
         Ok(TreeEnqueued {
             root_group_id,
             root_id,
@@ -170,6 +154,19 @@ impl Tx {
         }
         Ok(ids)
     }
+}
+
+/// Refuses, before anything is stored, a job that is invalid or carries a unique key.
+fn check(jobs: &[NewJob]) -> Result<()> {
+    for job in jobs {
+        job.validate()?;
+        if job.unique_key.is_some() {
+            return Err(Error::InvalidJob(
+                "jobs of a tree cannot carry unique keys".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Store {

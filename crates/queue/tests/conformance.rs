@@ -624,15 +624,34 @@ async fn a_tree_reduces_level_by_level_without_barriers(store: Store) {
         assert!(job.state.is_final() && job.attempt == 1, "{job:?}");
     }
     // Bad trees are refused, and nothing is stored.
-    let before = store.group_job_ids(tree.root_group_id).await.unwrap().len();
-    for (leaves, fan_in) in [(vec![], 3), (vec![NewJob::new("echo", json!(1))], 1)] {
-        let refused = store.enqueue_tree(&leaves, fan_in, |_, _| NewJob::new("add", json!({})));
-        assert!(matches!(refused.await, Err(Error::InvalidJob(_))));
+    let jobs_stored = || async {
+        let counts = store.queue_counts().await.unwrap();
+        counts
+            .iter()
+            .flat_map(|q| q.by_state.iter().map(|(_, n)| n))
+            .sum::<i64>()
+    };
+    let before = jobs_stored().await;
+    let leaf = || NewJob::new("echo", json!(1));
+    let good_node = |_, _| NewJob::new("add", json!({}));
+    let bad_trees: Vec<(Vec<NewJob>, usize, bool)> = vec![
+        (vec![], 3, false),
+        (vec![leaf()], 1, false),
+        (vec![leaf(), leaf().unique_key("k")], 2, false),
+        (vec![leaf(), leaf(), leaf().max_attempts(0)], 2, false),
+        (vec![leaf(), leaf(), leaf()], 2, true),
+    ];
+    for (leaves, fan_in, bad_node) in bad_trees {
+        let refused = if bad_node {
+            store
+                .enqueue_tree(&leaves, fan_in, |_, _| NewJob::new("", json!({})))
+                .await
+        } else {
+            store.enqueue_tree(&leaves, fan_in, good_node).await
+        };
+        assert!(matches!(refused, Err(Error::InvalidJob(_))), "{refused:?}");
     }
-    assert_eq!(
-        store.group_job_ids(tree.root_group_id).await.unwrap().len(),
-        before
-    );
+    assert_eq!(jobs_stored().await, before);
 }
 
 async fn two_schedulers_enqueue_one_job_per_tick(store: Store) {
