@@ -398,37 +398,29 @@ async fn average_data(store: &Store) -> Result<AverageData, PageError> {
             .sum::<i64>()
     };
     let rows = conveyor_average::db::list(store, None, 20).await?;
-    let jobs = rows
-        .into_iter()
-        .map(|r| {
-            let all = i64::from(r.generate_tasks + r.sum_tasks).max(1);
-            let done = if r.status == "completed" {
-                all
-            } else if r.level >= 0 {
-                i64::from(r.generate_tasks + r.sum_tasks_done)
-            } else {
-                0
-            };
-            let seconds = |a: Option<i64>, b: Option<i64>| match (a, b) {
-                (Some(a), Some(b)) => format!("{:.2} s", (b - a) as f64 / 1000.0),
-                _ => "-".into(),
-            };
-            AverageRow {
-                id: r.id,
-                files: r.files,
-                entries: r.entries,
-                percent: (done * 100 / all).min(100),
-                mean: r.mean.map_or("-".into(), |m| format!("{m:.4}")),
-                timings: format!(
-                    "generation {}, processing {}",
-                    seconds(Some(r.created_at), r.generated_at),
-                    seconds(r.generated_at, r.finished_at)
-                ),
-                error: r.error.unwrap_or_default(),
-                status: r.status,
-            }
-        })
-        .collect();
+    let seconds = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2} s", (b - a) as f64 / 1000.0),
+        _ => "-".into(),
+    };
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in rows {
+        // The same status and progress as the API's resource.
+        let (status, progress) = conveyor_average::api::progress(store, &r).await?;
+        jobs.push(AverageRow {
+            id: r.id,
+            files: r.files,
+            entries: r.entries,
+            percent: progress.percent as i64,
+            mean: r.mean.map_or("-".into(), |m| format!("{m:.4}")),
+            timings: format!(
+                "generation {}, processing {}",
+                seconds(Some(r.created_at), r.generated_at),
+                seconds(r.generated_at, r.finished_at)
+            ),
+            error: r.error.unwrap_or_default(),
+            status,
+        });
+    }
     Ok(AverageData {
         w: w.map_or_else(|| "(workers' default)".into(), |w| w.to_string()),
         slots,

@@ -147,22 +147,6 @@ impl Store {
         }))
     }
 
-    /// A group's size and how many of its members have not ended yet; `None` for an
-    /// unknown group.
-    ///
-    /// # Errors
-    /// [`crate::Error::Database`].
-    pub async fn group_progress(&self, group_id: i64) -> Result<Option<(i64, i64)>> {
-        Ok(dispatch!(self.reader(), pool => {
-            sqlx::query_as(
-                "SELECT CAST(total AS BIGINT), CAST(remaining AS BIGINT) FROM job_group WHERE id = $1",
-            )
-            .bind(group_id)
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
     /// The members of the group whose continuation is `continuation_id`, in enqueue order;
     /// empty when that job is no continuation.
     ///

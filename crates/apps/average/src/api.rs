@@ -170,17 +170,20 @@ pub struct AverageJob {
     pub timings: Timings,
 }
 
-async fn resource(
-    state: &AppState,
-    storage: &Storage,
-    row: db::Row,
-) -> Result<AverageJob, ApiError> {
+/// A job's status and progress, from its row and the engine's counts for the group running
+/// (generation's, or the reduction tree's per depth): the API's and the dashboard's.
+///
+/// # Errors
+/// [`conveyor_queue::Error::Database`].
+pub async fn progress(
+    store: &conveyor_queue::Store,
+    row: &db::Row,
+) -> conveyor_queue::Result<(String, JobProgress)> {
     let levels = plan::level_tasks(row.files as u64, row.group_size as u64);
-    // The engine's counts for the group running: generation's (one depth), or the
-    // reduction tree's, per depth from the root's group down to level 0's groups.
+    let completed = row.status == "completed";
     let depths = match row.group_id {
-        Some(group) => state.store.tree_progress(group).await?,
-        None => Vec::new(),
+        Some(group) if !completed => store.tree_progress(group).await?,
+        _ => Vec::new(),
     };
     let ended_in = |&(total, remaining): &(i64, i64)| (total - remaining) as u64;
     let generating = row.level < 0;
@@ -191,17 +194,18 @@ async fn resource(
     };
     let sum_done = if generating {
         0
-    } else if row.status == "completed" {
+    } else if completed {
         row.sum_tasks as u64
     } else {
         // Every task but the root is a member of a group of the tree.
-        (depths.iter().map(ended_in).sum::<u64>()).max(row.sum_tasks_done as u64)
+        depths.iter().map(ended_in).sum::<u64>()
     };
+    let sum_done = sum_done.min(row.sum_tasks as u64);
     // The lowest level with a task not ended; the root's once all below have.
     let root_level = levels.len() as i32 - 1;
     let level = if generating {
         -1
-    } else if row.status == "completed" {
+    } else if completed {
         root_level
     } else {
         let waiting = depths.iter().rposition(|&(_, remaining)| remaining > 0);
@@ -212,13 +216,34 @@ async fn resource(
     } else {
         row.status.clone()
     };
-    let sum_done = sum_done.min(row.sum_tasks as u64);
     let all = (row.generate_tasks + row.sum_tasks) as f64;
-    let percent = if row.status == "completed" {
+    let percent = if completed {
         100.0
     } else {
         ((generate_done + sum_done) as f64 * 100.0 / all).min(100.0)
     };
+    let progress = JobProgress {
+        percent: (percent * 10.0).round() / 10.0,
+        generate_tasks: TaskCount {
+            total: row.generate_tasks as u64,
+            done: generate_done,
+        },
+        sum_tasks: TaskCount {
+            total: row.sum_tasks as u64,
+            done: sum_done,
+        },
+        level,
+        levels: levels.len(),
+    };
+    Ok((status, progress))
+}
+
+async fn resource(
+    state: &AppState,
+    storage: &Storage,
+    row: db::Row,
+) -> Result<AverageJob, ApiError> {
+    let (status, progress) = progress(&state.store, &row).await?;
     let seconds = |from: Option<i64>, to: Option<i64>| match (from, to) {
         (Some(a), Some(b)) => Some((b - a) as f64 / 1000.0),
         _ => None,
@@ -230,19 +255,7 @@ async fn resource(
         entries_per_file: row.entries,
         group_size: row.group_size,
         seed: row.seed,
-        progress: JobProgress {
-            percent: (percent * 10.0).round() / 10.0,
-            generate_tasks: TaskCount {
-                total: row.generate_tasks as u64,
-                done: generate_done,
-            },
-            sum_tasks: TaskCount {
-                total: row.sum_tasks as u64,
-                done: sum_done,
-            },
-            level,
-            levels: levels.len(),
-        },
+        progress,
         input_location: format!("{}/{}/input/", storage.url, row.location),
         output_url: row
             .output

@@ -27,8 +27,6 @@ pub struct Row {
     pub generate_tasks: i32,
     /// Sum tasks over all levels.
     pub sum_tasks: i32,
-    /// Sum tasks done, recorded when the job completes (the tree's progress, before).
-    pub sum_tasks_done: i32,
     /// Prefix of its files in the store.
     pub location: String,
     /// The averages' file, when completed.
@@ -46,7 +44,7 @@ pub struct Row {
 }
 
 const COLUMNS: &str = "id, files, entries, group_size, seed, status, level, group_id, \
-     generate_tasks, sum_tasks, sum_tasks_done, location, output, mean, error, created_at, \
+     generate_tasks, sum_tasks, location, output, mean, error, created_at, \
      generated_at, finished_at";
 
 /// What a new job needs.
@@ -129,8 +127,7 @@ pub async fn finish(
     let done = dispatch!(store.writer(), pool => {
         sqlx::query(
             "UPDATE average_job \
-             SET status = $2, output = $3, mean = $4, error = $5, finished_at = $6, \
-                 sum_tasks_done = CASE WHEN $2 = 'completed' THEN sum_tasks ELSE sum_tasks_done END \
+             SET status = $2, output = $3, mean = $4, error = $5, finished_at = $6 \
              WHERE id = $1 AND status IN ('generating', 'processing', 'aggregating')",
         )
         .bind(id)
