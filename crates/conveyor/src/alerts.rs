@@ -164,6 +164,14 @@ impl Alerts {
     }
 }
 
+impl Alerts {
+    /// Whether the webhook checks a token of its own (`ALERT_WEBHOOK_TOKEN`); without one
+    /// it sits behind the operator's token like the job API.
+    pub fn has_token(&self) -> bool {
+        self.0.config.token.is_some()
+    }
+}
+
 /// The webhook's route.
 pub fn router(alerts: Alerts) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -227,7 +235,7 @@ async fn webhook(
     };
     let text = message(&notification);
     let body = match kind {
-        ChatKind::Slack => json!({ "text": text }),
+        ChatKind::Slack => json!({ "text": slack_escape(&text) }),
         ChatKind::Telegram => json!({
             "chat_id": chat_id,
             "text": text,
@@ -320,6 +328,23 @@ fn annotation<'a>(alert: &'a Alert, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Text as Slack's `mrkdwn` reads it literally: `&`, `<` and `>` as entities, so a label
+/// holding `<!channel>` or `<https://x|click>` pings nobody and links nowhere (Slack's
+/// "escaping text" rules). Telegram gets the text as it is: without `parse_mode` it treats
+/// nothing as markup.
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Compares in time that depends only on the lengths.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -364,6 +389,15 @@ mod tests {
         assert!(text.ends_with("http://alertmanager:9093"));
         let text = message(&notification("resolved", 1));
         assert!(text.starts_with("[RESOLVED] WorkersAtMaximum"), "{text}");
+    }
+
+    #[test]
+    fn slack_markup_in_labels_is_shown_not_obeyed() {
+        let escaped = slack_escape("disk <!channel> & <https://evil|here>");
+        assert_eq!(
+            escaped,
+            "disk &lt;!channel&gt; &amp; &lt;https://evil|here&gt;"
+        );
     }
 
     #[test]

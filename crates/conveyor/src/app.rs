@@ -59,6 +59,8 @@ pub struct AppResources {
     pub mining_require_key: bool,
     /// Where Alertmanager's notifications go.
     pub alerts: crate::alerts::Alerts,
+    /// The operator's tokens (mining's gate accepts them beside its keys).
+    pub auth: conveyor_web::auth::Auth,
 }
 
 impl AppResources {
@@ -71,6 +73,10 @@ impl AppResources {
             .with_context(|| format!("average's store {}", config.average_store))?;
         let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
             downloads: config.mining_downloads.clone().into(),
+            sources: conveyor_mining::SourcePolicy {
+                allow_local: config.mining_allow_local,
+                allow_private: config.mining_allow_private,
+            },
             ..conveyor_mining::Settings::default()
         })?;
         Ok(Self {
@@ -78,6 +84,7 @@ impl AppResources {
             mining,
             mining_require_key: config.mining_require_key,
             alerts: crate::alerts::Alerts::new(config.alerts.clone())?,
+            auth: config.auth.clone(),
             ..Self::with_files(files)?
         })
     }
@@ -96,6 +103,7 @@ impl AppResources {
             mining: conveyor_mining::Mining::new(conveyor_mining::Settings::default())?,
             mining_require_key: false,
             alerts: crate::alerts::Alerts::new(crate::alerts::AlertConfig::default())?,
+            auth: conveyor_web::auth::Auth::open(),
         })
     }
 }
@@ -140,18 +148,34 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
     Ok(schedules)
 }
 
-/// The apps' HTTP routes, merged beside the job API.
-pub fn app_routes(apps: &AppResources, store: &Store) -> OpenApiRouter<AppState> {
-    let gate = conveyor_mining::KeyGate::new(store.clone(), apps.mining_require_key);
-    OpenApiRouter::new()
+/// The apps' HTTP routes, sorted by who may call them: the seeds' client-facing routes
+/// (longtask's two, repostats' three) and the routes that check credentials of their own
+/// (mining's keys; the alert webhook with `ALERT_WEBHOOK_TOKEN`) are public, the rest sit
+/// behind the operator's token with the job API.
+pub fn app_routes(apps: &AppResources, store: &Store) -> conveyor_web::Surface {
+    let gate =
+        conveyor_mining::KeyGate::new(store.clone(), apps.mining_require_key, apps.auth.clone());
+    let mut public = OpenApiRouter::new()
         .merge(conveyor_longtask::router())
-        .merge(conveyor_average::router(apps.files.clone()))
-        .merge(conveyor_repostats::router(
+        .merge(conveyor_repostats::public_router(
             apps.snapshot.clone(),
             apps.per_ip,
         ))
-        .merge(conveyor_mining::router(apps.mining.clone(), gate))
-        .merge(crate::alerts::router(apps.alerts.clone()))
+        .merge(conveyor_mining::router(apps.mining.clone(), gate));
+    let mut guarded = OpenApiRouter::new()
+        .merge(conveyor_average::router(apps.files.clone()))
+        .merge(conveyor_repostats::admin_router(apps.snapshot.clone()));
+    let alerts = crate::alerts::router(apps.alerts.clone());
+    if apps.alerts.has_token() {
+        public = public.merge(alerts);
+    } else {
+        guarded = guarded.merge(alerts);
+    }
+    conveyor_web::Surface {
+        public,
+        guarded,
+        ..conveyor_web::Surface::default()
+    }
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
@@ -283,6 +307,8 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     // A worker heartbeats three times a lease; silent for two leases it is gone (its jobs
     // have been rescued), so it no longer counts as online.
     let settings = WebSettings {
+        auth: config.auth.clone(),
+        proxies: config.trusted_proxies.clone(),
         workers_max: config.workers_max,
         worker_seen_within_ms: i64::try_from(config.lease.as_millis() * 2).unwrap_or(i64::MAX),
         ..WebSettings::default()
@@ -290,6 +316,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), registry(&apps), settings);
 
     if roles.http {
+        config.check_exposure(config.listen)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -298,12 +325,13 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
             snapshot: apps.snapshot.clone(),
             minitwit_url: config.minitwit_web.map(|a| format!("http://{a}")),
         };
-        let app = conveyor_web::router_with_pages(
-            state.clone(),
-            app_routes(&apps, &store),
-            conveyor_dashboard::router(dashboard),
-            config.metrics_addr.is_none(),
-        );
+        let (pages, open_pages) = conveyor_dashboard::routers(dashboard);
+        let surface = conveyor_web::Surface {
+            pages,
+            open_pages,
+            ..app_routes(&apps, &store)
+        };
+        let app = conveyor_web::router_for(state.clone(), surface, config.metrics_addr.is_none());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) =
@@ -398,6 +426,8 @@ async fn serve_minitwit(
 ) -> anyhow::Result<()> {
     let settings = conveyor_minitwit::Settings {
         secure_cookies: config.minitwit_secure_cookies,
+        public_origin: config.minitwit_public_origin.clone(),
+        proxies: config.trusted_proxies.clone(),
         ..conveyor_minitwit::Settings::default()
     };
     let hasher = conveyor_minitwit::Hasher::standard();

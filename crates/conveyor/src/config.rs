@@ -10,6 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use conveyor_queue::QueueConfig;
+use conveyor_web::auth::Auth;
+use conveyor_web::client::TrustedProxies;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The queues served by default: general jobs, the CPU-bound counting tasks of `longtask`
@@ -111,9 +114,40 @@ pub struct Overrides {
     /// Telegram's chat_id (needed with telegram)
     #[arg(long, env = "ALERT_TELEGRAM_CHAT_ID", global = true)]
     pub alert_telegram_chat_id: Option<String>,
-    /// A bearer token the webhook's callers must send [default: none, no check]
-    #[arg(long, env = "ALERT_WEBHOOK_TOKEN", global = true)]
-    pub alert_webhook_token: Option<String>,
+    /// A bearer token the webhook's callers must send [default: none: the webhook follows
+    /// the API's rule, open on loopback, else behind CONVEYOR_API_TOKEN]
+    #[arg(long, env = "ALERT_WEBHOOK_TOKEN", global = true, value_parser = secret)]
+    pub alert_webhook_token: Option<SecretString>,
+    /// Tokens that open the job API, the apps' management routes, the dashboard and
+    /// /metrics, comma-separated (all valid at once, for rotation); each at least 16
+    /// characters. Also what the CLI sends to a server [default: none: open, allowed only on
+    /// a loopback address]
+    #[arg(long, env = "CONVEYOR_API_TOKEN", global = true, value_parser = secret)]
+    pub api_token: Option<SecretString>,
+    /// Serve without a token on a non-loopback address, knowingly [default: false]
+    #[arg(long, env = "CONVEYOR_ALLOW_ANONYMOUS", global = true, num_args = 0..=1,
+          default_missing_value = "true")]
+    pub allow_anonymous: Option<bool>,
+    /// Proxies whose X-Forwarded-For/-Host/-Proto/-Port are believed: CIDR ranges or
+    /// addresses, comma-separated [default: 127.0.0.1/32,::1/128]
+    #[arg(long, env = "CONVEYOR_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// MiniTwit's pages as browsers reach them (https://minitwit.example.org), for its
+    /// cross-site check [default: from a trusted proxy's X-Forwarded-* headers, else Host]
+    #[arg(long, env = "MINITWIT_PUBLIC_URL", global = true)]
+    pub minitwit_public_url: Option<String>,
+    /// mining may clone local paths and file:// URLs [default: false; `mining run` allows them]
+    #[arg(long, env = "MINING_ALLOW_LOCAL", global = true)]
+    pub mining_allow_local: Option<bool>,
+    /// mining may clone from hosts on loopback, link-local or private addresses
+    /// [default: false]
+    #[arg(long, env = "MINING_ALLOW_PRIVATE", global = true)]
+    pub mining_allow_private: Option<bool>,
+}
+
+/// A flag's value as a secret: never printed by `Debug`.
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
 }
 
 impl Overrides {
@@ -148,6 +182,12 @@ impl Overrides {
             alert_chat_kind: self.alert_chat_kind.or(lower.alert_chat_kind),
             alert_telegram_chat_id: self.alert_telegram_chat_id.or(lower.alert_telegram_chat_id),
             alert_webhook_token: self.alert_webhook_token.or(lower.alert_webhook_token),
+            api_token: self.api_token.or(lower.api_token),
+            allow_anonymous: self.allow_anonymous.or(lower.allow_anonymous),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
+            minitwit_public_url: self.minitwit_public_url.or(lower.minitwit_public_url),
+            mining_allow_local: self.mining_allow_local.or(lower.mining_allow_local),
+            mining_allow_private: self.mining_allow_private.or(lower.mining_allow_private),
         }
     }
 
@@ -209,9 +249,40 @@ pub struct Config {
     pub workers_max: Option<u32>,
     /// Where alerts go.
     pub alerts: crate::alerts::AlertConfig,
+    /// The tokens of the operator's surface (open when none).
+    pub auth: Auth,
+    /// The first token, as the CLI sends it to a server.
+    pub api_token: Option<SecretString>,
+    /// Serving without a token beyond loopback was asked for.
+    pub allow_anonymous: bool,
+    /// Proxies whose forwarded headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// MiniTwit's public origin, if set.
+    pub minitwit_public_origin: Option<String>,
+    /// mining may clone local paths.
+    pub mining_allow_local: bool,
+    /// mining may clone from private addresses.
+    pub mining_allow_private: bool,
 }
 
 impl Config {
+    /// Refuses to serve the operator's surface on `address` beyond loopback without a
+    /// token, unless anonymous access was asked for.
+    ///
+    /// # Errors
+    /// Naming the settings that would allow it.
+    pub fn check_exposure(&self, address: SocketAddr) -> anyhow::Result<()> {
+        if self.auth.is_open() && !address.ip().is_loopback() && !self.allow_anonymous {
+            bail!(
+                "refusing to serve the job API and dashboard on {address} without a token: \
+                 anyone who can reach it could run and delete jobs. Set CONVEYOR_API_TOKEN \
+                 (--api-token) to one or more tokens, or pass --allow-anonymous \
+                 (CONVEYOR_ALLOW_ANONYMOUS=true) to serve it open on purpose"
+            );
+        }
+        Ok(())
+    }
+
     /// Applies defaults to `o` and checks every value.
     ///
     /// # Errors
@@ -230,6 +301,37 @@ impl Config {
             "text" => false,
             "json" => true,
             other => bail!("log_format must be text or json, not {other:?}"),
+        };
+        let auth = match &o.api_token {
+            Some(tokens) => Auth::from_list(tokens.expose_secret()).map_err(anyhow::Error::msg)?,
+            None => Auth::open(),
+        };
+        let api_token = o.api_token.as_ref().and_then(|tokens| {
+            let first = tokens
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .find(|t| !t.is_empty())?;
+            Some(SecretString::from(first))
+        });
+        let trusted_proxies = TrustedProxies::parse(
+            o.trusted_proxies
+                .as_deref()
+                .unwrap_or(conveyor_web::client::DEFAULT_TRUSTED_PROXIES),
+        )
+        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
+        let minitwit_public_origin = match o.minitwit_public_url.as_deref() {
+            None | Some("") => None,
+            Some(url) => Some(
+                conveyor_web::client::normalize_origin(url)
+                    .filter(|o| o.starts_with("http://") || o.starts_with("https://"))
+                    .with_context(|| {
+                        format!(
+                            "minitwit_public_url must be an http(s) URL like \
+                             https://minitwit.example.org, not {url:?}"
+                        )
+                    })?,
+            ),
         };
         let max_connections = o.max_connections.unwrap_or(16);
         if max_connections < 2 {
@@ -275,8 +377,15 @@ impl Config {
                 o.alert_chat_url,
                 o.alert_chat_kind.as_deref(),
                 o.alert_telegram_chat_id,
-                o.alert_webhook_token,
+                o.alert_webhook_token.map(|t| t.expose_secret().to_owned()),
             )?,
+            auth,
+            api_token,
+            allow_anonymous: o.allow_anonymous.unwrap_or(false),
+            trusted_proxies,
+            minitwit_public_origin,
+            mining_allow_local: o.mining_allow_local.unwrap_or(false),
+            mining_allow_private: o.mining_allow_private.unwrap_or(false),
         })
     }
 }

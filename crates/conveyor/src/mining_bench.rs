@@ -190,6 +190,8 @@ async fn pipeline_rate(
     let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
         downloads: downloads.to_path_buf(),
         analysis_threads: threads,
+        // What the operator runs here may clone local paths and private hosts.
+        sources: conveyor_mining::SourcePolicy::TRUSTING,
         ..conveyor_mining::Settings::default()
     })?;
     let mut registry = Registry::new();
@@ -218,9 +220,13 @@ async fn pipeline_rate(
     // Let the worker register before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let submitted = conveyor_queue::clock::now_ms();
-    let id = conveyor_mining::api::add(&store, repo.to_str().context("a UTF-8 path")?)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.detail))?;
+    let id = conveyor_mining::api::add(
+        &store,
+        conveyor_mining::SourcePolicy::TRUSTING,
+        repo.to_str().context("a UTF-8 path")?,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.detail))?;
     // Timed by the row's own `analyzed_at` (milliseconds), so the wait can poll slowly: a
     // query every 2 ms took about 4 % of the two cores from the run it was timing.
     let row = loop {

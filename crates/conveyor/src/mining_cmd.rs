@@ -97,6 +97,8 @@ async fn analyse(
     let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
         downloads: config.mining_downloads.clone().into(),
         analysis_threads: threads,
+        // What the operator runs here may clone local paths and private hosts.
+        sources: conveyor_mining::SourcePolicy::TRUSTING,
         ..conveyor_mining::Settings::default()
     })?;
     let mut registry = Registry::new();
@@ -125,7 +127,7 @@ async fn analyse(
     let started = Instant::now();
     let mut ids = Vec::new();
     for url in &args.repositories {
-        let id = conveyor_mining::api::add(&store, url)
+        let id = conveyor_mining::api::add(&store, conveyor_mining::SourcePolicy::TRUSTING, url)
             .await
             .map_err(|e| anyhow::anyhow!("{url}: {}", e.detail))?;
         ids.push(id);

@@ -1,5 +1,6 @@
 //! The dashboard in a real browser (headless Chromium driven by playwright-core, the script
-//! is `crates/dashboard/tests/browser.mjs`) against a live in-process `up` on SQLite: every
+//! is `crates/dashboard/tests/browser.mjs`) against a live in-process `up` on SQLite with an
+//! API token: the login page sends the browser back where it was going, every
 //! page loads, a longtask reaches 100 % without a reload, a job is cancelled from its page,
 //! W changes, an average job completes and validates, a repository added on the mining page
 //! is analysed and charted, repostats refreshed from its page (against the fake GitHub)
@@ -14,6 +15,9 @@ use conveyor_queue::testing::TestDb;
 use conveyor_queue::{QueueConfig, Worker, WorkerConfig};
 use conveyor_web::{AppState, WebSettings};
 use tokio_util::sync::CancellationToken;
+
+/// The operator's token the browser logs in with.
+const TOKEN: &str = "browser-test-token-0123456789";
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -68,8 +72,17 @@ async fn the_dashboard_works_in_a_browser() {
         max_wait: Duration::from_secs(5),
     })
     .unwrap();
+    let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
+        // The page adds a repository made on this machine.
+        sources: conveyor_mining::SourcePolicy::TRUSTING,
+        ..conveyor_mining::Settings::default()
+    })
+    .unwrap();
+    let auth = conveyor_web::auth::Auth::from_list(TOKEN).unwrap();
     let apps = conveyor::app::AppResources {
         github,
+        mining,
+        auth: auth.clone(),
         ..conveyor::app::AppResources::with_files(files).unwrap()
     };
     conveyor_average::migrate(&db.store).await.unwrap();
@@ -82,18 +95,22 @@ async fn the_dashboard_works_in_a_browser() {
     let state = AppState::new(
         db.store.clone(),
         conveyor::app::registry(&apps),
-        WebSettings::default(),
+        WebSettings {
+            auth,
+            ..WebSettings::default()
+        },
     );
     let dashboard = conveyor_dashboard::Dashboard {
         snapshot: apps.snapshot.clone(),
         minitwit_url: None,
     };
-    let app = conveyor_web::router_with_pages(
-        state,
-        conveyor::app::app_routes(&apps, &db.store),
-        conveyor_dashboard::router(dashboard),
-        true,
-    );
+    let (pages, open_pages) = conveyor_dashboard::routers(dashboard);
+    let surface = conveyor_web::Surface {
+        pages,
+        open_pages,
+        ..conveyor::app::app_routes(&apps, &db.store)
+    };
+    let app = conveyor_web::router_for(state, surface, true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -169,6 +186,7 @@ async fn the_dashboard_works_in_a_browser() {
         .env("NODE_PATH", modules.join("node_modules"))
         .env("CHROMIUM", &chromium)
         .env("MINING_REPO", &repo)
+        .env("CONVEYOR_API_TOKEN", TOKEN)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(240), run)

@@ -20,7 +20,7 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
         conveyor::app::registry(&apps),
         WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps, &db.store), true);
+    let app = conveyor_web::router_for(state, conveyor::app::app_routes(&apps, &db.store), true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

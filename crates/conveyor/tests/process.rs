@@ -166,7 +166,7 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
         conveyor::app::registry(&apps),
         conveyor_web::WebSettings::default(),
     );
-    let app = conveyor_web::router(state, conveyor::app::app_routes(&apps, store), true);
+    let app = conveyor_web::router_for(state, conveyor::app::app_routes(&apps, store), true);
     let call = |method: Method, uri: String, body: Option<serde_json::Value>| {
         let app = app.clone();
         async move {
@@ -262,9 +262,13 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "Add modules"]);
     conveyor_mining::migrate(store).await.unwrap();
-    let id = conveyor_mining::api::add(store, repo_dir.to_str().unwrap())
-        .await
-        .unwrap();
+    let id = conveyor_mining::api::add(
+        store,
+        conveyor_mining::SourcePolicy::TRUSTING,
+        repo_dir.to_str().unwrap(),
+    )
+    .await
+    .unwrap();
 
     let downloads_text = downloads.display().to_string();
     let env = [

@@ -9,10 +9,12 @@
 //! ## Layout
 //! - [`view`]: what each page shows, gathered from the store and the apps.
 //! - [`page`]: the routes, the templates, and the live regions (`/dashboard/live/{region}/events`).
+//! - [`login`]: the login page that turns the operator's token into a session cookie.
 //! - [`chart`]: SVG bars and lines, drawn on the server.
 
 pub mod chart;
+pub mod login;
 pub mod page;
 pub mod view;
 
-pub use page::{Dashboard, router};
+pub use page::{Dashboard, router, routers};

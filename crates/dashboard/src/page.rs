@@ -29,9 +29,10 @@ pub struct Dashboard {
     pub minitwit_url: Option<String>,
 }
 
-/// The dashboard's routes.
-pub fn router(dashboard: Dashboard) -> Router<AppState> {
-    Router::new()
+/// The dashboard's routes: the pages (behind the operator's token when one is set) and
+/// the open ones (the login page, log-out, the assets).
+pub fn routers(dashboard: Dashboard) -> (Router<AppState>, Router<AppState>) {
+    let pages = Router::new()
         .route("/", get(overview))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
@@ -42,12 +43,23 @@ pub fn router(dashboard: Dashboard) -> Router<AppState> {
         .route("/apps/repostats", get(repostats))
         .route("/apps/minitwit", get(minitwit))
         .route("/dashboard/live/{region}/events", get(live))
+        .layer(Extension(dashboard));
+    let open = Router::new()
+        .route("/login", get(crate::login::form).post(crate::login::submit))
+        .route("/logout", axum::routing::post(crate::login::logout))
         .route("/dashboard/static/app.css", get(css))
-        .route("/dashboard/static/live.js", get(js))
-        .layer(Extension(dashboard))
+        .route("/dashboard/static/live.js", get(js));
+    (pages, open)
 }
 
-/// A page that could not be made: a short text, the details in the log.
+/// Every dashboard route in one router (the gate is [`conveyor_web::router_for`]'s).
+pub fn router(dashboard: Dashboard) -> Router<AppState> {
+    let (pages, open) = routers(dashboard);
+    pages.merge(open)
+}
+
+/// A page that could not be made: a short text; the cause of a 500 goes to the log only,
+/// and the page shows the request id that finds it there.
 pub struct PageError(StatusCode, String);
 
 impl IntoResponse for PageError {
@@ -63,9 +75,11 @@ impl IntoResponse for PageError {
 
 impl<E: std::fmt::Display> From<E> for PageError {
     fn from(error: E) -> Self {
+        tracing::error!(%error, "a dashboard page failed");
+        let id = conveyor_web::metrics::current_request_id();
         PageError(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the page failed: {error}"),
+            format!("The page could not be made; the server log has the cause (request id {id})."),
         )
     }
 }

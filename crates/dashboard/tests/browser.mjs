@@ -1,5 +1,5 @@
-// The dashboard in headless Chromium (Debian's), driven by playwright-core: every page
-// loads, a longtask submitted from its page reaches 100 % without a reload, a job is
+// The dashboard in headless Chromium (Debian's), driven by playwright-core: the login page
+// turns the token (env CONVEYOR_API_TOKEN) into a session, every page loads, a longtask submitted from its page reaches 100 % without a reload, a job is
 // cancelled from its page, W is changed, an average job completes and validates live.
 // Usage: node browser.mjs BASE_URL SCREENSHOT_DIR   (playwright-core found through NODE_PATH)
 import { createRequire } from "node:module";
@@ -16,8 +16,26 @@ const fail = (message) => { console.error(`FAIL: ${message}`); process.exitCode 
 const check = (ok, message) => { if (!ok) { throw new Error(message); } };
 
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
   page.on("pageerror", (error) => fail(`script error on ${page.url()}: ${error.message}`));
+
+  // Without a session a page sends the browser to the login page, and the API says 401.
+  const token = process.env.CONVEYOR_API_TOKEN;
+  await page.goto(`${base}/jobs?state=failed`);
+  check(new URL(page.url()).pathname === "/login", `not sent to the login page: ${page.url()}`);
+  const anonymous = await page.evaluate(async () => (await fetch("/api/jobs")).status);
+  check(anonymous === 401, `GET /api/jobs without a token: ${anonymous}`);
+  await page.fill("input[name=token]", "not-the-token-at-all");
+  await page.click("button:has-text(\"Log in\")");
+  check((await page.textContent("[role=alert]")).includes("not valid"), "a wrong token is refused");
+  await page.screenshot({ path: `${shots}/login-refused.png`, fullPage: true });
+  await page.fill("input[name=token]", token);
+  await Promise.all([page.waitForURL(/\/jobs\?state=failed$/), page.click("button:has-text(\"Log in\")")]);
+  check((await page.textContent("h1")) === "Jobs", "back on the page asked for after logging in");
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === "conveyor_session");
+  check(session && session.httpOnly && session.sameSite === "Strict", `session cookie: ${JSON.stringify(session)}`);
 
   for (const [path, heading] of [["/", "Overview"], ["/jobs", "Jobs"], ["/workers", "Workers"],
       ["/apps/longtask", "longtask"], ["/apps/repostats", "repostats"], ["/apps/average", "average"],
@@ -131,11 +149,17 @@ try {
   await page.screenshot({ path: `${shots}/workers.png`, fullPage: true });
 
   // Phone width: one column, nothing wider than the screen.
-  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  const phone = await context.newPage();
+  await phone.setViewportSize({ width: 390, height: 844 });
   await phone.goto(`${base}/`);
   const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
   check(wide <= 390, `the overview is ${wide}px wide on a phone`);
   await phone.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+
+  // Log out: the cookie goes, and the pages ask for the token again.
+  await Promise.all([page.waitForURL(/\/login$/), page.click("button:has-text(\"Log out\")")]);
+  await page.goto(`${base}/`);
+  check(new URL(page.url()).pathname === "/login", `still logged in after logging out: ${page.url()}`);
   console.log("browser checks passed");
 } catch (error) {
   fail(error.stack || String(error));

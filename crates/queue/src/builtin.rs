@@ -41,14 +41,14 @@ pub struct FailArgs {
 
 /// Registers `noop`, `sleep` and `fail`.
 pub fn register(registry: &mut Registry) {
-    registry.register("noop", |_: Value, _ctx: JobContext| async { Ok(()) });
-    registry.register("sleep", |args: SleepArgs, ctx: JobContext| async move {
+    registry.register_public("noop", |_: Value, _ctx: JobContext| async { Ok(()) });
+    registry.register_public("sleep", |args: SleepArgs, ctx: JobContext| async move {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(args.ms)) => Ok(json!({ "slept_ms": args.ms })),
             () = ctx.cancelled() => Err(JobError::retry("stopped while sleeping")),
         }
     });
-    registry.register("fail", |args: FailArgs, ctx: JobContext| async move {
+    registry.register_public("fail", |args: FailArgs, ctx: JobContext| async move {
         let attempt = u32::try_from(ctx.attempt()).unwrap_or(0);
         if attempt <= args.times {
             Err(JobError::retry(format!(

@@ -15,6 +15,9 @@ pub enum Error {
     /// A job was submitted with a kind no handler is registered for.
     #[error("unknown job kind {0:?}")]
     UnknownKind(String),
+    /// A job of an app-internal kind was submitted through the public job API.
+    #[error("job kind {0:?} is internal to its app and cannot be enqueued through the job API")]
+    InternalKind(String),
     /// A job's arguments do not fit its kind.
     #[error("invalid arguments for job kind {kind:?}: {reason}")]
     InvalidArgs {

@@ -69,6 +69,7 @@ type CheckFn = dyn Fn(&Value) -> Result<(), String> + Send + Sync;
 struct Entry {
     run: Box<RunFn>,
     check: Box<CheckFn>,
+    public: bool,
 }
 
 /// The handlers a process can run, by kind. Fill it at start, then share it.
@@ -91,8 +92,32 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers `handler` for `kind`, replacing any earlier one.
+    /// Registers `handler` for an internal `kind` (enqueued by the app itself, never through
+    /// the public job API), replacing any earlier one.
     pub fn register<A, O, F, Fut>(&mut self, kind: &str, handler: F) -> &mut Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, JobError>> + Send + 'static,
+    {
+        self.insert(kind, handler, false)
+    }
+
+    /// Registers `handler` for a public `kind`: one that anybody allowed to use the job API
+    /// may enqueue with arguments of their choosing, so its handler must be safe with any
+    /// arguments that deserialize.
+    pub fn register_public<A, O, F, Fut>(&mut self, kind: &str, handler: F) -> &mut Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, JobError>> + Send + 'static,
+    {
+        self.insert(kind, handler, true)
+    }
+
+    fn insert<A, O, F, Fut>(&mut self, kind: &str, handler: F, public: bool) -> &mut Self
     where
         A: DeserializeOwned + Send + 'static,
         O: Serialize + 'static,
@@ -117,6 +142,7 @@ impl Registry {
             Arc::new(Entry {
                 run: Box::new(run),
                 check: Box::new(check),
+                public,
             }),
         );
         self
@@ -127,6 +153,29 @@ impl Registry {
         let mut kinds: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
         kinds.sort_unstable();
         kinds
+    }
+
+    /// The kinds the public job API may enqueue, sorted.
+    pub fn public_kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self
+            .kinds
+            .iter()
+            .filter(|(_, entry)| entry.public)
+            .map(|(kind, _)| kind.as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// [`Registry::check`], and that the kind is public: what the job API accepts.
+    ///
+    /// # Errors
+    /// [`Error::InternalKind`] for a kind only its app may enqueue, else as `check`.
+    pub fn check_public(&self, job: &NewJob) -> Result<()> {
+        if self.kinds.get(&job.kind).is_some_and(|entry| !entry.public) {
+            return Err(Error::InternalKind(job.kind.clone()));
+        }
+        self.check(job)
     }
 
     /// Checks that a job names a registered kind, fits its bounds, and that its arguments

@@ -91,9 +91,11 @@ impl From<conveyor_queue::Error> for ApiError {
     fn from(error: conveyor_queue::Error) -> Self {
         use conveyor_queue::Error as E;
         match &error {
-            E::UnknownKind(_) | E::InvalidArgs { .. } | E::InvalidJob(_) | E::Cron { .. } => {
-                Self::unprocessable(error.to_string())
-            }
+            E::UnknownKind(_)
+            | E::InternalKind(_)
+            | E::InvalidArgs { .. }
+            | E::InvalidJob(_)
+            | E::Cron { .. } => Self::unprocessable(error.to_string()),
             E::Duplicate(_) | E::WrongState { .. } => Self::conflict(error.to_string()),
             E::Database(_) | E::Migrate(_) | E::UnsupportedUrl(_) => Self::internal(&error),
         }

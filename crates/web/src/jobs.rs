@@ -204,14 +204,14 @@ impl CreateJob {
         (status = 200, description = "A live job holds the unique key; here it is", body = JobView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown kind, bad arguments or fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown or app-internal kind, bad arguments or fields", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_job(
     State(state): State<AppState>,
     Json(request): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = request.into_new_job()?;
-    state.registry.check(&job)?;
+    state.registry.check_public(&job)?;
     let enqueued = state.store.enqueue(job).await?;
     let status = if enqueued.duplicate {
         StatusCode::OK
@@ -542,13 +542,13 @@ async fn list_workers(State(state): State<AppState>) -> Result<Json<Vec<WorkerVi
     ))
 }
 
-/// The job kinds this server accepts.
+/// The job kinds the job API accepts (the public ones; each app enqueues its own others).
 #[utoipa::path(get, path = "/kinds", tag = "jobs", responses((status = 200, body = [String])))]
 async fn list_kinds(State(state): State<AppState>) -> Json<Vec<String>> {
     Json(
         state
             .registry
-            .kinds()
+            .public_kinds()
             .into_iter()
             .map(str::to_owned)
             .collect(),

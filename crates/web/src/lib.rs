@@ -2,18 +2,25 @@
 //!
 //! ## Layout
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
+//! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
+//! - [`client`]: the client's address and public origin past trusted proxies.
+//! - [`limit`]: per-client rate limiting.
 //! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
 //! - [`state`]: [`AppState`] and [`WebSettings`].
 //! - [`jobs`]: the general job API (`/api/jobs`, `/api/queues`, `/api/workers`, events).
 //! - [`metrics`]: the Prometheus recorder, HTTP metrics by matched route, `/metrics`.
 //!
-//! [`router`] assembles the API, its OpenAPI document (`/api/openapi.json`), Swagger UI
-//! (`/api/docs`, served from the binary), the probes and the middleware; apps merge their own
-//! routers into it. [`serve`] runs a router on a bound listener until a shutdown future.
+//! [`router_for`] assembles the API, its OpenAPI document (`/api/openapi.json`), Swagger UI
+//! (`/api/docs`, served from the binary), the probes and the middleware from a [`Surface`]:
+//! the apps' routes and pages, each either public or behind the token gate.
+//! [`serve`] runs a router on a bound listener until a shutdown future.
 
+pub mod auth;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod limit;
 pub mod metrics;
 pub mod state;
 
@@ -51,38 +58,77 @@ pub use state::{AppState, WebSettings};
 struct ApiDoc;
 
 /// The whole HTTP surface: `extra` (the apps' routes, with the OpenAPI paths they declare)
-/// merged with the job API, docs, probes and, unless served elsewhere, `/metrics`.
+/// behind the token gate, merged with the job API, docs, probes and, unless served
+/// elsewhere, `/metrics`.
 pub fn router(state: AppState, extra: OpenApiRouter<AppState>, metrics_here: bool) -> Router {
-    router_with_pages(state, extra, Router::new(), metrics_here)
+    let surface = Surface {
+        guarded: extra,
+        ..Surface::default()
+    };
+    router_for(state, surface, metrics_here)
 }
 
-/// [`router`] with `pages` too (the dashboard's HTML routes, outside the OpenAPI document),
-/// under the same middleware: request id, body and time bounds, panic guard, metrics by
-/// route, request log.
-pub fn router_with_pages(
-    state: AppState,
-    extra: OpenApiRouter<AppState>,
-    pages: Router<AppState>,
-    metrics_here: bool,
-) -> Router {
+/// What the apps add to the main listener, sorted by who may call it.
+pub struct Surface {
+    /// Routes in the OpenAPI document that anyone may call (the seeds' own client-facing
+    /// routes, and routes that check credentials of their own).
+    pub public: OpenApiRouter<AppState>,
+    /// Routes in the OpenAPI document behind the token gate.
+    pub guarded: OpenApiRouter<AppState>,
+    /// HTML pages behind the gate (a browser without a session is sent to `/login`).
+    pub pages: Router<AppState>,
+    /// HTML pages and assets anyone may fetch (the login page, style sheets).
+    pub open_pages: Router<AppState>,
+}
+
+impl Default for Surface {
+    fn default() -> Self {
+        Self {
+            public: OpenApiRouter::new(),
+            guarded: OpenApiRouter::new(),
+            pages: Router::new(),
+            open_pages: Router::new(),
+        }
+    }
+}
+
+/// The main listener's router: the job API and `surface.guarded` behind the token gate,
+/// `surface.public` open, the dashboard's pages, the docs and `/metrics` (when
+/// `metrics_here`) behind the gate, the probes open; all under one middleware: request id,
+/// client address, body and time bounds, panic guard, metrics by route, request log.
+pub fn router_for(state: AppState, surface: Surface, metrics_here: bool) -> Router {
     // Installed before any request, or the first requests' metrics would be lost.
     metrics::handle();
-    let api = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api", jobs::router());
-    let (api, openapi) = api.merge(extra).split_for_parts();
+    let auth = state.settings.auth.clone();
+    let api_gate = axum::middleware::from_fn_with_state(auth.clone(), auth::require);
+    let page_gate = axum::middleware::from_fn_with_state(auth, auth::require_page);
+    let guarded = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api", jobs::router())
+        .merge(surface.guarded)
+        .route_layer(api_gate.clone());
+    let (api, openapi) = guarded.merge(surface.public).split_for_parts();
     let timeout = state.settings.request_timeout;
+    let mut gated = Router::new()
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .route_layer(api_gate.clone());
+    if metrics_here {
+        gated = gated.route("/metrics", get(metrics::render).route_layer(api_gate));
+    }
     let mut app = api
+        .merge(gated)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
-        .merge(pages);
-    if metrics_here {
-        app = app.route("/metrics", get(metrics::render));
+        .merge(surface.open_pages);
+    // axum refuses a route layer on a router without routes.
+    if surface.pages.has_routes() {
+        app = app.merge(surface.pages.route_layer(page_gate));
     }
     // The fallback goes in before the middleware, so unknown paths are counted and logged too.
     let app = app.fallback(|| async { ApiError::not_found("no such route") });
     let limits = metrics::Limits {
         body: state.settings.body_limit,
         time: timeout,
+        proxies: state.settings.proxies.clone(),
     };
     observed(app, "api", limits).with_state(state)
 }
@@ -95,7 +141,7 @@ pub fn observed<S: Clone + Send + Sync + 'static>(
     limits: metrics::Limits,
 ) -> Router<S> {
     router.layer(axum::middleware::from_fn(move |request, next| {
-        metrics::observe(listener, limits, request, next)
+        metrics::observe(listener, limits.clone(), request, next)
     }))
 }
 

@@ -158,9 +158,13 @@ fn record(listener: &'static str, method: &'static str, route: &str, status: u16
 pub async fn observe(
     listener: &'static str,
     limits: Limits,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let client = limits
+        .proxies
+        .resolve(crate::client::peer(request.extensions()), request.headers());
+    request.extensions_mut().insert(client);
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(request.method());
@@ -175,9 +179,12 @@ pub async fn observe(
     let started = Instant::now();
     // `Next` is always ready, so calling it through the limit's service skips `poll_ready`.
     let mut limited = DefaultBodyLimit::max(limits.body).layer(next);
-    let run = AssertUnwindSafe(limited.call(request))
-        .catch_unwind()
-        .instrument(span);
+    let run = CURRENT_ID.scope(
+        request_id.clone(),
+        AssertUnwindSafe(limited.call(request))
+            .catch_unwind()
+            .instrument(span),
+    );
     let ran = if route.ends_with("/events") {
         Some(run.await)
     } else {
@@ -201,6 +208,7 @@ pub async fn observe(
     tracing::info!(
         target: "conveyor::http",
         request_id = id,
+        client_ip = %client.ip,
         listener,
         method,
         route,
@@ -213,13 +221,27 @@ pub async fn observe(
     response
 }
 
-/// What [`observe`] bounds a request to.
-#[derive(Debug, Clone, Copy)]
+/// What [`observe`] bounds a request to, and whose forwarded headers it believes.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// The body's size in bytes.
     pub body: usize,
     /// The time to an answer (event streams are spared).
     pub time: Duration,
+    /// Proxies whose `X-Forwarded-*` headers name the client.
+    pub proxies: crate::client::TrustedProxies,
+}
+
+tokio::task_local! {
+    static CURRENT_ID: HeaderValue;
+}
+
+/// The id of the request being handled on this task (empty outside [`observe`]), for error
+/// pages that show it to the user so that the log line can be found.
+pub fn current_request_id() -> String {
+    CURRENT_ID
+        .try_with(|id| id.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
 }
 
 /// `GET /metrics`.
@@ -312,6 +334,7 @@ mod tests {
         let limits = Limits {
             body: 1024,
             time: Duration::from_millis(50),
+            proxies: crate::client::TrustedProxies::default(),
         };
         let app = crate::observed(router, "test", limits);
         for (path, status) in [

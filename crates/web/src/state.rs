@@ -22,6 +22,10 @@ pub struct WebSettings {
     /// The deployment's most `work` processes (its autoscaler's maximum), if declared;
     /// `/metrics` shows it as `conveyor_workers_max`.
     pub workers_max: Option<u32>,
+    /// The tokens that open the guarded routes (none: open).
+    pub auth: crate::auth::Auth,
+    /// Proxies whose forwarded headers name the client.
+    pub proxies: crate::client::TrustedProxies,
 }
 
 impl Default for WebSettings {
@@ -33,6 +37,8 @@ impl Default for WebSettings {
             body_limit: 2 << 20,
             worker_seen_within_ms: 60_000,
             workers_max: None,
+            auth: crate::auth::Auth::open(),
+            proxies: crate::client::TrustedProxies::default(),
         }
     }
 }

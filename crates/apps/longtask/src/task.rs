@@ -102,7 +102,7 @@ pub fn count_reporting(ctx: &JobContext, from: u64, args: CountArgs) -> u64 {
 
 /// Registers the `longtask` kind.
 pub fn register(registry: &mut Registry) {
-    registry.register(KIND, run);
+    registry.register_public(KIND, run);
 }
 
 async fn run(args: CountArgs, ctx: JobContext) -> Result<CountResult, JobError> {

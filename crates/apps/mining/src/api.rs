@@ -173,19 +173,21 @@ async fn list_repos(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddRepo {
-    /// A git URL (https, ssh, `file://`) or a local path (stored absolute).
+    /// A git URL (https, http, git, ssh, scp-like `user@host:path`); `file://` and local
+    /// paths (stored absolute) only where `MINING_ALLOW_LOCAL` is on.
     pub url: String,
 }
 
 /// Adds a repository by hand (indexer `manual`) and queues it; an existing URL is queued
 /// again unless it is being processed.
 #[utoipa::path(post, path = "/api/mining/repositories", tag = "mining", request_body = AddRepo,
-    responses((status = 201, body = RepoRow), (status = 422, description = "a bad URL")))]
+    responses((status = 201, body = RepoRow), (status = 422, description = "a bad URL, or one the source policy refuses (local paths, private hosts, git options and remote helpers)")))]
 async fn add_repo(
     State(state): State<AppState>,
+    Extension(mining): Extension<Mining>,
     Json(body): Json<AddRepo>,
 ) -> Result<Response, ApiError> {
-    let id = add(&state.store, &body.url).await?;
+    let id = add(&state.store, mining.settings.sources, &body.url).await?;
     let row = db::repo(&state.store, id).await.map_err(internal)?;
     Ok((StatusCode::CREATED, axum::Json(row)).into_response())
 }
@@ -193,14 +195,23 @@ async fn add_repo(
 /// Adds (or re-queues) the repository at `url` and starts its processing; its id.
 ///
 /// # Errors
-/// 422 for an empty or over-long URL; the database's.
-pub async fn add(store: &conveyor_queue::Store, url: &str) -> Result<i64, ApiError> {
+/// 422 for an empty or over-long URL or one `sources` refuses (naming the rule); the
+/// database's.
+pub async fn add(
+    store: &conveyor_queue::Store,
+    sources: crate::source::SourcePolicy,
+    url: &str,
+) -> Result<i64, ApiError> {
     let url = url.trim();
     if url.is_empty() || url.len() > 2048 || url.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "url must be 1 to 2048 characters without control characters",
         ));
     }
+    sources
+        .check_resolved(url)
+        .await
+        .map_err(ApiError::unprocessable)?;
     let url = crate::git::remote(url);
     let now = conveyor_queue::clock::now_ms();
     let found = Found {

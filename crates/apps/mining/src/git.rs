@@ -125,14 +125,13 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
         // inflates nothing. Only for `file://`: over ssh this would run on the server.
         command.arg("--upload-pack=git -c pack.window=0 -c pack.compression=0 upload-pack");
     }
-    let mut child = command
+    command
         .arg("--")
         .arg(remote(url))
         .arg(into)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(GitError::Spawn)?;
+        .stderr(Stdio::piped());
+    let mut child = spawn_group(&mut command).map_err(GitError::Spawn)?;
     let mut stderr = child.stderr.take();
     let reader = tokio::spawn(async move {
         let mut buffer = Vec::new();
@@ -166,6 +165,7 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
             stderr: tail(&reader.await.unwrap_or_default()),
         }),
         Err(error) => {
+            kill_group(&child);
             let _ = child.kill().await;
             Err(error)
         }
@@ -174,6 +174,22 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
         let _ = tokio::fs::remove_dir_all(into).await;
     }
     result
+}
+
+/// Spawns `command` as the leader of a new process group, so that what it starts (ssh,
+/// `git-upload-pack` for a local clone, `git-remote-https`) can be stopped with it.
+fn spawn_group(command: &mut Command) -> std::io::Result<tokio::process::Child> {
+    command.process_group(0).spawn()
+}
+
+/// Kills the process group led by `child` (killing only the leader would leave its
+/// children running, and a remote helper that still downloads keeps filling the area).
+fn kill_group(child: &tokio::process::Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 async fn output(dir: &Path, step: &'static str, args: &[&str]) -> Result<Vec<u8>, GitError> {
@@ -439,6 +455,45 @@ fn walk_size(dir: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_killed_clone_takes_its_children_with_it() {
+        let dir = std::env::temp_dir().join(format!("conveyor-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("grandchild.pid");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("sleep 60 & echo $! > {}; wait", pid_file.display()));
+        let mut child = spawn_group(&mut command).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let grandchild = loop {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && let Ok(pid) = text.trim().parse::<u32>()
+            {
+                break pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        kill_group(&child);
+        let _ = child.wait().await;
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the grandchild {grandchild} outlived its group's kill"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
 
     #[test]

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use crate::analyzer::{self, Analyzers, Source};
 use crate::db::{self, FileResult};
 use crate::git::{self, CloneLimits};
-use crate::indexer::{Hosts, IndexError};
+use crate::indexer::{Found, Hosts, IndexError};
 
 /// The analysis queue (CPU-bound).
 pub const QUEUE: &str = "mining";
@@ -84,6 +84,8 @@ pub struct Settings {
     pub backlog_max: i64,
     /// How long a throttled indexer pauses when the host does not say (the POC's 30 min).
     pub pause: Duration,
+    /// Which repository addresses may be cloned (network URLs to public hosts by default).
+    pub sources: crate::source::SourcePolicy,
 }
 
 impl Default for Settings {
@@ -106,6 +108,7 @@ impl Default for Settings {
             index_batches: 10,
             backlog_max: 1_000,
             pause: Duration::from_secs(30 * 60),
+            sources: crate::source::SourcePolicy::default(),
         }
     }
 }
@@ -330,9 +333,21 @@ async fn index(m: &Mining, args: IndexArgs, ctx: &JobContext) -> Result<Value, J
             }
             Err(error) => (None, Some(error.to_string()), None),
         };
-        let found = batch.as_ref().map_or(&[][..], |b| &b.found[..]);
+        let found: Vec<Found> = batch
+            .as_ref()
+            .map_or(&[][..], |b| &b.found[..])
+            .iter()
+            .filter(|found| match m.settings.sources.check(&found.url) {
+                Ok(()) => true,
+                Err(rule) => {
+                    tracing::warn!(indexer = %row.name, %rule, "indexer found a URL it may not clone; skipped");
+                    false
+                }
+            })
+            .cloned()
+            .collect();
         let run = db::IndexerRun {
-            found,
+            found: &found,
             cursor: batch.as_ref().map(|b| b.cursor.to_string()),
             paused_until,
             error: error.clone(),
@@ -403,6 +418,9 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
             Err(JobError::retry(error))
         }
     };
+    if let Err(rule) = m.settings.sources.check_resolved(&row.url).await {
+        return fail(rule, true).await;
+    }
     if let Err(error) = git::clone(&row.url, &dir, &m.settings.clone).await {
         let permanent = matches!(error, git::GitError::TooLarge(_));
         return fail(error.to_string(), permanent).await;

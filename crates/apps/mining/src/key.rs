@@ -1,9 +1,10 @@
 //! API keys for third parties, each with its own requests-a-minute throttle (the POC's
 //! 500/min). Keys are random, shown once, stored as SHA-256 hashes.
 //!
-//! With `require_key` off (the default for `conveyor up`), requests without a key pass
-//! unthrottled and a key given is still checked and throttled; with it on, every request
-//! needs a key and writes need an admin key. The throttle is a fixed one-minute window per
+//! The operator's `CONVEYOR_API_TOKEN` (or a dashboard session) always passes, unthrottled.
+//! Otherwise, with `require_key` on, every request needs a key and writes need an admin key;
+//! with it off (the default), a key given is still checked and throttled, and a request
+//! without one passes only while the operator's surface is open (no token set). The throttle is a fixed one-minute window per
 //! key in each server process (so N replicas allow up to N times the rate; put a shared
 //! limiter in front when that matters).
 
@@ -17,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use conveyor_queue::Store;
 use conveyor_web::ApiError;
+use conveyor_web::auth::Auth;
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, ApiKeyRow};
@@ -70,6 +72,7 @@ pub async fn create(
 pub struct KeyGate {
     store: Store,
     require: bool,
+    auth: Auth,
     inner: Arc<Mutex<Tracked>>,
 }
 
@@ -80,11 +83,13 @@ struct Tracked {
 }
 
 impl KeyGate {
-    /// A gate over `store`'s keys; `require`: refuse requests without a key.
-    pub fn new(store: Store, require: bool) -> Self {
+    /// A gate over `store`'s keys; `require`: refuse requests without a key (or the
+    /// operator's token, which `auth` holds).
+    pub fn new(store: Store, require: bool, auth: Auth) -> Self {
         Self {
             store,
             require,
+            auth,
             inner: Arc::default(),
         }
     }
@@ -147,13 +152,18 @@ fn presented(request: &Request) -> Option<&str> {
 /// spent.
 pub async fn gate(gate: KeyGate, request: Request, next: Next) -> Response {
     let write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if !gate.auth.is_open()
+        && gate
+            .auth
+            .allows(request.headers(), conveyor_queue::clock::now_ms())
+    {
+        return next.run(request).await;
+    }
     let key = match presented(&request) {
-        None if gate.require => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
+        None if gate.require || !gate.auth.is_open() => {
+            return conveyor_web::auth::unauthorized(
                 "an API key is required: send it as X-API-Key or Authorization: Bearer",
-            )
-            .into_response();
+            );
         }
         None => return next.run(request).await,
         Some(key) => key.to_owned(),

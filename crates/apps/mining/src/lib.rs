@@ -24,10 +24,12 @@ pub mod indexer;
 pub mod jobs;
 pub mod key;
 pub mod pool;
+pub mod source;
 
 pub use api::router;
 pub use jobs::{FETCH_QUEUE, Mining, QUEUE, Settings, register};
 pub use key::KeyGate;
+pub use source::SourcePolicy;
 
 /// Applies the app's migrations (its tables beside the engine's).
 ///

@@ -66,6 +66,8 @@ async fn setup(store: &Store, adjust: impl FnOnce(&mut Settings), require_key: b
     let downloads = dir.join("downloads");
     let mut settings = Settings {
         downloads: downloads.clone(),
+        // The tests clone repositories made on this machine.
+        sources: conveyor_mining::SourcePolicy::TRUSTING,
         ..Settings::default()
     };
     adjust(&mut settings);
@@ -77,7 +79,7 @@ async fn setup(store: &Store, adjust: impl FnOnce(&mut Settings), require_key: b
     let mut registry = Registry::new();
     conveyor_mining::register(&mut registry, mining.clone());
     let state = AppState::new(store.clone(), registry.clone(), WebSettings::default());
-    let gate = KeyGate::new(store.clone(), require_key);
+    let gate = KeyGate::new(store.clone(), require_key, conveyor_web::auth::Auth::open());
     let app = conveyor_web::router(state, conveyor_mining::router(mining, gate), true);
     let config = WorkerConfig {
         queues: vec![

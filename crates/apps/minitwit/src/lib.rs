@@ -37,6 +37,11 @@ pub struct Settings {
     /// Mark the session cookie `Secure` (default off: the pages are plain HTTP until a
     /// TLS proxy fronts them, and browsers drop `Secure` cookies over HTTP).
     pub secure_cookies: bool,
+    /// The pages' origin as browsers reach it (`https://minitwit.example.org`), for the
+    /// cross-site check; without it, the origin a trusted proxy forwards, else `Host`.
+    pub public_origin: Option<String>,
+    /// Proxies whose `X-Forwarded-*` headers are believed (loopback by default).
+    pub proxies: conveyor_web::client::TrustedProxies,
 }
 
 impl Default for Settings {
@@ -45,6 +50,8 @@ impl Default for Settings {
             max_message_chars: 1000,
             session_days: 30,
             secure_cookies: false,
+            public_origin: None,
+            proxies: conveyor_web::client::TrustedProxies::default(),
         }
     }
 }
@@ -151,20 +158,27 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The pages' router, with request metrics and logs.
 pub fn web_router(app: Minitwit) -> Router {
-    finish(web::router(app), "minitwit-web")
+    let proxies = app.settings.proxies.clone();
+    finish(web::router(app), "minitwit-web", proxies)
 }
 
 /// The simulator API's router, with request metrics and logs.
 pub fn api_router(app: Minitwit) -> Router {
-    finish(api::router(app), "minitwit-api")
+    let proxies = app.settings.proxies.clone();
+    finish(api::router(app), "minitwit-api", proxies)
 }
 
-fn finish(router: Router, listener: &'static str) -> Router {
+fn finish(
+    router: Router,
+    listener: &'static str,
+    proxies: conveyor_web::client::TrustedProxies,
+) -> Router {
     // Installed before any request, or the first requests' metrics would be lost.
     conveyor_web::metrics::handle();
     let limits = conveyor_web::metrics::Limits {
         body: BODY_LIMIT,
         time: REQUEST_TIMEOUT,
+        proxies,
     };
     conveyor_web::observed(router, listener, limits)
 }

@@ -12,6 +12,8 @@ use axum::routing::{get, post};
 use rand::RngCore;
 use serde::Deserialize;
 
+use conveyor_web::client::{ClientAddr, normalize_origin};
+
 use crate::db::{self, Timeline, User};
 use crate::html::{gravatar, percent_decode, percent_encode};
 use crate::password::Verdict;
@@ -35,7 +37,10 @@ pub fn router(app: Minitwit) -> Router {
         .route("/{username}", get(user_timeline))
         .route("/{username}/follow", get(follow))
         .route("/{username}/unfollow", get(unfollow))
-        .layer(axum::middleware::from_fn(same_origin_writes))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            same_origin_writes,
+        ))
         .with_state(app)
 }
 
@@ -98,26 +103,35 @@ type PageResult = Result<Response, PageError>;
 
 /// Refuses state-changing requests that a browser says come from another site. The course's
 /// tests post plain forms without tokens and without an `Origin`, so only what a browser
-/// marks as cross-site is refused: an `Origin` naming another host, or
-/// `Sec-Fetch-Site: cross-site`. Follow and unfollow are GETs in the original and count as
-/// writes here.
-async fn same_origin_writes(request: Request, next: Next) -> Response {
+/// marks as cross-site is refused: an `Origin` other than this site's public origin, or
+/// `Sec-Fetch-Site: cross-site`. The public origin is [`crate::Settings::public_origin`]
+/// when set, else what a trusted proxy forwarded (`X-Forwarded-Proto`, `-Host`, `-Port`),
+/// else `Host` (see `conveyor_web::client`). Follow and unfollow are GETs in the original
+/// and count as writes here.
+async fn same_origin_writes(State(app): State<Minitwit>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let writes = request.method() != Method::GET && request.method() != Method::HEAD
         || path.ends_with("/follow")
         || path.ends_with("/unfollow")
         || path == "/logout";
-    if writes && is_cross_site(request.headers()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "cross-site request refused: the Origin does not match this site",
-        )
-            .into_response();
+    if writes {
+        let client = ClientAddr::of(request.extensions());
+        let site = match &app.settings.public_origin {
+            Some(origin) => Some(origin.clone()),
+            None => client.public_origin(request.headers()),
+        };
+        if is_cross_site(request.headers(), site.as_deref()) {
+            return (
+                StatusCode::FORBIDDEN,
+                "cross-site request refused: the Origin does not match this site",
+            )
+                .into_response();
+        }
     }
     next.run(request).await
 }
 
-fn is_cross_site(headers: &HeaderMap) -> bool {
+fn is_cross_site(headers: &HeaderMap, site: Option<&str>) -> bool {
     if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
@@ -127,9 +141,10 @@ fn is_cross_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin == "null" || origin_host != host
+    match (normalize_origin(origin), site) {
+        (Some(origin), Some(site)) => origin != site,
+        _ => true,
+    }
 }
 
 /// The visitor: who is logged in (if anyone) and the flash messages waiting for them.

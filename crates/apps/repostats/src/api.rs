@@ -17,12 +17,17 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::snapshot::{Answer, Filter, RepoView, Snapshot, SnapshotCell, Stats};
 use crate::{db, jobs};
 
-/// The routes, reading `cell`; `/ping`, `/repos` and `/stats` limited to `per_ip` requests
-/// a second per client address (0: no limit).
+/// Every route, reading `cell`: [`public_router`] and [`admin_router`].
 pub fn router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
+    public_router(cell.clone(), per_ip).merge(admin_router(cell))
+}
+
+/// The seed's routes, open to its clients: `/ping`, `/repos` and `/stats`, limited to
+/// `per_ip` requests a second per client address (0: no limit).
+pub fn public_router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
     // The handlers hold the cell themselves: an `Extension` layer would cost every request
     // of every route here a boxed future, a service clone and an insert into its extensions.
-    let (for_repos, for_stats, for_status) = (cell.clone(), cell.clone(), cell);
+    let (for_repos, for_stats) = (cell.clone(), cell);
     let mut public = OpenApiRouter::new()
         .route("/ping", get(ping))
         .route(
@@ -34,16 +39,25 @@ pub fn router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState> {
             get(move |request: Request| std::future::ready(stats(&for_stats, &request))),
         );
     if per_ip > 0 {
-        let limiter = crate::limit::PerIp::new(per_ip);
+        let limiter = conveyor_web::limit::PerIp::new(per_ip);
         public = public.layer(axum::middleware::from_fn(move |request, next| {
-            crate::limit::limit(limiter.clone(), request, next)
+            conveyor_web::limit::limit(
+                limiter.clone(),
+                "repostats_rate_limited_total",
+                request,
+                next,
+            )
         }));
     }
+    public
+}
+
+/// The operator's routes: `/api/repostats/status` and `/api/repostats/refresh`.
+pub fn admin_router(cell: SnapshotCell) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .merge(public)
         .route(
             "/api/repostats/status",
-            get(move |state: State<AppState>| status(state, for_status.clone())),
+            get(move |state: State<AppState>| status(state, cell.clone())),
         )
         .route("/api/repostats/refresh", post(refresh_now))
 }

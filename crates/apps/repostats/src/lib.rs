@@ -10,7 +10,6 @@
 //! - [`db`]: the rows; every write bumps a version.
 //! - [`snapshot`]: the immutable in-memory view, filters and statistics.
 //! - [`api`]: `/ping`, `/repos`, `/stats` served from the snapshot; status and refresh.
-//! - [`limit`]: per-client-IP rate limiting of the public routes.
 //! - [`fake`]: `conveyor fake-github`, GitHub's behaviour for tests and demos.
 
 pub mod api;
@@ -18,11 +17,10 @@ pub mod db;
 pub mod fake;
 pub mod github;
 pub mod jobs;
-pub mod limit;
 pub mod model;
 pub mod snapshot;
 
-pub use api::{keep_fresh, router};
+pub use api::{admin_router, keep_fresh, public_router, router};
 pub use github::{Github, GithubConfig};
 pub use jobs::{QUEUE, register};
 pub use snapshot::SnapshotCell;
