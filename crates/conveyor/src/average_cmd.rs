@@ -45,12 +45,9 @@ pub struct RunArgs {
 ///
 /// # Errors
 /// When the server is unreachable, refuses the job, or the job fails.
-pub async fn run(command: AverageCommand) -> anyhow::Result<()> {
+pub async fn run(config: &crate::config::Config, command: AverageCommand) -> anyhow::Result<()> {
     let AverageCommand::Run(args) = command;
-    conveyor_web::install_tls_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?;
+    let client = crate::api_client(config, Duration::from_secs(600))?;
     let base = args.url.trim_end_matches('/');
     let mut request = json!({
         "files": args.files,

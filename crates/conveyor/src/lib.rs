@@ -146,10 +146,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command } => bench::run(command).await,
         Command::Load { command } => load::run(command).await,
         Command::Minitwit { command } => minitwit_cmd::run(&config, command).await,
-        Command::Average { command } => average_cmd::run(command).await,
+        Command::Average { command } => average_cmd::run(&config, command).await,
         Command::Mining { command } => mining_cmd::run(&config, command).await,
         Command::FakeGithub(args) => fake_github(args).await,
     }
+}
+
+/// An HTTP client for a Conveyor server's guarded routes: it sends the first of
+/// `CONVEYOR_API_TOKEN`'s tokens, if set, as `Authorization: Bearer` (marked sensitive, so
+/// reqwest never shows it in its `Debug` output).
+///
+/// # Errors
+/// When the token cannot be a header or the client cannot be built.
+pub fn api_client(
+    config: &Config,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
+    use secrecy::ExposeSecret;
+    conveyor_web::install_tls_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &config.api_token {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| anyhow::anyhow!("api_token: not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()?)
 }
 
 /// `conveyor fake-github` options.

@@ -27,6 +27,8 @@ fn conveyor(role: &str, db: &TestDb, dir: &Path, name: &str, env: &[(&str, Strin
             .env("AVERAGE_STORE", dir.join("average"))
             .env("REPOSTATS_REFRESH", "off")
             .env("MINING_INDEX", "off")
+            // The repository is made on this machine.
+            .env("MINING_ALLOW_LOCAL", "true")
             .env("MINITWIT_WEB", "off")
             .env("MINITWIT_API", "off")
             .env("RUST_LOG", "warn")
@@ -498,6 +500,322 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
         held.len()
     );
     drop(workers);
+    drop(processes);
+    let _ = std::fs::remove_dir_all(&dir);
+    db.finish().await;
+}
+
+/// `deploy/nginx/nginx.conf` as shipped, made to run here: the upstreams point at `serve`
+/// processes on this machine instead of Docker's DNS names, the listeners at free ports,
+/// logs and temporary files in `dir`. Every rewrite must find its target, so a change to
+/// the shipped file that this test would no longer exercise fails it.
+fn nginx_config(dir: &Path, upstreams: &[(&str, Vec<u16>)], listens: &[(u16, u16)]) -> String {
+    let shipped = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/nginx.conf"),
+    )
+    .unwrap();
+    let mut config = shipped.clone();
+    let mut replace = |from: &str, to: &str| {
+        assert!(config.contains(from), "nginx.conf no longer has {from:?}");
+        config = config.replace(from, to);
+    };
+    replace(
+        "worker_processes auto;",
+        &format!(
+            "worker_processes 1;\npid {0}/nginx.pid;\nerror_log {0}/error.log;",
+            dir.display()
+        ),
+    );
+    replace(
+        "  resolver 127.0.0.11 valid=10s ipv6=off;\n",
+        &format!(
+            "  client_body_temp_path {0}/body; proxy_temp_path {0}/proxy;\n  \
+         fastcgi_temp_path {0}/fastcgi; uwsgi_temp_path {0}/uwsgi; scgi_temp_path {0}/scgi;\n",
+            dir.display()
+        ),
+    );
+    replace(
+        "access_log /dev/stdout json;",
+        &format!("access_log {}/access.log json;", dir.display()),
+    );
+    for (name, ports) in upstreams {
+        let shipped_line = shipped
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("upstream {name} ")))
+            .unwrap_or_else(|| panic!("nginx.conf has no upstream {name}"));
+        let servers: String = ports
+            .iter()
+            .map(|p| format!("server 127.0.0.1:{p}; "))
+            .collect();
+        replace(
+            shipped_line,
+            &format!("  upstream {name} {{ {servers}keepalive 64; }}"),
+        );
+    }
+    for (shipped_port, port) in listens {
+        replace(
+            &format!("listen {shipped_port};"),
+            &format!("listen 127.0.0.1:{port};"),
+        );
+    }
+    config
+}
+
+/// A response's `Set-Cookie` pairs (`name=value`), for a client without a cookie store.
+fn cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_nginx_config_fronts_two_servers_as_browsers_and_clients_expect() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("skipped: TEST_DATABASE_URL is not set (the nginx test needs PostgreSQL)");
+        return;
+    };
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(nginx) = nginx else {
+        eprintln!("skipped: nginx is not installed (apt-get install nginx-light; .ci/run does)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("conveyor-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    const TOKEN: &str = "nginx-test-token-0123456789";
+    let (api, pages, simulator) = (
+        [free_port(), free_port()],
+        [free_port(), free_port()],
+        [free_port(), free_port()],
+    );
+    let mut processes = Vec::new();
+    for i in 0..2 {
+        processes.push(conveyor(
+            "serve",
+            &db,
+            &dir,
+            &format!("serve{i}"),
+            &[
+                ("CONVEYOR_LISTEN", format!("127.0.0.1:{}", api[i])),
+                ("MINITWIT_WEB", format!("127.0.0.1:{}", pages[i])),
+                ("MINITWIT_API", format!("127.0.0.1:{}", simulator[i])),
+                ("CONVEYOR_API_TOKEN", TOKEN.to_owned()),
+                // Bursts of 4 per client and server process.
+                ("REPOSTATS_PER_IP", "2".to_owned()),
+                ("RUST_LOG", "warn,conveyor::http=info".to_owned()),
+            ],
+        ));
+    }
+    processes.push(conveyor(
+        "work",
+        &db,
+        &dir,
+        "work",
+        &[("CONVEYOR_QUEUES", "default".to_owned())],
+    ));
+    let front = [free_port(), free_port(), free_port()];
+    let config = nginx_config(
+        &dir,
+        &[
+            ("api", api.to_vec()),
+            ("pages", pages.to_vec()),
+            ("simulator", simulator.to_vec()),
+        ],
+        &[(8000, front[0]), (5000, front[1]), (5001, front[2])],
+    );
+    let config_path = dir.join("nginx.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let _nginx = Process(
+        Command::new(nginx)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-p")
+            .arg(&dir)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nginx.stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let client = client();
+    let [edge, site, sim] = front.map(|p| format!("http://127.0.0.1:{p}"));
+    for i in 0..2 {
+        wait_until_up(&client, &format!("http://127.0.0.1:{}/healthz", api[i])).await;
+    }
+    wait_until_up(&client, &format!("{edge}/healthz")).await;
+
+    // MiniTwit as a browser sends it: with Origin and Referer, the port in both.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = |path: &str, body: &str, cookie: Option<&str>| {
+        let mut request = browser
+            .post(format!("{site}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", site.clone())
+            .header("referer", format!("{site}{path}"))
+            .body(body.to_owned());
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let registered = form(
+        "/register",
+        "username=ada&email=ada%40example.com&password=pw&password2=pw",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        registered.status(),
+        302,
+        "register through nginx: {:?}",
+        registered.text().await
+    );
+    let logged_in = form("/login", "username=ada&password=pw", None)
+        .await
+        .unwrap();
+    assert_eq!(logged_in.status(), 302, "log in through nginx");
+    let session = cookies(&logged_in)
+        .into_iter()
+        .find(|c| c.starts_with("minitwit_session="))
+        .expect("a session cookie");
+    let posted = form("/add_message", "text=through+the+proxy", Some(&session))
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 302, "post through nginx");
+    let timeline = browser
+        .get(format!("{site}/public"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(timeline.contains("through the proxy"), "{timeline}");
+    // Another site's page still cannot post.
+    let forged = browser
+        .post(format!("{site}/add_message"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "http://evil.example")
+        .header("cookie", &session)
+        .body("text=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        client
+            .get(format!("{sim}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "no /metrics on MiniTwit's public port"
+    );
+    assert_eq!(
+        client
+            .get(format!("{edge}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // repostats: two clients (two loopback addresses) are limited apart.
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (from(2), from(3));
+    let mut limited = 0;
+    for _ in 0..20 {
+        let status = first
+            .get(format!("{edge}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        limited += usize::from(status == 429);
+    }
+    assert!(limited > 0, "the first client was never limited");
+    let status = second
+        .get(format!("{edge}/ping"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the second client pays for the first");
+
+    // The job API needs the token through the proxy, and streams a job's events.
+    let anonymous = client.get(format!("{edge}/api/jobs")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let job = client
+        .post(format!("{edge}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"kind": "sleep", "args": {"ms": 300}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job.status(), 201);
+    let id = job.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let events = client
+        .get(format!("{edge}/api/jobs/{id}/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(30), events.text())
+        .await
+        .expect("the stream ends with the job")
+        .unwrap();
+    assert!(
+        text.contains(r#""state":"running""#) || text.contains(r#""state":"available""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""state":"completed""#), "{text}");
+
+    // The dashboard's login works through the proxy too: the cookie, no Secure over HTTP.
+    let login = browser
+        .post(format!("{edge}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}&next=%2Fjobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let set = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && !set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = browser
+        .get(format!("{edge}/jobs"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    // The servers logged the clients' addresses, not nginx's.
+    let mut logs = String::new();
+    for i in 0..2 {
+        logs += &std::fs::read_to_string(dir.join(format!("serve{i}.log"))).unwrap_or_default();
+    }
+    assert!(
+        logs.contains("client_ip=127.0.0.2") && logs.contains("client_ip=127.0.0.3"),
+        "the request log names the clients behind the proxy: {logs}"
+    );
     drop(processes);
     let _ = std::fs::remove_dir_all(&dir);
     db.finish().await;

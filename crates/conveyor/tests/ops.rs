@@ -53,6 +53,7 @@ fn conveyor_up(dir: &Path, port: u16, env: &[(&str, String)]) -> Command {
         .env("MINITWIT_API", "off")
         .env("REPOSTATS_REFRESH", "off")
         .env("MINING_INDEX", "off")
+        .env("MINING_ALLOW_LOCAL", "true")
         .env("AVERAGE_STORE", dir.join("average").display().to_string())
         .env(
             "MINING_DOWNLOADS",
@@ -681,6 +682,151 @@ async fn the_webhook_checks_its_token_and_input_and_speaks_slack() {
     assert_eq!(failed.status(), 502);
     let text = failed.text().await.unwrap();
     assert!(text.contains("could not be reached"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
+    const TOKEN: &str = "ops-test-token-0123456789";
+    let client = client();
+    let dir = temp_dir("exposed");
+    let port = free_port();
+    let everywhere = ("CONVEYOR_LISTEN", format!("0.0.0.0:{port}"));
+    // No token: refused at start, naming both ways out.
+    let mut refused = conveyor_up(&dir.join("refused"), port, &[everywhere.clone()])
+        .spawn()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || refused.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.join("refused/conveyor.log")).unwrap();
+    assert!(
+        log.contains("CONVEYOR_API_TOKEN") && log.contains("--allow-anonymous"),
+        "{log}"
+    );
+    // A token too short to be one: refused, without echoing it.
+    let mut short = conveyor_up(
+        &dir.join("short"),
+        port,
+        &[everywhere.clone(), ("CONVEYOR_API_TOKEN", "hunter2".into())],
+    )
+    .spawn()
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || short.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.join("short/conveyor.log")).unwrap();
+    assert!(
+        log.contains("16 characters") && !log.contains("hunter2"),
+        "{log}"
+    );
+    // Anonymous on purpose: open.
+    let open = Process(
+        conveyor_up(
+            &dir.join("open"),
+            port,
+            &[
+                everywhere.clone(),
+                ("CONVEYOR_ALLOW_ANONYMOUS", "true".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&client, &format!("{base}/healthz")).await;
+    let jobs = client.get(format!("{base}/api/jobs")).send().await.unwrap();
+    assert_eq!(jobs.status(), 200);
+    drop(open);
+    // With a token: the operator's routes need it, the seeds' routes and probes do not.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _guarded = Process(
+        conveyor_up(
+            &dir.join("guarded"),
+            port,
+            &[
+                ("CONVEYOR_LISTEN", format!("0.0.0.0:{port}")),
+                (
+                    "CONVEYOR_API_TOKEN",
+                    format!("old-token-0123456789,{TOKEN}"),
+                ),
+                ("RUST_LOG", "debug,sqlx=warn".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    wait_until_up(&client, &format!("{base}/healthz")).await;
+    for path in [
+        "/api/jobs",
+        "/api/queues",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/repostats/status",
+        "/api/average/jobs",
+        "/api/mining/repositories",
+    ] {
+        let anonymous = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let wrong = client
+            .get(format!("{base}{path}"))
+            .bearer_auth("x".repeat(24))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+        let ok = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{path}");
+    }
+    for path in ["/healthz", "/readyz", "/ping", "/repos", "/stats"] {
+        let anonymous = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(anonymous.status(), 200, "{path}");
+    }
+    let added = client
+        .post(format!("{base}/api/tasks/add"))
+        .json(&json!({"target": 1000, "step": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200, "longtask's seed route is open");
+    let status = client
+        .get(format!("{base}/api/tasks/status/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(status.status(), 401, "longtask's status is open");
+    // The webhook without a token of its own follows the API's rule.
+    let hook = client
+        .post(format!("{base}/api/alerts/webhook"))
+        .json(&json!({"status": "firing", "alerts": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 401);
+    // An internal kind through the API: 422, nothing stored.
+    let internal = client
+        .post(format!("{base}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"kind": "average.clean", "args": {"location": ""}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(internal.status(), 422);
+    // The token is never logged, even at debug.
+    let log = std::fs::read_to_string(dir.join("guarded/conveyor.log")).unwrap();
+    assert!(log.contains("request"), "the log has request lines");
+    assert!(
+        !log.contains(TOKEN) && !log.contains("old-token"),
+        "the token is in the log"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

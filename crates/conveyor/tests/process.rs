@@ -273,6 +273,8 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
     let downloads_text = downloads.display().to_string();
     let env = [
         ("MINING_DOWNLOADS", downloads_text.as_str()),
+        // The repository is made on this machine.
+        ("MINING_ALLOW_LOCAL", "true"),
         ("MINING_INDEX", "off"),
         ("CONVEYOR_QUEUES", "mining=2,mining-fetch=1"),
     ];

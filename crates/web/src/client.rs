@@ -153,7 +153,8 @@ impl ClientAddr {
 
     /// The site's origin as the client saw it, `scheme://host[:port]` in lower case with the
     /// scheme's default port left out: from a trusted proxy's `X-Forwarded-Proto`,
-    /// `X-Forwarded-Host` and `X-Forwarded-Port` where it sent them, else `Host` over HTTP.
+    /// `X-Forwarded-Host` and `X-Forwarded-Port` (when the host names no port) where it sent
+    /// them, else `Host` over HTTP.
     pub fn public_origin(&self, headers: &HeaderMap) -> Option<String> {
         let (mut scheme, mut host) = ("http".to_owned(), header(headers, "host")?.to_owned());
         let mut port = None;
@@ -166,8 +167,10 @@ impl ClientAddr {
             }
             port = forwarded(headers, "x-forwarded-port").map(str::to_owned);
         }
+        // A port in the host is what the browser typed, so it wins over X-Forwarded-Port
+        // (the proxy's own listening port, which a port mapping in front may hide).
         let (name, host_port) = split_port(&host);
-        let port = port.or(host_port.map(str::to_owned));
+        let port = host_port.map(str::to_owned).or(port);
         Some(origin(&scheme, name, port.as_deref()))
     }
 }

@@ -24,17 +24,23 @@ conveyor_queue::on_both_backends!(
     queues_show_counts_and_take_concurrency,
     probes_metrics_and_docs_answer,
     the_event_stream_follows_a_job_to_its_end,
+    the_token_guards_every_operator_route_and_nothing_else,
+    internal_kinds_are_refused_and_store_nothing,
 );
 
 fn registry() -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
-    registry.register("steps", |_: Value, ctx: JobContext| async move {
+    registry.register_public("steps", |_: Value, ctx: JobContext| async move {
         for done in 1..=4 {
             ctx.progress(done, Some(4), Some("stepping"));
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         Ok(json!({"steps": 4}))
+    });
+    // An app's own kind: only the app enqueues it.
+    registry.register("app.internal", |_: Value, _ctx: JobContext| async move {
+        Ok(())
     });
     registry
 }
@@ -482,4 +488,221 @@ async fn the_event_stream_follows_a_job_to_its_end(store: Store) {
     stop.cancel();
     worker.await.unwrap().unwrap();
     server.await.unwrap().unwrap();
+}
+
+const TOKEN_A: &str = "token-a-0123456789abcdef";
+const TOKEN_B: &str = "token-b-0123456789abcdef";
+
+/// A server with two valid tokens, a public and a guarded app route, a page and an open page.
+fn guarded_app(store: &Store) -> (Router, conveyor_web::auth::Auth) {
+    use axum::routing::get;
+    let auth = conveyor_web::auth::Auth::from_list(&format!("{TOKEN_A},{TOKEN_B}")).unwrap();
+    let settings = WebSettings {
+        auth: auth.clone(),
+        ..WebSettings::default()
+    };
+    let state = AppState::new(store.clone(), registry(), settings);
+    let surface = conveyor_web::Surface {
+        public: utoipa_axum::router::OpenApiRouter::new().route("/open", get(|| async { "open" })),
+        guarded: utoipa_axum::router::OpenApiRouter::new()
+            .route("/api/app/thing", get(|| async { "thing" })),
+        pages: Router::new().route("/page", get(|| async { "page" })),
+        open_pages: Router::new().route("/login", get(|| async { "login" })),
+    };
+    (conveyor_web::router_for(state, surface, true), auth)
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, String)],
+) -> axum::response::Response {
+    let mut request = Request::builder().method(method.clone()).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let body = if method == Method::POST || method == Method::PUT {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+        Body::from(if uri.ends_with("concurrency") {
+            r#"{"concurrency": 2}"#
+        } else {
+            r#"{"kind": "noop"}"#
+        })
+    } else {
+        Body::empty()
+    };
+    app.clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn the_token_guards_every_operator_route_and_nothing_else(store: Store) {
+    let (app, auth) = guarded_app(&store);
+    let id = store
+        .enqueue(conveyor_queue::NewJob::new("noop", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let guarded = [
+        (Method::GET, "/api/jobs".to_owned()),
+        (Method::POST, "/api/jobs".to_owned()),
+        (Method::GET, format!("/api/jobs/{id}")),
+        (Method::POST, format!("/api/jobs/{id}/cancel")),
+        (Method::POST, format!("/api/jobs/{id}/retry")),
+        (Method::GET, format!("/api/jobs/{id}/events")),
+        (Method::GET, "/api/queues".to_owned()),
+        (Method::PUT, "/api/queues/default/concurrency".to_owned()),
+        (Method::GET, "/api/workers".to_owned()),
+        (Method::GET, "/api/kinds".to_owned()),
+        (Method::GET, "/api/openapi.json".to_owned()),
+        (Method::GET, "/api/docs/".to_owned()),
+        (Method::GET, "/metrics".to_owned()),
+        (Method::GET, "/api/app/thing".to_owned()),
+    ];
+    for (method, uri) in &guarded {
+        for (what, headers) in [
+            ("no token", vec![]),
+            (
+                "a wrong token",
+                vec![("authorization", format!("Bearer {TOKEN_A}x"))],
+            ),
+            (
+                "another scheme",
+                vec![("authorization", format!("Basic {TOKEN_A}"))],
+            ),
+            (
+                "a forged cookie",
+                vec![(
+                    "cookie",
+                    format!("conveyor_session=99999999999999.{}", "0".repeat(64)),
+                )],
+            ),
+        ] {
+            let response = send(&app, method.clone(), uri, &headers).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {what}"
+            );
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json",
+                "{method} {uri}"
+            );
+            assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+    }
+    assert_eq!(
+        store
+            .list(&conveyor_queue::JobFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "a refused POST stores nothing"
+    );
+    let session = auth.new_session(conveyor_queue::clock::now_ms()).unwrap();
+    for (method, uri) in &guarded {
+        for headers in [
+            vec![("authorization", format!("Bearer {TOKEN_A}"))],
+            vec![("authorization", format!("bearer {TOKEN_B}"))],
+            vec![("cookie", format!("theme=dark; conveyor_session={session}"))],
+        ] {
+            let response = send(&app, method.clone(), uri, &headers).await;
+            assert_ne!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri}"
+            );
+            assert!(
+                response.status().as_u16() < 500,
+                "{method} {uri}: {}",
+                response.status()
+            );
+        }
+    }
+    // Open without a token: the probes and the public routes.
+    for uri in ["/healthz", "/readyz", "/open", "/login"] {
+        let response = send(&app, Method::GET, uri, &[]).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+    // A browser without a session is sent to log in, and comes back after.
+    let response = send(
+        &app,
+        Method::GET,
+        "/page?x=1",
+        &[("accept", "text/html".to_owned())],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/login?next=/page%3Fx%3D1"
+    );
+    let response = send(&app, Method::GET, "/page", &[]).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "a script gets 401"
+    );
+    let response = send(
+        &app,
+        Method::GET,
+        "/page",
+        &[("cookie", format!("conveyor_session={session}"))],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Unknown routes stay 404, token or not.
+    assert_eq!(
+        send(&app, Method::GET, "/api/nothing", &[]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn internal_kinds_are_refused_and_store_nothing(store: Store) {
+    let app = app(&store);
+    let (status, content_type, body) = call(
+        &app,
+        Method::POST,
+        "/api/jobs",
+        Some(r#"{"kind": "app.internal", "args": {}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"app.internal\"") && detail.contains("internal"),
+        "{detail}"
+    );
+    let jobs = store
+        .list(&conveyor_queue::JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "nothing stored: {jobs:?}");
+    let (_, _, kinds) = call(&app, Method::GET, "/api/kinds", None).await;
+    assert_eq!(
+        kinds,
+        json!(["fail", "noop", "sleep", "steps"]),
+        "only the public kinds are listed"
+    );
+    // The app itself still enqueues its internal kind, and the API can cancel it.
+    let id = store
+        .enqueue(conveyor_queue::NewJob::new("app.internal", json!({})))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let (status, _, body) = call(&app, Method::POST, &format!("/api/jobs/{id}/cancel"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -24,6 +24,7 @@ conveyor_queue::on_both_backends!(
     unchanged_languages_are_refetched_for_free,
     the_recorded_responses_keep_their_edge_cases,
     a_client_over_its_rate_gets_429_with_retry_after,
+    clients_behind_a_trusted_proxy_are_limited_apart,
     the_next_token_is_used_only_when_one_is_spent,
 );
 
@@ -432,6 +433,57 @@ async fn a_client_over_its_rate_gets_429_with_retry_after(store: Store) {
     assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
     // The job API is not limited.
     assert_eq!(get("/api/queues").await.status(), StatusCode::OK);
+}
+
+async fn clients_behind_a_trusted_proxy_are_limited_apart(store: Store) {
+    use axum::extract::connect_info::MockConnectInfo;
+    conveyor_repostats::migrate(&store).await.unwrap();
+    let state = AppState::new(store.clone(), Registry::new(), WebSettings::default());
+    let app = |peer: [u8; 4]| {
+        conveyor_web::router(
+            state.clone(),
+            conveyor_repostats::router(SnapshotCell::default(), 3),
+            true,
+        )
+        .layer(MockConnectInfo(std::net::SocketAddr::from((peer, 4000))))
+    };
+    // nginx on this machine (trusted by default) forwards two clients.
+    let proxy = app([127, 0, 0, 1]);
+    let get = |app: &axum::Router, forwarded_for: &str| {
+        let request = Request::get("/ping")
+            .header("x-forwarded-for", forwarded_for)
+            .body(Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    for _ in 0..6 {
+        assert_eq!(get(&proxy, "198.51.100.1").await, StatusCode::OK);
+    }
+    assert_eq!(
+        get(&proxy, "198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A client that forges a first hop is still counted by the address nginx appended.
+    assert_eq!(
+        get(&proxy, "198.51.100.2, 198.51.100.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        get(&proxy, "198.51.100.1, 198.51.100.2").await,
+        StatusCode::OK,
+        "another client behind the same proxy is not limited"
+    );
+    // A peer that is no trusted proxy is the client, whatever it forwards.
+    let direct = app([203, 0, 113, 9]);
+    for n in 0..6 {
+        assert_eq!(get(&direct, &format!("192.0.2.{n}")).await, StatusCode::OK);
+    }
+    assert_eq!(
+        get(&direct, "192.0.2.99").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "forged X-Forwarded-For from an untrusted peer does not make new clients"
+    );
 }
 
 async fn the_next_token_is_used_only_when_one_is_spent(store: Store) {
