@@ -33,6 +33,7 @@ conveyor_queue::on_both_backends!(
     api_keys_are_checked_and_throttled,
     the_event_stream_reports_activity,
     bad_parameters_are_refused_naming_them,
+    the_source_policy_refuses_urls_naming_the_rule,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -646,6 +647,23 @@ async fn indexer_settings_are_checked_and_changed_at_run_time(store: Store) {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for bad in ["gitlab.com", "ftp://gitlab.com", "https://", "not a url"] {
+        let (status, body) = call(
+            app,
+            Method::PATCH,
+            "/api/mining/indexers/gitlab",
+            Some(json!({"settings": {"base_url": bad}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("base_url must be"),
+            "{body}"
+        );
+    }
     let (status, _) = call(
         app,
         Method::PATCH,
@@ -1041,5 +1059,90 @@ async fn bad_parameters_are_refused_naming_them(store: Store) {
     );
     let (status, _) = call(app, Method::GET, "/api/mining/files/12345", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    setup.finish().await;
+}
+
+async fn the_source_policy_refuses_urls_naming_the_rule(store: Store) {
+    // As a server is by default: network URLs to public hosts only.
+    let setup = setup(
+        &store,
+        |s| s.sources = conveyor_mining::SourcePolicy::default(),
+        false,
+    )
+    .await;
+    let local = setup.dir.join("repo");
+    std::fs::create_dir_all(&local).unwrap();
+    for (url, rule) in [
+        (local.display().to_string(), "MINING_ALLOW_LOCAL"),
+        ("file:///etc".to_owned(), "MINING_ALLOW_LOCAL"),
+        ("--upload-pack=touch /tmp/x".to_owned(), "option"),
+        ("ext::sh -c touch% /tmp/x".to_owned(), "remote helper"),
+        ("ftp://example.org/x.git".to_owned(), "scheme"),
+        (
+            "http://169.254.169.254/latest".to_owned(),
+            "MINING_ALLOW_PRIVATE",
+        ),
+        (
+            "http://127.0.0.1:1/x.git".to_owned(),
+            "MINING_ALLOW_PRIVATE",
+        ),
+        (
+            "http://localhost:1/x.git".to_owned(),
+            "MINING_ALLOW_PRIVATE",
+        ),
+        ("git@10.0.0.1:x.git".to_owned(), "MINING_ALLOW_PRIVATE"),
+    ] {
+        let (status, body) = call(
+            &setup.app,
+            Method::POST,
+            "/api/mining/repositories",
+            Some(json!({ "url": url })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(rule),
+            "{url}: {body}"
+        );
+    }
+    let (_, list) = call(&setup.app, Method::GET, "/api/mining/repositories", None).await;
+    assert_eq!(list["repositories"], json!([]), "nothing stored");
+    let jobs = store
+        .list(&conveyor_queue::JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "nothing queued: {jobs:?}");
+    // An indexer's list passes the same checks: what it may not clone it skips.
+    let (status, _) = call(
+        &setup.app,
+        Method::PATCH,
+        "/api/mining/indexers/list",
+        Some(json!({"enabled": true, "settings": {"urls": [local.display().to_string(), "ext::sh"]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        &setup.app,
+        Method::POST,
+        "/api/mining/indexers/list/run",
+        None,
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, indexer) = call(&setup.app, Method::GET, "/api/mining/indexers/list", None).await;
+        if indexer["last_run_at"].is_number() {
+            assert_eq!(indexer["discovered"], 0, "{indexer}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{indexer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, list) = call(&setup.app, Method::GET, "/api/mining/repositories", None).await;
+    assert_eq!(list["repositories"], json!([]), "the indexer added nothing");
     setup.finish().await;
 }

@@ -23,6 +23,8 @@ conveyor_queue::on_both_backends!(
     web_timelines_follow_and_unfollow,
     web_timelines_page_beyond_the_first_thirty,
     web_refuses_cross_site_writes_but_takes_plain_forms,
+    web_checks_the_origin_the_browser_saw_behind_a_proxy,
+    sessions_are_stored_as_digests,
     stored_hashes_are_upgraded_at_login,
     metrics_count_requests_users_and_messages,
     the_replay_tool_plays_a_scenario_against_a_live_api,
@@ -960,4 +962,150 @@ async fn the_replay_tool_plays_a_scenario_against_a_live_api(store: Store) {
 
 async fn app_for(store: &Store) -> Router {
     apps(store).await.1
+}
+
+async fn web_checks_the_origin_the_browser_saw_behind_a_proxy(store: Store) {
+    use axum::extract::connect_info::MockConnectInfo;
+    use std::net::SocketAddr;
+    let app = minitwit_with(&store, Hasher::for_tests()).await;
+    let from = |peer: [u8; 4], app: &Minitwit| {
+        conveyor_minitwit::web_router(app.clone())
+            .layer(MockConnectInfo(SocketAddr::from((peer, 9000))))
+    };
+    let form = [("text", "hello")];
+    let forwarded = [
+        ("x-forwarded-host", "minitwit.example.org"),
+        ("x-forwarded-proto", "https"),
+    ];
+    // Through a trusted proxy (loopback by default) the site is what the proxy says.
+    let mut proxied = Browser::new(&from([127, 0, 0, 1], &app));
+    proxied.register("me", "p").await;
+    proxied.login("me", "p").await;
+    let with = |origin: &'static str| {
+        let mut headers = forwarded.to_vec();
+        headers.push(("origin", origin));
+        headers
+    };
+    let ok = proxied
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &with("https://minitwit.example.org"),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::FOUND);
+    let bad = proxied
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &with("http://minitwit.example.org"),
+        )
+        .await;
+    assert_eq!(
+        bad.status,
+        StatusCode::FORBIDDEN,
+        "the scheme is part of the origin"
+    );
+    let bad = proxied
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &with("http://localhost:5000"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::FORBIDDEN);
+    // From a peer that is no proxy of ours, forwarded headers are not believed.
+    let mut direct = Browser::new(&from([203, 0, 113, 5], &app));
+    direct.login("me", "p").await;
+    let forged = direct
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &with("https://minitwit.example.org"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let same = direct
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &[("origin", "http://localhost:5000")],
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::FOUND);
+    // MINITWIT_PUBLIC_URL names the site outright.
+    let settings = Settings {
+        public_origin: Some("https://twit.example".into()),
+        ..Settings::default()
+    };
+    let fixed = Minitwit::new(store.clone(), Hasher::for_tests(), settings);
+    let mut browser = Browser::new(&from([203, 0, 113, 5], &fixed));
+    browser.login("me", "p").await;
+    let ok = browser
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &[("origin", "https://twit.example")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::FOUND);
+    let bad = browser
+        .request(
+            Method::POST,
+            "/add_message",
+            &form,
+            &[("origin", "http://localhost:5000")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::FORBIDDEN);
+    let page = browser.get("/me").await;
+    assert_eq!(
+        page.body.matches("hello").count(),
+        3,
+        "refused posts stored nothing"
+    );
+}
+
+async fn sessions_are_stored_as_digests(store: Store) {
+    let (web, _) = apps(&store).await;
+    let mut browser = Browser::new(&web);
+    browser.register("me", "p").await;
+    browser.login("me", "p").await;
+    let cookie = browser.cookies["minitwit_session"].clone();
+    let stored: Vec<String> = conveyor_queue::dispatch!(store.reader(), pool => {
+        sqlx::query_scalar("SELECT token FROM minitwit_session")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], cookie, "the cookie's token is not in the table");
+    assert_eq!(stored[0].len(), 64, "a SHA-256 in hex: {}", stored[0]);
+    // A stolen table opens no session: its value as a cookie is nobody.
+    let mut thief = Browser::new(&web);
+    thief
+        .cookies
+        .insert("minitwit_session".into(), stored[0].clone());
+    let page = thief.get("/").await;
+    assert_eq!(
+        page.status,
+        StatusCode::FOUND,
+        "sent to the public timeline"
+    );
+    // The cookie itself still works, and logging out removes the row.
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+    browser.get("/logout").await;
+    let left: i64 = conveyor_queue::dispatch!(store.reader(), pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM minitwit_session")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(left, 0);
 }

@@ -16,6 +16,7 @@ pub struct Bitbucket;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
+    #[serde(deserialize_with = "super::base_url")]
     base_url: String,
 }
 

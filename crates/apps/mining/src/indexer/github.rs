@@ -15,6 +15,7 @@ pub struct Github;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
+    #[serde(deserialize_with = "super::base_url")]
     base_url: String,
     #[serde(default = "yes")]
     include_forks: bool,

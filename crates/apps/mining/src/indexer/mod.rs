@@ -21,6 +21,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -139,6 +140,27 @@ pub fn parse<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, IndexE
 ///
 /// # Errors
 /// What does not fit, naming settings or cursor.
+/// Deserializes a host's `base_url`: an `http://` or `https://` URL with a host (the
+/// settings are editable at run time, so a typo must be refused when it is made).
+pub(crate) fn base_url<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let valid = url::Url::parse(&text).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.query().is_none()
+            && url.fragment().is_none()
+    });
+    if valid {
+        Ok(text)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "base_url must be an http:// or https:// URL like https://api.github.com, not {text:?}"
+        )))
+    }
+}
+
 pub fn check_as<S: DeserializeOwned, C: DeserializeOwned>(
     settings: &Value,
     cursor: &Value,
