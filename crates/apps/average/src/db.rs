@@ -86,7 +86,7 @@ pub async fn insert(tx: &mut Tx, new: &NewRow) -> sqlx::Result<i64> {
     dispatch!(tx.conn(), conn => {
         sqlx::query("UPDATE average_job SET location = $2 WHERE id = $1")
             .bind(id)
-            .bind(format!("average/{id}"))
+            .bind(crate::plan::location(id))
             .execute(conn)
             .await?;
     });

@@ -13,6 +13,20 @@ pub fn level_tasks(files: u64, group_size: u64) -> Vec<u64> {
     conveyor_queue::tree::tree_levels(files.div_ceil(group_size), group_size)
 }
 
+/// Where job `job`'s files live: every path of its tasks is under it.
+pub fn location(job: i64) -> String {
+    format!("average/{job}")
+}
+
+/// Whether `path` is a file of job `job`: under [`location`], without `.`, `..` or empty
+/// steps. A task's arguments are checked with it before anything is read or written, so
+/// no argument can reach another job's files or leave the store's prefix.
+pub fn owned_by(job: i64, path: &str) -> bool {
+    let prefix = format!("{}/", location(job));
+    path.strip_prefix(&prefix)
+        .is_some_and(|rest| rest.split('/').all(|step| !matches!(step, "" | "." | "..")))
+}
+
 /// Input file `index`.
 pub fn input_path(location: &str, index: u64) -> String {
     format!("{location}/input/{index:06}.txt")

@@ -81,7 +81,7 @@ pub struct SumArgs {
 /// `average.clean`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanArgs {
-    /// The deleted job's files' prefix.
+    /// The deleted job's files' prefix: `average/<job>`, and no job of that id may exist.
     pub location: String,
 }
 
@@ -107,15 +107,15 @@ pub fn register(registry: &mut Registry, storage: Storage) {
     registry.register(START, |args: StartArgs, ctx: JobContext| async move {
         start(args, &ctx).await
     });
-    registry.register(CLEAN, move |args: CleanArgs, _ctx: JobContext| {
+    registry.register(CLEAN, move |args: CleanArgs, ctx: JobContext| {
         let storage = storage.clone();
-        async move { clean(&storage, args).await }
+        async move { clean(&storage, args, &ctx).await }
     });
 }
 
 /// The generation group of a new job: its tasks and its continuation.
 pub fn generation_jobs(job: i64, files: u64, entries: u64, seed: u64) -> (Vec<NewJob>, NewJob) {
-    let location = format!("average/{job}");
+    let location = plan::location(job);
     let tasks = (0..files)
         .step_by(FILES_PER_GENERATE_TASK as usize)
         .map(|from| {
@@ -143,6 +143,19 @@ pub async fn generate(
     args: GenerateArgs,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
+    // Written only while the job is generating, where its own row says its files are: a
+    // task rerun after the job moved on, or arguments naming another place, write nothing.
+    let row = db::get(ctx.store(), args.job).await?;
+    match row {
+        Some(row) if row.status == "generating" && row.location == args.location => {}
+        Some(row) if row.location != args.location => {
+            return Err(JobError::permanent(format!(
+                "{:?} is not the location of average job {}",
+                args.location, args.job
+            )));
+        }
+        _ => return Ok(()),
+    }
     let (storage, ctx) = (storage.clone(), ctx.clone());
     // One blocking call for the whole task: generating is CPU work, writing is file I/O.
     blocking(move || {
@@ -176,6 +189,17 @@ async fn blocking<T: Send + 'static>(
 /// the member that did not write it); retryable on store errors.
 pub async fn sum(storage: &Storage, args: SumArgs, ctx: &JobContext) -> Result<Value, JobError> {
     let (job, root) = (args.job, args.divide_by.is_some());
+    // A path check, not a database read: sums are the hot path (0.3 ms of work each).
+    if let Some(path) = args
+        .inputs
+        .iter()
+        .chain([&args.output])
+        .find(|path| !plan::owned_by(job, path))
+    {
+        return Err(JobError::permanent(format!(
+            "{path:?} is not a file of average job {job}"
+        )));
+    }
     let summed = sum_files(storage, args, ctx).await;
     if !root {
         return summed.map(|_| Value::Null);
@@ -271,7 +295,24 @@ async fn sum_files(
 ///
 /// # Errors
 /// The store's.
-pub async fn clean(storage: &Storage, args: CleanArgs) -> Result<(), JobError> {
+pub async fn clean(storage: &Storage, args: CleanArgs, ctx: &JobContext) -> Result<(), JobError> {
+    // Only a deleted job's own directory: `average/<id>` with no row `<id>`.
+    let job = args
+        .location
+        .strip_prefix("average/")
+        .and_then(|id| id.parse::<i64>().ok())
+        .filter(|id| plan::location(*id) == args.location);
+    let Some(job) = job else {
+        return Err(JobError::permanent(format!(
+            "{:?} is not an average job's location",
+            args.location
+        )));
+    };
+    if db::get(ctx.store(), job).await?.is_some() {
+        return Err(JobError::permanent(format!(
+            "average job {job} still exists; only a deleted job's files are cleaned"
+        )));
+    }
     storage.delete_under(&args.location).await?;
     Ok(())
 }

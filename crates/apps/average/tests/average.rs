@@ -25,6 +25,7 @@ conveyor_queue::on_both_backends!(
     a_job_aggregating_shows_its_level_and_deleting_it_cancels_the_tree,
     w_is_read_and_changed_at_run_time,
     a_job_runs_on_an_s3_compatible_bucket,
+    internal_tasks_touch_only_their_own_jobs_files,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -575,5 +576,80 @@ async fn a_job_runs_on_an_s3_compatible_bucket(store: Store) {
         .await
         .unwrap();
     assert_eq!(left, 0, "deleting the job deleted its objects");
+    setup.finish().await;
+}
+
+async fn internal_tasks_touch_only_their_own_jobs_files(store: Store) {
+    let setup = setup(&store, |_, _| {}).await;
+    let app = &setup.app;
+    let body = json!({"files": 5, "entries_per_file": 10, "group_size": 5, "seed": 7});
+    let (_, job, _) = call(app, Method::POST, "/api/average/jobs", Some(body)).await;
+    let id = job["id"].as_i64().unwrap();
+    let done = wait_until_ended(app, id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let input = format!("average/{id}/input/000000.txt");
+    let before = setup.storage.get(&input).await.unwrap();
+    // Enqueued with hostile arguments (as only the app or a database writer could), the
+    // handlers refuse them: clean of everything, of a live job, a sum writing elsewhere,
+    // a generation over a finished job's inputs.
+    let hostile = [
+        ("average.clean", json!({"location": ""})),
+        (
+            "average.clean",
+            json!({"location": format!("average/{id}")}),
+        ),
+        ("average.clean", json!({"location": "average/../.."})),
+        (
+            "average.sum",
+            json!({"job": id, "level": 1, "entries": 10, "inputs": [input.clone()],
+                   "output": format!("average/{id}/../../escaped")}),
+        ),
+        (
+            "average.sum",
+            json!({"job": id, "level": 1, "entries": 10, "inputs": ["average/999/x"],
+                   "output": format!("average/{id}/partial/x")}),
+        ),
+        (
+            "average.generate",
+            json!({"job": id, "location": format!("average/{id}"), "entries": 10, "seed": 99,
+                   "from": 0, "to": 5}),
+        ),
+        (
+            "average.generate",
+            json!({"job": id, "location": "elsewhere", "entries": 10, "seed": 99,
+                   "from": 0, "to": 5}),
+        ),
+    ];
+    for (n, (kind, args)) in hostile.into_iter().enumerate() {
+        let job = store
+            .enqueue(
+                conveyor_queue::NewJob::new(kind, args.clone())
+                    .queue(conveyor_average::QUEUE)
+                    .max_attempts(1),
+            )
+            .await
+            .unwrap()
+            .job;
+        let ended = conveyor_queue::testing::wait_for_job(&store, job.id, WAIT, |j| {
+            j.finished_at.is_some()
+        })
+        .await;
+        // The generation over a finished job is skipped (a late rerun is not an error);
+        // every other one fails, naming what it refused.
+        let expected = if n == 5 {
+            conveyor_queue::JobState::Completed
+        } else {
+            conveyor_queue::JobState::Failed
+        };
+        assert_eq!(ended.state, expected, "{kind} {args}: {ended:?}");
+    }
+    assert_eq!(
+        setup.storage.get(&input).await.unwrap(),
+        before,
+        "the finished job's inputs are as they were"
+    );
+    let (_, output, _) = call(app, Method::GET, &format!("/api/average/jobs/{id}"), None).await;
+    assert_eq!(output["status"], "completed");
+    assert!(!setup.dir.join("escaped").exists());
     setup.finish().await;
 }
