@@ -644,8 +644,8 @@ async fn the_shipped_nginx_config_fronts_two_servers_as_browsers_and_clients_exp
     );
     let client = client();
     let [edge, site, sim] = front.map(|p| format!("http://127.0.0.1:{p}"));
-    for i in 0..2 {
-        wait_until_up(&client, &format!("http://127.0.0.1:{}/healthz", api[i])).await;
+    for port in api {
+        wait_until_up(&client, &format!("http://127.0.0.1:{port}/healthz")).await;
     }
     wait_until_up(&client, &format!("{edge}/healthz")).await;
 

@@ -693,9 +693,13 @@ async fn a_server_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
     let port = free_port();
     let everywhere = ("CONVEYOR_LISTEN", format!("0.0.0.0:{port}"));
     // No token: refused at start, naming both ways out.
-    let mut refused = conveyor_up(&dir.join("refused"), port, &[everywhere.clone()])
-        .spawn()
-        .unwrap();
+    let mut refused = conveyor_up(
+        &dir.join("refused"),
+        port,
+        std::slice::from_ref(&everywhere),
+    )
+    .spawn()
+    .unwrap();
     let status = tokio::task::spawn_blocking(move || refused.wait().unwrap())
         .await
         .unwrap();

@@ -136,10 +136,6 @@ pub fn parse<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, IndexE
     T::deserialize(value).map_err(|e| IndexError::Settings(format!("{what}: {e}")))
 }
 
-/// Checks that `settings` and `cursor` deserialize into an indexer's types `S` and `C`.
-///
-/// # Errors
-/// What does not fit, naming settings or cursor.
 /// Deserializes a host's `base_url`: an `http://` or `https://` URL with a host (the
 /// settings are editable at run time, so a typo must be refused when it is made).
 pub(crate) fn base_url<'de, D: serde::Deserializer<'de>>(
@@ -161,6 +157,10 @@ pub(crate) fn base_url<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// Checks that `settings` and `cursor` deserialize into an indexer's types `S` and `C`.
+///
+/// # Errors
+/// What does not fit, naming settings or cursor.
 pub fn check_as<S: DeserializeOwned, C: DeserializeOwned>(
     settings: &Value,
     cursor: &Value,
