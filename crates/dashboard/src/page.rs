@@ -878,3 +878,25 @@ async fn live(
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_page_shows_a_request_id_not_its_cause() {
+        let failed: PageError = sqlx_like_error().into();
+        let response = failed.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("request id"), "{text}");
+        assert!(!text.contains("password authentication failed"), "{text}");
+    }
+
+    fn sqlx_like_error() -> String {
+        "error returned from database: password authentication failed for user \"root\"".into()
+    }
+}
