@@ -1,5 +1,6 @@
 //! `conveyor jobs`: list, show, enqueue and cancel jobs straight on the database, printing
-//! JSON in the API's shapes.
+//! JSON in the API's shapes; `jobs enqueue --stdin` sends JSON lines to a server's
+//! `POST /api/jobs/batch` instead.
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -31,10 +32,11 @@ pub enum JobsCommand {
         /// Job id
         id: i64,
     },
-    /// Enqueue a job
+    /// Enqueue a job; with --stdin, every JSON line of standard input, through a server
     Enqueue {
         /// Kind, e.g. sleep
-        kind: String,
+        #[arg(required_unless_present = "stdin")]
+        kind: Option<String>,
         /// Arguments as JSON, e.g. '{"ms": 500}'
         #[arg(default_value = "{}")]
         args: String,
@@ -53,6 +55,14 @@ pub enum JobsCommand {
         /// Start no sooner than this many milliseconds from now
         #[arg(long)]
         delay_ms: Option<u64>,
+        /// Read jobs from standard input, one JSON object a line as POST /api/jobs takes
+        /// it ({"kind": "noop", "args": {}}), and send them 1,000 at a time to --url's
+        /// POST /api/jobs/batch (with CONVEYOR_API_TOKEN); prints each outcome as a line
+        #[arg(long, conflicts_with_all = ["kind", "unique_key", "delay_ms"])]
+        stdin: bool,
+        /// The server, with --stdin
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
     },
     /// Cancel a job
     Cancel {
@@ -66,6 +76,12 @@ pub enum JobsCommand {
 /// # Errors
 /// Unknown job, invalid input, unreachable database.
 pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
+    if let JobsCommand::Enqueue {
+        stdin: true, url, ..
+    } = &command
+    {
+        return enqueue_lines(config, url, std::io::stdin().lock()).await;
+    }
     let store = crate::app::connect(config).await?;
     let output = match command {
         JobsCommand::List {
@@ -107,7 +123,9 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
             max_attempts,
             unique_key,
             delay_ms,
+            ..
         } => {
+            let kind = kind.context("name the job's KIND (or pass --stdin)")?;
             let args = serde_json::from_str(&args).context("ARGS must be JSON")?;
             let mut job = NewJob::new(kind, args)
                 .queue(queue)
@@ -135,5 +153,59 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
     };
     println!("{output}");
     store.close().await;
+    Ok(())
+}
+
+/// `jobs enqueue --stdin`: JSON lines from `input` to `url`'s batch route, 1,000 a request;
+/// each outcome printed as a JSON line, a summary on stderr.
+///
+/// # Errors
+/// A line that is not JSON (naming it; nothing after it is sent), an unreachable server,
+/// a refused request.
+pub async fn enqueue_lines(
+    config: &Config,
+    url: &str,
+    input: impl std::io::BufRead,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let client = crate::api_client(config, std::time::Duration::from_secs(60))?;
+    let endpoint = format!("{}/api/jobs/batch", url.trim_end_matches('/'));
+    let (mut enqueued, mut refused) = (0usize, 0usize);
+    let mut batch: Vec<serde_json::Value> = Vec::new();
+    let mut lines = input.lines().enumerate().peekable();
+    let stdout = std::io::stdout();
+    while let Some((number, line)) = lines.next() {
+        let line = line.context("reading standard input")?;
+        if !line.trim().is_empty() {
+            let job: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("line {} is not JSON", number + 1))?;
+            batch.push(job);
+        }
+        if batch.len() == conveyor_web::jobs::BATCH_MAX
+            || (lines.peek().is_none() && !batch.is_empty())
+        {
+            let response = client
+                .post(&endpoint)
+                .json(&serde_json::json!({ "jobs": batch }))
+                .send()
+                .await
+                .with_context(|| format!("sending jobs to {endpoint}"))?;
+            let status = response.status();
+            let text = response.text().await?;
+            if !status.is_success() {
+                bail!("{endpoint} refused the batch ({status}): {text}");
+            }
+            let answer: conveyor_web::jobs::BatchAnswer =
+                serde_json::from_str(&text).context("the server's answer")?;
+            enqueued += answer.enqueued;
+            refused += answer.refused;
+            let mut out = stdout.lock();
+            for outcome in answer.results {
+                writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+            }
+            batch.clear();
+        }
+    }
+    eprintln!("{enqueued} enqueued, {refused} refused");
     Ok(())
 }

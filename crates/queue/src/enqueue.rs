@@ -56,17 +56,6 @@ const SELECT_LIVE_BY_KEY: &str = concat!(
 );
 
 impl Store {
-    /// Enqueues one job. With a unique key held by a live job, returns that job instead.
-    ///
-    /// # Errors
-    /// [`Error::InvalidJob`] for out-of-range fields; [`Error::Database`].
-    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let mut tx = self.begin().await?;
-        let enqueued = tx.enqueue(job).await?;
-        tx.commit().await?;
-        Ok(enqueued)
-    }
-
     /// Enqueues many jobs in one transaction with multi-row inserts. Jobs whose unique key
     /// is held by a live job are skipped; returns the ids of the jobs inserted, in order.
     ///
@@ -272,15 +261,25 @@ impl Tx {
             // Nothing to wake: the jobs wait for their groups.
             return Ok(ids);
         }
-        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        self.count_and_wake(jobs).await?;
+        Ok(ids)
+    }
+
+    /// After inserting `jobs`: wakes their queues at commit and counts them by (queue,
+    /// kind), one counter update each, not one per job (labels cost allocations).
+    pub(crate) async fn count_and_wake<J: std::borrow::Borrow<NewJob>>(
+        &mut self,
+        jobs: &[J],
+    ) -> Result<()> {
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.borrow().queue.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();
         for queue in queues {
             self.wake_on_commit(queue).await?;
         }
-        // One counter update per (queue, kind), not per job: labels cost allocations.
         let mut counts: Vec<((&str, &str), u64)> = Vec::new();
         for job in jobs {
+            let job = job.borrow();
             let key = (job.queue.as_str(), job.kind.as_str());
             match counts.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, n)) => *n += 1,
@@ -290,6 +289,6 @@ impl Tx {
         for ((queue, kind), n) in counts {
             metrics::counter!("conveyor_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
         }
-        Ok(ids)
+        Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //! ## Layout (reading order)
 //! - [`job`]: the row, its states, and [`NewJob`] with its bounds.
 //! - [`store`]: [`Store`] over either backend, [`Tx`] for enqueueing inside a transaction.
-//! - [`enqueue`]: one, many, groups.
+//! - [`enqueue`]: one, many, groups; [`commit`]: concurrent single enqueues share
+//!   transactions (group commit).
 //! - [`lease`]: the worker's SQL: claim, heartbeat, finish (batched, fenced), rescue.
 //! - [`group`]: fan-in: the continuation released exactly once.
 //! - [`tree`]: trees of groups (tree reduction), each node ready as soon as its own members end.
@@ -25,6 +26,7 @@ pub mod backoff;
 pub mod builtin;
 pub mod cleaner;
 pub mod clock;
+pub mod commit;
 pub mod context;
 pub mod control;
 pub mod enqueue;

@@ -83,7 +83,7 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     /// Where writes go; on SQLite a single connection.
     writer: Db<PgPool, SqlitePool>,
     /// Where reads go; on PostgreSQL the same pool as `writer`.
@@ -97,6 +97,8 @@ struct Inner {
     /// PostgreSQL `NOTIFY` channel, named after the schema so that schemas sharing a database
     /// (as tests do) do not wake each other.
     channel: String,
+    /// The group-commit task's queue, started by the first single-job enqueue.
+    committer: std::sync::OnceLock<crate::commit::Committer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -302,8 +304,20 @@ impl Store {
                 claimer,
                 wake: Wake::default(),
                 channel,
+                committer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// The group-commit queue, started on the current runtime at first use.
+    pub(crate) fn committer(&self) -> &crate::commit::Committer {
+        self.inner
+            .committer
+            .get_or_init(|| crate::commit::start(&self.inner, self.backend()))
     }
 
     /// Applies the schema migrations that have not run yet (safe with several processes:

@@ -48,6 +48,8 @@ conveyor_queue::on_both_backends!(
     listing_filters_and_pages_with_a_cursor,
     an_ended_job_can_be_retried,
     invalid_jobs_are_refused_and_nothing_is_stored,
+    concurrent_enqueues_share_transactions_and_keep_their_own_outcomes,
+    a_unique_key_twice_in_one_batch_gives_one_job,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1074,4 +1076,131 @@ async fn a_closed_sqlite_store_leaves_no_wal() {
         "the WAL is folded back and removed at close"
     );
     let _ = std::fs::remove_file(&path);
+}
+
+/// A job the database refuses (a trigger here; in life a value the store cannot hold) among
+/// concurrent single enqueues: it alone gets an error.
+async fn concurrent_enqueues_share_transactions_and_keep_their_own_outcomes(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    match store.backend() {
+        conveyor_queue::Backend::Sqlite => {
+            conveyor_queue::testing::execute(
+                &mut tx,
+                "CREATE TRIGGER poison BEFORE INSERT ON job WHEN NEW.kind = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            )
+            .await;
+        }
+        conveyor_queue::Backend::Postgres => {
+            conveyor_queue::testing::execute(
+                &mut tx,
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.kind = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                 RETURN NEW; END $$",
+            )
+            .await;
+            conveyor_queue::testing::execute(
+                &mut tx,
+                "CREATE TRIGGER poison BEFORE INSERT ON job FOR EACH ROW EXECUTE FUNCTION poison()",
+            )
+            .await;
+        }
+    }
+    tx.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let kind = match n {
+                77 => "poison",
+                _ => "noop",
+            };
+            let mut job = NewJob::new(kind, json!({ "n": n }));
+            if n == 133 {
+                job = job.max_attempts(0);
+            }
+            store.enqueue(job).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let outcome = task.await.unwrap();
+        match n {
+            77 => {
+                let error = outcome.unwrap_err().to_string();
+                assert!(error.contains("poisoned"), "{error}");
+            }
+            133 => assert!(matches!(outcome, Err(Error::InvalidJob(_))), "{outcome:?}"),
+            _ => {
+                let enqueued = outcome.unwrap();
+                assert!(!enqueued.duplicate);
+                assert_eq!(
+                    enqueued.job.args,
+                    json!({ "n": n }),
+                    "each caller gets its own job"
+                );
+                ids.push(enqueued.job.id);
+            }
+        }
+    }
+    let stored = store
+        .list(&JobFilter {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 198, "every good job, once");
+    let mut stored_ids: Vec<i64> = stored.iter().map(|j| j.id).collect();
+    stored_ids.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(stored_ids, ids);
+    // Many at once through `enqueue_each`: outcomes in order.
+    let jobs = (0..5)
+        .map(|n| NewJob::new(if n == 2 { "poison" } else { "noop" }, json!({ "each": n })))
+        .collect();
+    let outcomes = store.enqueue_each(jobs).await;
+    assert_eq!(outcomes.len(), 5);
+    for (n, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(enqueued) => assert_eq!(enqueued.job.args, json!({ "each": n })),
+            Err(error) => assert_eq!((n, error.to_string().contains("poisoned")), (2, true)),
+        }
+    }
+}
+
+async fn a_unique_key_twice_in_one_batch_gives_one_job(store: Store) {
+    let jobs = vec![
+        NewJob::new("noop", json!({"a": 1})).unique_key("once"),
+        NewJob::new("noop", json!({"b": 2})),
+        NewJob::new("noop", json!({"a": 2})).unique_key("once"),
+    ];
+    let outcomes = store.enqueue_each(jobs).await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert!(!outcomes[0].duplicate && !outcomes[1].duplicate);
+    assert!(
+        outcomes[2].duplicate,
+        "the second holder of the key gets the first"
+    );
+    assert_eq!(outcomes[2].job.id, outcomes[0].job.id);
+    assert_eq!(outcomes[2].job.args, json!({"a": 1}));
+    // And concurrently, from many callers.
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(NewJob::new("noop", json!({ "n": n })).unique_key("shared"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut new = 0;
+    for task in tasks {
+        let enqueued = task.await.unwrap();
+        ids.insert(enqueued.job.id);
+        new += usize::from(!enqueued.duplicate);
+    }
+    assert_eq!((ids.len(), new), (1, 1), "one job holds the key");
 }

@@ -28,6 +28,7 @@ pub const CONCURRENCY_MAX: u32 = 10_000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_job, list_jobs))
+        .routes(routes!(create_jobs))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
@@ -219,6 +220,109 @@ async fn create_job(
         StatusCode::CREATED
     };
     Ok((status, Json(enqueued.job.into())))
+}
+
+/// Most jobs in one `POST /api/jobs/batch`.
+pub const BATCH_MAX: usize = conveyor_queue::commit::BATCH_MAX;
+
+/// Jobs to enqueue together.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJobs {
+    /// From 1 to 1,000 jobs, each as `POST /api/jobs` takes it.
+    pub jobs: Vec<CreateJob>,
+}
+
+/// One job's outcome in a batch.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchOutcome {
+    /// What `POST /api/jobs` would have answered for this job alone: 201 enqueued, 200 a
+    /// live job holds its unique key (`id` is that job), 4xx refused.
+    pub status: u16,
+    /// The job's id, unless it was refused.
+    pub id: Option<i64>,
+    /// Why it was refused.
+    pub error: Option<String>,
+}
+
+/// The outcomes of a batch, in the order of its jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
+    /// One per job, in order.
+    pub results: Vec<BatchOutcome>,
+    /// How many were enqueued (201).
+    pub enqueued: usize,
+    /// How many were refused (4xx).
+    pub refused: usize,
+}
+
+/// Enqueue up to 1,000 jobs in one request: each is checked and enqueued as `POST /api/jobs`
+/// would, and gets its own outcome; a bad job does not stop the others. The jobs share
+/// transactions.
+#[utoipa::path(post, path = "/jobs/batch", tag = "jobs", request_body = CreateJobs,
+    responses(
+        (status = 200, description = "Each job's outcome, in order", body = BatchAnswer),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No jobs, more than 1,000, or a field of the wrong shape", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_jobs(
+    State(state): State<AppState>,
+    Json(request): Json<CreateJobs>,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let count = request.jobs.len();
+    if !(1..=BATCH_MAX).contains(&count) {
+        return Err(ApiError::unprocessable(format!(
+            "a batch holds 1 to {BATCH_MAX} jobs, not {count}"
+        )));
+    }
+    let mut results: Vec<Option<BatchOutcome>> = Vec::with_capacity(count);
+    let mut accepted = Vec::with_capacity(count);
+    for job in request.jobs {
+        let checked = job.into_new_job().and_then(|job| {
+            state.registry.check_public(&job)?;
+            Ok(job)
+        });
+        match checked {
+            Ok(job) => {
+                accepted.push(job);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(refused(error))),
+        }
+    }
+    let mut outcomes = state.store.enqueue_each(accepted).await.into_iter();
+    let results: Vec<BatchOutcome> = results
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| match outcomes.next().expect("one outcome per job") {
+                Ok(enqueued) => BatchOutcome {
+                    status: if enqueued.duplicate { 200 } else { 201 },
+                    id: Some(enqueued.job.id),
+                    error: None,
+                },
+                Err(error) => refused(error.into()),
+            })
+        })
+        .collect();
+    // A job the store failed to take says so in its own outcome (5xx) beside the ones it
+    // took: the batch is not one transaction, so one error for all would hide what happened.
+    let enqueued = results.iter().filter(|r| r.status == 201).count();
+    let refused = results.iter().filter(|r| r.status >= 400).count();
+    Ok(Json(BatchAnswer {
+        results,
+        enqueued,
+        refused,
+    }))
+}
+
+fn refused(error: ApiError) -> BatchOutcome {
+    BatchOutcome {
+        status: error.status.as_u16(),
+        id: None,
+        error: Some(error.detail),
+    }
 }
 
 /// Filters and cursor of `GET /api/jobs`.

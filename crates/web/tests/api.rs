@@ -26,6 +26,8 @@ conveyor_queue::on_both_backends!(
     the_event_stream_follows_a_job_to_its_end,
     the_token_guards_every_operator_route_and_nothing_else,
     internal_kinds_are_refused_and_store_nothing,
+    a_batch_enqueues_each_job_or_says_why_not,
+    a_batch_too_large_is_refused_whole,
 );
 
 fn registry() -> Registry {
@@ -705,4 +707,123 @@ async fn internal_kinds_are_refused_and_store_nothing(store: Store) {
         .id;
     let (status, _, body) = call(&app, Method::POST, &format!("/api/jobs/{id}/cancel"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_batch_enqueues_each_job_or_says_why_not(store: Store) {
+    let app = app(&store);
+    let body = json!({"jobs": [
+        {"kind": "noop"},
+        {"kind": "nope"},
+        {"kind": "sleep", "args": {"ms": "soon"}},
+        {"kind": "noop", "unique_key": "k"},
+        {"kind": "noop", "unique_key": "k"},
+        {"kind": "app.internal"},
+        {"kind": "noop", "max_attempts": 0},
+        {"kind": "noop", "queue": "other", "priority": 5},
+    ]});
+    let (status, _, answer) = call(
+        &app,
+        Method::POST,
+        "/api/jobs/batch",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<i64> = results
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 422, 422, 201, 200, 422, 422, 201]);
+    assert_eq!(
+        (answer["enqueued"].as_i64(), answer["refused"].as_i64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(results[3]["id"], results[4]["id"], "one job holds the key");
+    assert!(results[1]["error"].as_str().unwrap().contains("nope"));
+    assert!(results[2]["error"].as_str().unwrap().contains("sleep"));
+    assert!(results[5]["error"].as_str().unwrap().contains("internal"));
+    assert!(results[1]["id"].is_null());
+    let stored = store
+        .list(&conveyor_queue::JobFilter {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3, "only the good jobs are stored");
+    let last = store
+        .get(results[7]["id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((last.queue.as_str(), last.priority), ("other", 5));
+}
+
+async fn a_batch_too_large_is_refused_whole(store: Store) {
+    let app = app(&store);
+    let jobs: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/api/jobs/batch",
+        Some(&json!({ "jobs": jobs }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["detail"].as_str().unwrap().contains("1001"), "{body}");
+    let (status, _, _) = call(
+        &app,
+        Method::POST,
+        "/api/jobs/batch",
+        Some(r#"{"jobs": []}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Over the body limit (2 MiB): 413, before anything is parsed.
+    let padding = "x".repeat(3000);
+    let jobs: Vec<Value> = (0..1000)
+        .map(|_| json!({"kind": "noop", "args": {"pad": padding}}))
+        .collect();
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/api/jobs/batch",
+        Some(&json!({ "jobs": jobs }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let stored = store
+        .list(&conveyor_queue::JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "nothing stored");
+    // A full batch of 1,000 goes in.
+    let jobs: Vec<Value> = (0..1000)
+        .map(|n| json!({"kind": "noop", "args": {"n": n}}))
+        .collect();
+    let (status, _, answer) = call(
+        &app,
+        Method::POST,
+        "/api/jobs/batch",
+        Some(&json!({ "jobs": jobs }).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["enqueued"], 1000);
+    let ids: Vec<i64> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids in the order of the jobs"
+    );
+    let job = store.get(ids[999]).await.unwrap().unwrap();
+    assert_eq!(job.args, json!({"n": 999}));
 }
