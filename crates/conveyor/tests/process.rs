@@ -18,6 +18,7 @@ conveyor_queue::on_both_backends!(
     a_count_whose_worker_is_killed_is_rescued_and_completes,
     an_average_job_whose_worker_is_killed_completes_exactly,
     a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_once,
+    every_job_answered_201_survives_a_kill_of_the_server,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -357,4 +358,88 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
     );
     second.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fifty clients POST jobs to a `conveyor serve` that is killed (SIGKILL) under them: every
+/// job the server answered 201 for is in the database afterwards (an answer comes only
+/// after its shared transaction commits).
+async fn every_job_answered_201_survives_a_kill_of_the_server(db: &TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("CONVEYOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MINITWIT_WEB", "off")
+        .env("MINITWIT_API", "off")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start conveyor serve");
+    conveyor_web::install_tls_provider();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/jobs");
+    let deadline = std::time::Instant::now() + WAIT;
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for c in 0..50 {
+        let (client, url, answered) = (client.clone(), url.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            for n in 0.. {
+                let sent = client
+                    .post(&url)
+                    .json(&json!({"kind": "noop", "args": {"client": c, "n": n}}))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status() != 201 {
+                    break;
+                }
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
+                answered.lock().unwrap().push(body["id"].as_i64().unwrap());
+            }
+        }));
+    }
+    let counted = || answered.lock().unwrap().len();
+    while counted() < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} answered",
+            counted()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    let mut missing = Vec::new();
+    for id in &answered {
+        if db.store.get(*id).await.unwrap().is_none() {
+            missing.push(*id);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered jobs lost: {missing:?}",
+        missing.len(),
+        answered.len()
+    );
 }

@@ -95,6 +95,9 @@ async fn run(store: Weak<Inner>, mut requests: mpsc::Receiver<Request>, flushers
 async fn flush(store: &Store, batch: Vec<Request>) {
     let jobs: Vec<&NewJob> = batch.iter().flat_map(|r| &r.jobs).collect();
     let shared = async {
+        if store.backend() == Backend::Postgres && jobs.iter().all(|j| j.unique_key.is_none()) {
+            return insert_pg_statement(store, &jobs).await;
+        }
         let mut tx = store.begin().await?;
         let outcomes = insert_batch(&mut tx, &jobs).await?;
         tx.commit().await?;
@@ -130,6 +133,73 @@ async fn alone(store: &Store, job: NewJob) -> Result<Enqueued> {
     let enqueued = tx.enqueue(job).await?;
     tx.commit().await?;
     Ok(enqueued)
+}
+
+/// PostgreSQL, jobs without unique keys: one statement, committed on its own, that inserts
+/// the rows from arrays and notifies their queues. One round trip instead of four (begin,
+/// insert, notify, commit), and one statement text whatever the batch's size, so it stays
+/// prepared (a multi-row `VALUES` list is a new statement for every count of rows).
+const INSERT_PG: &str = concat!(
+    "WITH inserted AS (",
+    "INSERT INTO job (queue, kind, args, state, priority, max_attempts, run_at, created_at) ",
+    "SELECT q, k, a::jsonb, s, p, m, r, $9 ",
+    "FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::bigint[]) ",
+    "WITH ORDINALITY AS t(q, k, a, s, p, m, r, n) ORDER BY n ",
+    "RETURNING ",
+    job_columns!(),
+    "), woken AS (",
+    "SELECT pg_notify($8, 'q:' || queue) FROM (SELECT DISTINCT queue FROM inserted) AS queues",
+    ") SELECT inserted.* FROM inserted, (SELECT count(*) FROM woken) AS notified"
+);
+
+async fn insert_pg_statement(store: &Store, jobs: &[&NewJob]) -> Result<Vec<Enqueued>> {
+    let now = now_ms();
+    let crate::store::Db::Pg(pool) = store.writer() else {
+        unreachable!("called for PostgreSQL only");
+    };
+    let mut inserted: Vec<Job> = sqlx::query_as(INSERT_PG)
+        .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.args.to_string()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.initial_state(now).as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.run_at.unwrap_or(now))
+                .collect::<Vec<_>>(),
+        )
+        .bind(store.channel())
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+    // Ids are handed out in the order of the rows; RETURNING's order is not promised.
+    inserted.sort_unstable_by_key(|job| job.id);
+    if inserted.len() != jobs.len() {
+        return Err(Error::InvalidJob(format!(
+            "{} rows inserted for {} jobs",
+            inserted.len(),
+            jobs.len()
+        )));
+    }
+    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    for queue in queues {
+        store.wake().queue_has_work(queue);
+    }
+    crate::enqueue::count_enqueued(jobs);
+    Ok(inserted
+        .into_iter()
+        .map(|job| Enqueued {
+            job,
+            duplicate: false,
+        })
+        .collect())
 }
 
 const INSERT_HEAD: &str = "INSERT INTO job (queue, kind, args, state, priority, max_attempts, run_at, unique_key, group_id, created_at) ";

@@ -265,8 +265,7 @@ impl Tx {
         Ok(ids)
     }
 
-    /// After inserting `jobs`: wakes their queues at commit and counts them by (queue,
-    /// kind), one counter update each, not one per job (labels cost allocations).
+    /// After inserting `jobs`: wakes their queues at commit and counts them.
     pub(crate) async fn count_and_wake<J: std::borrow::Borrow<NewJob>>(
         &mut self,
         jobs: &[J],
@@ -277,18 +276,24 @@ impl Tx {
         for queue in queues {
             self.wake_on_commit(queue).await?;
         }
-        let mut counts: Vec<((&str, &str), u64)> = Vec::new();
-        for job in jobs {
-            let job = job.borrow();
-            let key = (job.queue.as_str(), job.kind.as_str());
-            match counts.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((key, 1)),
-            }
-        }
-        for ((queue, kind), n) in counts {
-            metrics::counter!("conveyor_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
-        }
+        count_enqueued(jobs);
         Ok(())
+    }
+}
+
+/// Counts enqueued `jobs` by (queue, kind): one counter update each, not one per job
+/// (labels cost allocations).
+pub(crate) fn count_enqueued<J: std::borrow::Borrow<NewJob>>(jobs: &[J]) {
+    let mut counts: Vec<((&str, &str), u64)> = Vec::new();
+    for job in jobs {
+        let job = job.borrow();
+        let key = (job.queue.as_str(), job.kind.as_str());
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    for ((queue, kind), n) in counts {
+        metrics::counter!("conveyor_jobs_enqueued_total", "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(n);
     }
 }

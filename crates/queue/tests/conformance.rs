@@ -50,6 +50,7 @@ conveyor_queue::on_both_backends!(
     invalid_jobs_are_refused_and_nothing_is_stored,
     concurrent_enqueues_share_transactions_and_keep_their_own_outcomes,
     a_unique_key_twice_in_one_batch_gives_one_job,
+    workers_keep_up_and_keep_their_leases_under_a_flood_of_enqueues,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1203,4 +1204,51 @@ async fn a_unique_key_twice_in_one_batch_gives_one_job(store: Store) {
         new += usize::from(!enqueued.duplicate);
     }
     assert_eq!((ids.len(), new), (1, 1), "one job holds the key");
+}
+
+/// Fifty callers enqueue one job at a time without pause while a worker runs a job longer
+/// than its lease and the rest: the heartbeat is never starved into a lost lease, and the
+/// worker completes the flood soon after it stops.
+async fn workers_keep_up_and_keep_their_leases_under_a_flood_of_enqueues(store: Store) {
+    let long = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 3_000}))).await;
+    let config = WorkerConfig {
+        lease: Duration::from_millis(900),
+        ..quick_config("default", 8)
+    };
+    let worker = spawn_worker(&store, registry(), config);
+    wait_for_state(&store, long, JobState::Running, WAIT).await;
+    let stop = CancellationToken::new();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for _ in 0..50 {
+        let (store, stop, sent) = (store.clone(), stop.clone(), sent.clone());
+        callers.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                store.enqueue(NewJob::new("noop", json!({}))).await.unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    wait_for_state(&store, long, JobState::Completed, WAIT).await;
+    stop.cancel();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let job = store.get(long).await.unwrap().unwrap();
+    assert_eq!(job.attempt, 1, "the long job kept its lease: {job:?}");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 100, "the flood enqueued only {sent} jobs");
+    eventually("the flood is worked off", WAIT, || async {
+        store
+            .list(&JobFilter {
+                state: Some(JobState::Available),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    stop_worker(worker).await;
 }
