@@ -36,8 +36,10 @@ use crate::store::{Backend, Inner, Store, Tx, dispatch};
 pub const BATCH_MAX: usize = 1000;
 /// Most requests waiting for the committer.
 const QUEUED_MAX: usize = 10_000;
-/// Batches in flight at once on PostgreSQL.
-const PG_FLUSHERS: usize = 4;
+/// Batches in flight at once on PostgreSQL: one fills while one commits. Four measured
+/// worse (8.2-8.7k against 10.4k jobs/s, `docs/bench/2026-12-07-http.md`): smaller batches,
+/// more statements for the same jobs on a machine whose two cores are the limit.
+const PG_FLUSHERS: usize = 2;
 
 /// One caller's jobs (one, or a batch that goes into one transaction) and where their
 /// outcomes go.

@@ -83,7 +83,7 @@ impl ScratchDb {
     /// When `TEST_DATABASE_URL` is set but unusable.
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("skipped: set TEST_DATABASE_URL to run this test on PostgreSQL");
+            skip("set TEST_DATABASE_URL to run this test on PostgreSQL");
             return None;
         };
         Some(
@@ -113,4 +113,21 @@ impl ScratchDb {
             }
         }
     }
+}
+
+/// The variable under which a test that would skip for a missing tool, service or database
+/// fails instead (`.ci/run` sets it, so CI never passes by skipping).
+pub const STRICT: &str = "CONVEYOR_TEST_STRICT";
+
+/// Says that a test skipped, and why; call it and return. Under [`STRICT`]`=1` it fails the
+/// test instead. (The repository's shared data is not a reason given here: a clone without
+/// it must pass, so those tests say they skipped with `eprintln!` alone.)
+///
+/// # Panics
+/// Under [`STRICT`]`=1`.
+pub fn skip(reason: impl std::fmt::Display) {
+    if std::env::var(STRICT).is_ok_and(|v| v == "1") {
+        panic!("this test would skip, and {STRICT}=1 forbids that: {reason}");
+    }
+    eprintln!("skipped: {reason}");
 }

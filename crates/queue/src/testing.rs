@@ -9,6 +9,8 @@ use crate::store::Store;
 
 pub use crate::scratch::ScratchDb as TestDb;
 
+pub use crate::scratch::{STRICT, skip};
+
 /// Instantiates async test functions once per backend: `sqlite::<name>` always,
 /// `postgres::<name>` when `TEST_DATABASE_URL` is set (it says it skipped otherwise). Each gets
 /// a fresh database. With `store:` the functions take a [`Store`]; with `db:`, a `&TestDb`

@@ -505,7 +505,7 @@ async fn a_job_runs_on_an_s3_compatible_bucket(store: Store) {
     use object_store::aws::AmazonS3Builder;
 
     let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
-        eprintln!("skipped: TEST_S3_ENDPOINT is not set");
+        conveyor_queue::testing::skip("TEST_S3_ENDPOINT is not set");
         return;
     };
     conveyor_web::install_tls_provider();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use conveyor_mining::{KeyGate, Mining, Settings};
 use conveyor_queue::testing::eventually;
 use conveyor_queue::{QueueConfig, Registry, Store, Worker, WorkerConfig};
@@ -972,7 +972,6 @@ async fn api_keys_are_checked_and_throttled(store: Store) {
     // The job API beside it is not behind mining's keys.
     let (status, _, _) = call_with(app, Method::GET, "/api/queues", None, &[]).await;
     assert_eq!(status, StatusCode::OK);
-    let _ = HeaderValue::from_static("x");
     setup.finish().await;
 }
 
@@ -1005,9 +1004,21 @@ async fn the_event_stream_reports_activity(store: Store) {
                 && l.contains("\"state\":\"analyzed\"")
         });
     }
-    // Each change once: the analysed state is not repeated by the overlap re-reads.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = tokio::time::timeout(Duration::from_millis(100), body.next()).await;
+    // Each change once: the analysed state is not repeated by the overlap re-reads, which
+    // look 2 s back every 500 ms: read what the stream sends for 2.5 s more.
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(quiet_until, body.next()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let analyzed = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("data:")
+                && l.contains(&format!("\"id\":{id},"))
+                && l.contains("\"state\":\"analyzed\"")
+        })
+        .count();
+    assert_eq!(analyzed, 1, "the analysed state was sent {analyzed} times:\n{text}");
     setup.finish().await;
 }
 
