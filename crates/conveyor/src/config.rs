@@ -404,8 +404,11 @@ fn parse_queues(list: &str, default: usize) -> anyhow::Result<Vec<QueueConfig>> 
             }
             None => (item, default),
         };
-        if name.is_empty() || name.len() > 128 {
-            bail!("queues: queue names must be 1 to 128 bytes long ({item:?})");
+        if !conveyor_queue::job::is_queue_name(name) {
+            bail!(
+                "queues: {name:?} is not a queue name: {}",
+                conveyor_queue::job::QUEUE_NAME_RULE
+            );
         }
         if !(1..=10_000).contains(&concurrency) {
             bail!("queues: concurrency of {name:?} must be between 1 and 10000");

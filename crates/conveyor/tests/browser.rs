@@ -40,11 +40,15 @@ async fn the_dashboard_works_in_a_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let node = std::process::Command::new("node").arg("--version").output();
     let Some(modules) = playwright() else {
-        conveyor_queue::testing::skip("playwright-core not found (set PLAYWRIGHT_CORE_DIR or run .ci/run)");
+        conveyor_queue::testing::skip(
+            "playwright-core not found (set PLAYWRIGHT_CORE_DIR or run .ci/run)",
+        );
         return;
     };
     if !std::path::Path::new(&chromium).exists() || node.is_err() {
-        conveyor_queue::testing::skip("needs {chromium} and node (apt-get install chromium nodejs)");
+        conveyor_queue::testing::skip(
+            "needs {chromium} and node (apt-get install chromium nodejs)",
+        );
         return;
     }
 

@@ -118,7 +118,9 @@ fn git_repository(dir: &Path, files: usize) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
     let Some(db) = TestDb::postgres().await else {
-        conveyor_queue::testing::skip("TEST_DATABASE_URL is not set (the distributed test needs PostgreSQL)");
+        conveyor_queue::testing::skip(
+            "TEST_DATABASE_URL is not set (the distributed test needs PostgreSQL)",
+        );
         return;
     };
     let store = db.store.clone();
@@ -574,14 +576,18 @@ fn cookies(response: &reqwest::Response) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_nginx_config_fronts_two_servers_as_browsers_and_clients_expect() {
     let Some(db) = TestDb::postgres().await else {
-        conveyor_queue::testing::skip("TEST_DATABASE_URL is not set (the nginx test needs PostgreSQL)");
+        conveyor_queue::testing::skip(
+            "TEST_DATABASE_URL is not set (the nginx test needs PostgreSQL)",
+        );
         return;
     };
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists());
     let Some(nginx) = nginx else {
-        conveyor_queue::testing::skip("nginx is not installed (apt-get install nginx-light; .ci/run does)");
+        conveyor_queue::testing::skip(
+            "nginx is not installed (apt-get install nginx-light; .ci/run does)",
+        );
         return;
     };
     let dir = std::env::temp_dir().join(format!("conveyor-nginx-{}", std::process::id()));

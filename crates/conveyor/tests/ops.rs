@@ -167,7 +167,9 @@ async fn logs_are_json_lines_with_request_ids_and_job_ids() {
 #[test]
 fn promtool_accepts_the_alert_rules_and_their_unit_tests() {
     if !has("promtool") {
-        conveyor_queue::testing::skip("promtool not found (apt-get install prometheus; .ci/run does)");
+        conveyor_queue::testing::skip(
+            "promtool not found (apt-get install prometheus; .ci/run does)",
+        );
         return;
     }
     let prometheus = workspace().join("deploy/prometheus");
@@ -297,7 +299,9 @@ async fn load(client: &reqwest::Client, base: &str, minitwit: &str, round: u32) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_and_alert_rule_works_against_a_live_prometheus() {
     if !has("prometheus") {
-        conveyor_queue::testing::skip("prometheus not found (apt-get install prometheus; .ci/run does)");
+        conveyor_queue::testing::skip(
+            "prometheus not found (apt-get install prometheus; .ci/run does)",
+        );
         return;
     }
     if !has("git") {
@@ -484,7 +488,9 @@ async fn wait_for_messages(seen: &std::sync::Mutex<Vec<Value>>, n: usize) -> Vec
 async fn alertmanager_fires_into_the_webhook_and_the_alert_reaches_telegram() {
     let alertmanager = "prometheus-alertmanager";
     if !has(alertmanager) {
-        conveyor_queue::testing::skip("{alertmanager} not found (apt-get install prometheus-alertmanager)");
+        conveyor_queue::testing::skip(
+            "{alertmanager} not found (apt-get install prometheus-alertmanager)",
+        );
         return;
     }
     let dir = temp_dir("alertmanager");

@@ -35,8 +35,21 @@ fn bounded_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailArgs {
-    /// How many attempts fail before one succeeds.
+    /// How many attempts fail before one succeeds (at most 100, the most attempts a job
+    /// may have).
+    #[serde(deserialize_with = "bounded_times")]
     pub times: u32,
+}
+
+fn bounded_times<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let times = u32::deserialize(deserializer)?;
+    let max = crate::job::limits::MAX_ATTEMPTS as u32;
+    if times > max {
+        return Err(serde::de::Error::custom(format!(
+            "times must be at most {max}, not {times}"
+        )));
+    }
+    Ok(times)
 }
 
 /// Registers `noop`, `sleep` and `fail`.

@@ -158,6 +158,45 @@ pub mod limits {
     pub const PRIORITY_MAX: i32 = 1000;
     /// Largest serialized arguments, in bytes.
     pub const ARGS_MAX_BYTES: usize = 1 << 20;
+    /// Furthest ahead a job may be scheduled: ten years, in milliseconds.
+    pub const RUN_AT_AHEAD_MAX_MS: i64 = 10 * 366 * 86_400_000;
+}
+
+/// Whether `name` is a valid queue name: 1 to 128 characters of letters, digits and
+/// `_ . : -`, starting with a letter or digit (so it is safe in a URL path, a metric label
+/// and a log line, and `../../etc` is not one).
+pub fn is_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= limits::NAME_MAX
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// What a queue name must look like, for messages.
+pub const QUEUE_NAME_RULE: &str =
+    "1 to 128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit";
+
+/// The path (`args.a[2].b`) of the first string or key in `value` holding a NUL character,
+/// which PostgreSQL cannot store in text or JSONB (SQLite can: refusing it everywhere keeps
+/// the two stores alike).
+pub fn nul_path(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(format!("{path} (a key)"))
+            } else {
+                nul_path(item, &format!("{path}.{key}"))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The default queue.
@@ -248,7 +287,12 @@ impl NewJob {
             Ok(())
         };
         name("kind", &self.kind)?;
-        name("queue", &self.queue)?;
+        if !is_queue_name(&self.queue) {
+            return Err(Error::InvalidJob(format!(
+                "queue {:?} is not a queue name: {QUEUE_NAME_RULE}",
+                self.queue
+            )));
+        }
         if let Some(key) = &self.unique_key {
             name("unique_key", key)?;
         }
@@ -262,6 +306,19 @@ impl NewJob {
             return Err(Error::InvalidJob(format!(
                 "priority must be between -{0} and {0}",
                 limits::PRIORITY_MAX
+            )));
+        }
+        if let Some(run_at) = self.run_at {
+            let latest = crate::clock::now_ms() + limits::RUN_AT_AHEAD_MAX_MS;
+            if !(0..=latest).contains(&run_at) {
+                return Err(Error::InvalidJob(
+                    "run_at must be between 1970 and ten years from now".to_owned(),
+                ));
+            }
+        }
+        if let Some(path) = nul_path(&self.args, "args") {
+            return Err(Error::InvalidJob(format!(
+                "{path} holds a NUL character (\\u0000), which the store cannot keep"
             )));
         }
         // Serializing twice (here and at insert) costs little next to the round trip.

@@ -332,7 +332,7 @@ impl Store {
                  SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'available' END, \
                      finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
                      attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END, \
-                     run_at = $1, lease_owner = NULL, lease_until = NULL \
+                     lease_owner = NULL, lease_until = NULL \
                  WHERE lease_owner = $2 AND state = 'running' \
                  RETURNING id, state, queue, kind, group_id",
             )
@@ -412,7 +412,7 @@ macro_rules! rescue_set {
                       ELSE 'available' END, \
          finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1 ELSE NULL END, \
          error = 'lease expired: the worker stopped heartbeating (crashed or cut off)', \
-         run_at = $1, lease_owner = NULL, lease_until = NULL"
+         lease_owner = NULL, lease_until = NULL"
     };
 }
 use rescue_set;

@@ -167,6 +167,14 @@ impl Store {
         self.claim(queue, 10, worker, lease).await.expect("claim")
     }
 
+    /// Hands `worker`'s running jobs back, as its shutdown does.
+    ///
+    /// # Panics
+    /// On a database error.
+    pub async fn hand_back_for_test(&self, worker: &str) {
+        self.hand_back(worker).await.expect("hand back");
+    }
+
     /// Records job `id` as completed by `worker`; returns (recorded, fenced off).
     ///
     /// # Panics

@@ -51,6 +51,8 @@ conveyor_queue::on_both_backends!(
     concurrent_enqueues_share_transactions_and_keep_their_own_outcomes,
     a_unique_key_twice_in_one_batch_gives_one_job,
     workers_keep_up_and_keep_their_leases_under_a_flood_of_enqueues,
+    a_rescued_job_goes_before_newer_jobs_of_its_priority,
+    values_outside_their_ranges_are_refused_naming_them,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1251,4 +1253,82 @@ async fn workers_keep_up_and_keep_their_leases_under_a_flood_of_enqueues(store: 
     })
     .await;
     stop_worker(worker).await;
+}
+
+async fn a_rescued_job_goes_before_newer_jobs_of_its_priority(store: Store) {
+    let first = enqueue_id(&store, NewJob::new("noop", json!({"first": true}))).await;
+    let claimed = store.claim_expired_for_test("default", "dead").await;
+    assert_eq!(claimed.len(), 1);
+    let newer: Vec<NewJob> = (0..50)
+        .map(|n| NewJob::new("noop", json!({ "n": n })))
+        .collect();
+    store.enqueue_many(&newer).await.unwrap();
+    let rescued = store.rescue_expired(100).await.unwrap();
+    assert_eq!(rescued.len(), 1);
+    let next = store.claim_for_test("default", 1, "alive").await;
+    assert_eq!(
+        next[0].id, first,
+        "the rescued job waits one lease, not the backlog too"
+    );
+    // So does a job handed back at shutdown.
+    let handed = enqueue_id(
+        &store,
+        NewJob::new("noop", json!({"handed": true})).priority(5),
+    )
+    .await;
+    let claimed = store.claim_for_test("default", 1, "leaving").await;
+    assert_eq!(claimed[0].id, handed);
+    let later: Vec<NewJob> = (0..5)
+        .map(|n| NewJob::new("noop", json!({ "later": n })).priority(5))
+        .collect();
+    store.enqueue_many(&later).await.unwrap();
+    store.hand_back_for_test("leaving").await;
+    let next = store.claim_for_test("default", 1, "alive").await;
+    assert_eq!(next[0].id, handed);
+}
+
+async fn values_outside_their_ranges_are_refused_naming_them(store: Store) {
+    let far = now_ms() + 11 * 366 * 86_400_000;
+    for (job, named) in [
+        (NewJob::new("noop", json!({})).queue("../../etc"), "queue"),
+        (NewJob::new("noop", json!({})).queue("a b"), "queue"),
+        (NewJob::new("noop", json!({})).queue("-x"), "queue"),
+        (NewJob::new("noop", json!({})).run_at(far), "run_at"),
+        (NewJob::new("noop", json!({})).run_at(-1), "run_at"),
+        (
+            NewJob::new("noop", json!({"a": ["x", "b\u{0}c"]})),
+            "args.a[1]",
+        ),
+        (NewJob::new("noop", json!({"k\u{0}": 1})), "args (a key)"),
+    ] {
+        let error = store.enqueue(job.clone()).await.unwrap_err().to_string();
+        assert!(error.contains(named), "{job:?}: {error}");
+        let error = store.enqueue_many(&[job]).await.unwrap_err().to_string();
+        assert!(error.contains(named), "{error}");
+    }
+    for queue in ["default", "mining-fetch", "a.b:c_d", "Q1"] {
+        store
+            .enqueue(NewJob::new("noop", json!({})).queue(queue))
+            .await
+            .unwrap();
+    }
+    let mut registry = Registry::new();
+    builtin::register(&mut registry);
+    let error = registry
+        .check(&NewJob::new("fail", json!({"times": 1_000_000_000})))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("at most 100"), "{error}");
+    assert_eq!(
+        store
+            .list(&JobFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "only the good jobs are stored"
+    );
 }

@@ -1018,7 +1018,10 @@ async fn the_event_stream_reports_activity(store: Store) {
                 && l.contains("\"state\":\"analyzed\"")
         })
         .count();
-    assert_eq!(analyzed, 1, "the analysed state was sent {analyzed} times:\n{text}");
+    assert_eq!(
+        analyzed, 1,
+        "the analysed state was sent {analyzed} times:\n{text}"
+    );
     setup.finish().await;
 }
 
