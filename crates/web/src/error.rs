@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the client.
     pub detail: String,
+    /// Seconds the client should wait before trying again (`Retry-After`), if it should.
+    pub retry_after: Option<u32>,
 }
 
 /// The body of a problem response.
@@ -37,6 +39,27 @@ impl ApiError {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 503 with `Retry-After`: the store cannot be reached now; nothing was done.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+        }
+    }
+
+    /// The answer for a database error: 503 when the store is out of reach (a connection
+    /// refused or lost, the pool exhausted, the server shutting down, SQLite's file busy),
+    /// 500 otherwise (logged, not shown).
+    pub fn database(error: &sqlx::Error) -> Self {
+        if is_outage(error) {
+            tracing::warn!(%error, "the store is out of reach");
+            Self::unavailable("the database is out of reach; retry shortly")
+        } else {
+            Self::internal(error)
         }
     }
 
@@ -70,6 +93,35 @@ impl ApiError {
     }
 }
 
+/// What a 503 asks clients to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// Whether `error` means the store is out of reach rather than that the statement failed.
+fn is_outage(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: class 08 (connection exception), 57P01-57P03 (shutting down,
+            // cannot connect now), 53300 (too many connections); SQLite: 5 (busy), 6
+            // (locked).
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
+                )
+        }
+        _ => false,
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::database(&error)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = Problem {
@@ -83,6 +135,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -97,7 +154,8 @@ impl From<conveyor_queue::Error> for ApiError {
             | E::InvalidJob(_)
             | E::Cron { .. } => Self::unprocessable(error.to_string()),
             E::Duplicate(_) | E::WrongState { .. } => Self::conflict(error.to_string()),
-            E::Database(_) | E::Migrate(_) | E::UnsupportedUrl(_) => Self::internal(&error),
+            E::Database(database) => Self::database(database),
+            E::Migrate(_) | E::UnsupportedUrl(_) => Self::internal(&error),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
 //! - [`client`]: the client's address and public origin past trusted proxies.
 //! - [`limit`]: per-client rate limiting.
+//! - [`text`]: text no store can keep (NUL), refused before any handler.
 //! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
 //! - [`state`]: [`AppState`] and [`WebSettings`].
 //! - [`jobs`]: the general job API (`/api/jobs`, `/api/queues`, `/api/workers`, events).
@@ -23,6 +24,7 @@ pub mod jobs;
 pub mod limit;
 pub mod metrics;
 pub mod state;
+pub mod text;
 
 /// Installs the TLS crypto provider (ring) that every HTTP client here needs before it is
 /// built (reqwest and object_store use rustls without a default provider, which spares the

@@ -145,6 +145,8 @@ fn record(listener: &'static str, method: &'static str, route: &str, status: u16
 
 /// The middleware every listener runs (see [`crate::observed`]), all in one layer because
 /// each layer costs every request a boxed future and a service clone:
+/// - refuses text no store can keep (a NUL in the URL or a JSON or form body, see
+///   [`crate::text`]);
 /// - gives the request an id (`x-request-id`, a proxy's kept when sane) that every line
 ///   logged meanwhile carries, and echoes it in the response;
 /// - bounds the body to `body_limit` bytes for the extractors that read it (a larger body is
@@ -179,11 +181,22 @@ pub async fn observe(
     let started = Instant::now();
     // `Next` is always ready, so calling it through the limit's service skips `poll_ready`.
     let mut limited = DefaultBodyLimit::max(limits.body).layer(next);
+    let body_limit = limits.body;
     let run = CURRENT_ID.scope(
         request_id.clone(),
-        AssertUnwindSafe(limited.call(request))
-            .catch_unwind()
-            .instrument(span),
+        async move {
+            // Text no store can keep is refused here, for every listener and route alike
+            // (inside the time bound: the body is read whole for it).
+            let request = match crate::text::check_uri(&request) {
+                Ok(()) => crate::text::check_body(request, body_limit).await,
+                Err(refused) => Err(refused),
+            };
+            match request {
+                Err(refused) => Ok(Ok(refused.into_response())),
+                Ok(request) => AssertUnwindSafe(limited.call(request)).catch_unwind().await,
+            }
+        }
+        .instrument(span),
     );
     let ran = if route.ends_with("/events") {
         Some(run.await)

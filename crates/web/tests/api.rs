@@ -28,6 +28,8 @@ conveyor_queue::on_both_backends!(
     internal_kinds_are_refused_and_store_nothing,
     a_batch_enqueues_each_job_or_says_why_not,
     a_batch_too_large_is_refused_whole,
+    text_no_store_can_keep_is_refused_alike_on_both,
+    a_store_out_of_reach_is_a_503_with_retry_after,
 );
 
 fn registry() -> Registry {
@@ -826,4 +828,114 @@ async fn a_batch_too_large_is_refused_whole(store: Store) {
     );
     let job = store.get(ids[999]).await.unwrap().unwrap();
     assert_eq!(job.args, json!({"n": 999}));
+}
+
+async fn text_no_store_can_keep_is_refused_alike_on_both(store: Store) {
+    let app = app(&store);
+    for (method, uri, body, status, named) in [
+        (
+            Method::GET,
+            "/api/jobs?kind=a%00b",
+            None,
+            StatusCode::BAD_REQUEST,
+            "kind",
+        ),
+        (
+            Method::GET,
+            "/api/jobs?queue=%00",
+            None,
+            StatusCode::BAD_REQUEST,
+            "queue",
+        ),
+        (
+            Method::GET,
+            "/api/jobs/1%00",
+            None,
+            StatusCode::BAD_REQUEST,
+            "path",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "args": {"x": "a\u0000b"}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body.args.x",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "no\u0000op"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body.kind",
+        ),
+        (
+            Method::POST,
+            "/api/jobs",
+            Some(r#"{"kind": "noop", "args": {"x": "\ud800"}}"#),
+            StatusCode::BAD_REQUEST,
+            "args.x",
+        ),
+    ] {
+        let (got, content_type, problem) = call(&app, method.clone(), uri, body).await;
+        assert_eq!(got, status, "{method} {uri}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(named), "{uri}: {detail}");
+    }
+    let stored = store
+        .list(&conveyor_queue::JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+}
+
+async fn a_store_out_of_reach_is_a_503_with_retry_after(store: Store) {
+    let app = app(&store);
+    // A closed pool stands for a database that went away (a restart, a cut network).
+    store.close().await;
+    for (method, uri, body) in [
+        (Method::GET, "/api/queues", None),
+        (Method::GET, "/api/jobs", None),
+        (Method::GET, "/api/jobs/1", None),
+        (Method::POST, "/api/jobs", Some(r#"{"kind": "noop"}"#)),
+        (
+            Method::POST,
+            "/api/jobs/batch",
+            Some(r#"{"jobs": [{"kind": "noop"}]}"#),
+        ),
+        (Method::GET, "/readyz", None),
+    ] {
+        let mut request = Request::builder().method(method.clone()).uri(uri);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        if uri.ends_with("batch") {
+            // Each job says so in its own outcome.
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let answer: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(answer["results"][0]["status"], 503, "{answer}");
+            continue;
+        }
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}"
+        );
+        if uri != "/readyz" {
+            assert_eq!(
+                response.headers()[header::RETRY_AFTER],
+                "2",
+                "{method} {uri}"
+            );
+        }
+    }
 }

@@ -162,6 +162,11 @@ pub struct AverageJob {
     pub output_location: Option<String>,
     /// `GET` this for the averages.
     pub output_url: Option<String>,
+    /// Whether the averages' file is still in the store (checked by `GET
+    /// /api/average/jobs/{id}` only; absent in lists): false when it was removed behind the
+    /// job's back, and `output_url` then answers 410.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_present: Option<bool>,
     /// Mean of all F x C numbers, once completed.
     pub mean: Option<f64>,
     /// Why it failed.
@@ -262,6 +267,7 @@ async fn resource(
             .as_ref()
             .map(|_| format!("/api/average/jobs/{}/output", row.id)),
         output_location: row.output.map(|o| format!("{}/{o}", storage.url)),
+        output_present: None,
         mean: row.mean,
         error: row.error,
         timings: Timings {
@@ -297,20 +303,14 @@ async fn create(
         sum_tasks: levels.iter().sum::<u64>() as i32,
         now,
     };
-    let id = db::insert(&mut tx, &new)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let id = db::insert(&mut tx, &new).await?;
     let (members, continuation) =
         tasks::generation_jobs(id, request.files, request.entries_per_file, seed);
     let group = tx.enqueue_group(&members, continuation).await?;
-    db::advance_generation(&mut tx, id, group.group_id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    db::advance_generation(&mut tx, id, group.group_id).await?;
     tx.commit().await?;
     metrics::counter!("average_jobs_submitted_total").increment(1);
-    let row = db::get(&state.store, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let row = db::get(&state.store, id).await?;
     let row = row.ok_or_else(|| ApiError::not_found("the job vanished"))?;
     let body = resource(&state, &storage, row).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
@@ -329,9 +329,7 @@ async fn list(
     State(state): State<AppState>,
     Extension(storage): Extension<Storage>,
 ) -> Result<axum::Json<JobList>, ApiError> {
-    let rows = db::list(&state.store, None, 100)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let rows = db::list(&state.store, None, 100).await?;
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
         jobs.push(resource(&state, &storage, row).await?);
@@ -341,8 +339,7 @@ async fn list(
 
 async fn row_or_404(state: &AppState, id: i64) -> Result<db::Row, ApiError> {
     db::get(&state.store, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no average job {id}")))
 }
 
@@ -355,7 +352,16 @@ async fn show(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<AverageJob>, ApiError> {
     let row = row_or_404(&state, id).await?;
-    Ok(axum::Json(resource(&state, &storage, row).await?))
+    let output = row.output.clone();
+    let mut job = resource(&state, &storage, row).await?;
+    if let Some(output) = output {
+        job.output_present = Some(match storage.head(&output).await {
+            Ok(()) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(other) => return Err(ApiError::internal(&other)),
+        });
+    }
+    Ok(axum::Json(job))
 }
 
 /// Deletes a job and its files; tasks still queued find it gone and do nothing.
@@ -372,9 +378,7 @@ async fn remove(
     {
         cancel_group(&state, group).await?;
     }
-    db::delete(&state.store, id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    db::delete(&state.store, id).await?;
     storage
         .delete_under(&row.location)
         .await
@@ -444,7 +448,7 @@ async fn validate(
         let bytes = storage
             .get(&path)
             .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| file_error(id, &path, e))?;
         numbers::add_text(&bytes, &mut sums)
             .map_err(|problem| ApiError::internal(&format!("{path}: {problem}")))?;
     }
@@ -452,7 +456,7 @@ async fn validate(
     let found = storage
         .get(&output)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| file_error(id, &output, e))?;
     let found = String::from_utf8_lossy(&found);
     let expected: Vec<&str> = expected.split_whitespace().collect();
     let found: Vec<&str> = found.split_whitespace().collect();
@@ -473,9 +477,25 @@ async fn validate(
     }))
 }
 
+/// A file of job `id` could not be read: 410 when it is gone from the store (removed by
+/// hand, or the store was wiped), so a client is told its data no longer exists rather
+/// than that the server failed; 500 for any other store error.
+fn file_error(id: i64, path: &str, error: object_store::Error) -> ApiError {
+    match error {
+        object_store::Error::NotFound { .. } => ApiError::new(
+            StatusCode::GONE,
+            format!(
+                "job {id}'s file {path} is gone from the store: its data can no longer be read"
+            ),
+        ),
+        other => ApiError::internal(&other),
+    }
+}
+
 /// The averages: C numbers, one space apart.
 #[utoipa::path(get, path = "/api/average/jobs/{id}/output", tag = "average",
-    responses((status = 200, content_type = "text/plain"), (status = 404), (status = 409)))]
+    responses((status = 200, content_type = "text/plain"), (status = 404), (status = 409),
+        (status = 410, description = "the job's files are gone from the store")))]
 async fn download(
     State(state): State<AppState>,
     Extension(storage): Extension<Storage>,
@@ -491,7 +511,7 @@ async fn download(
     let bytes = storage
         .get(&output)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| file_error(id, &output, e))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -562,9 +582,7 @@ pub async fn worker_metrics(state: &AppState) -> Result<Workers, ApiError> {
         slots,
         busy,
         idle: slots.saturating_sub(busy),
-        jobs_in_queue: db::active(&state.store)
-            .await
-            .map_err(|e| ApiError::internal(&e))?,
+        jobs_in_queue: db::active(&state.store).await?,
         tasks_in_queue: count(JobState::Available)
             + count(JobState::Scheduled)
             + count(JobState::Retryable),

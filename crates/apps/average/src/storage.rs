@@ -85,10 +85,18 @@ impl Storage {
         Ok(())
     }
 
-    /// Reads a whole file.
+    /// Whether the file at `path` exists: `Ok` if it does.
     ///
     /// # Errors
     /// The store's (`NotFound` for a missing file).
+    pub async fn head(&self, path: &str) -> object_store::Result<()> {
+        self.store.head(&Path::from(path)).await.map(drop)
+    }
+
+    /// The whole file at `path`.
+    ///
+    /// # Errors
+    /// The store's; `NotFound` when there is no such file.
     pub async fn get(&self, path: &str) -> object_store::Result<bytes::Bytes> {
         self.store.get(&Path::from(path)).await?.bytes().await
     }

@@ -26,6 +26,7 @@ conveyor_queue::on_both_backends!(
     w_is_read_and_changed_at_run_time,
     a_job_runs_on_an_s3_compatible_bucket,
     internal_tasks_touch_only_their_own_jobs_files,
+    a_job_whose_files_are_gone_says_so,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -651,5 +652,45 @@ async fn internal_tasks_touch_only_their_own_jobs_files(store: Store) {
     let (_, output, _) = call(app, Method::GET, &format!("/api/average/jobs/{id}"), None).await;
     assert_eq!(output["status"], "completed");
     assert!(!setup.dir.join("escaped").exists());
+    setup.finish().await;
+}
+
+async fn a_job_whose_files_are_gone_says_so(store: Store) {
+    let setup = setup(&store, |_, _| {}).await;
+    let app = &setup.app;
+    let body = json!({"files": 5, "entries_per_file": 10, "group_size": 5, "seed": 3});
+    let (_, job, _) = call(app, Method::POST, "/api/average/jobs", Some(body)).await;
+    let id = job["id"].as_i64().unwrap();
+    let done = wait_until_ended(app, id).await;
+    assert_eq!(done["status"], "completed");
+    let (status, job, _) = call(app, Method::GET, &format!("/api/average/jobs/{id}"), None).await;
+    assert_eq!(
+        (status, job["output_present"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    // Someone wipes the store behind the job's back.
+    std::fs::remove_dir_all(setup.dir.join(format!("average/{id}"))).unwrap();
+    let (status, job, _) = call(app, Method::GET, &format!("/api/average/jobs/{id}"), None).await;
+    assert_eq!(
+        (status, job["output_present"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    for path in ["output", "validate"] {
+        let method = if path == "output" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let (status, problem, text) =
+            call(app, method, &format!("/api/average/jobs/{id}/{path}"), None).await;
+        assert_eq!(status, StatusCode::GONE, "{path}: {text}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("gone from the store"),
+            "{text}"
+        );
+    }
     setup.finish().await;
 }

@@ -50,7 +50,7 @@ pub fn router(mining: Mining, gate: KeyGate) -> OpenApiRouter<AppState> {
 }
 
 fn internal(error: sqlx::Error) -> ApiError {
-    ApiError::internal(&error)
+    ApiError::database(&error)
 }
 
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {

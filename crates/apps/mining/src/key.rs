@@ -106,7 +106,7 @@ impl KeyGate {
         }
         let row = db::key_by_hash(&self.store, &hash)
             .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(ApiError::from)?;
         let mut tracked = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if tracked.lookups.len() >= TRACKED_MAX {
             tracked.lookups.clear();

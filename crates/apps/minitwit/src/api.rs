@@ -144,12 +144,16 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn limit(&self) -> i64 {
-        self.no
-            .as_deref()
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .map_or(DEFAULT_NO, |n| n.min(MAX_NO))
+    /// The count asked for: 100 when absent or not an integer (the course's clients rely
+    /// on that), a 400 naming the range for an integer outside 0 to 10,000.
+    fn limit(&self) -> ApiResult<i64> {
+        match self.no.as_deref().map(str::parse::<i64>) {
+            Some(Ok(n)) if (0..=MAX_NO).contains(&n) => Ok(n),
+            Some(Ok(n)) => Err(ApiError::bad_request(format!(
+                "no must be between 0 and {MAX_NO}, not {n}"
+            ))),
+            _ => Ok(DEFAULT_NO),
+        }
     }
 }
 
@@ -235,7 +239,7 @@ async fn all_messages(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
     authorize(&headers)?;
-    messages(&app, Timeline::Public, query.limit()).await
+    messages(&app, Timeline::Public, query.limit()?).await
 }
 
 async fn user_messages(
@@ -246,7 +250,7 @@ async fn user_messages(
 ) -> ApiResult<Response> {
     authorize(&headers)?;
     let id = user_id(&app, &username).await?;
-    messages(&app, Timeline::User(id), query.limit()).await
+    messages(&app, Timeline::User(id), query.limit()?).await
 }
 
 /// `POST /msgs/<u>`.
@@ -299,7 +303,7 @@ async fn follows(
 ) -> ApiResult<axum::Json<Follows>> {
     authorize(&headers)?;
     let id = user_id(&app, &username).await?;
-    let follows = db::followed_names(&app.store, id, query.limit()).await?;
+    let follows = db::followed_names(&app.store, id, query.limit()?).await?;
     Ok(axum::Json(Follows { follows }))
 }
 

@@ -121,6 +121,8 @@ impl Minitwit {
 pub fn registration_error(username: &str, email: &str, password: &str) -> Option<&'static str> {
     if username.is_empty() {
         Some("You have to enter a username")
+    } else if username.chars().any(char::is_control) || email.chars().any(char::is_control) {
+        Some("The username and email address must not contain control characters")
     } else if email.is_empty() || !email.contains('@') {
         Some("You have to enter a valid email address")
     } else if password.is_empty() {

@@ -25,6 +25,7 @@ conveyor_queue::on_both_backends!(
     web_refuses_cross_site_writes_but_takes_plain_forms,
     web_checks_the_origin_the_browser_saw_behind_a_proxy,
     sessions_are_stored_as_digests,
+    odd_input_is_refused_alike_on_both_stores,
     stored_hashes_are_upgraded_at_login,
     metrics_count_requests_users_and_messages,
     the_replay_tool_plays_a_scenario_against_a_live_api,
@@ -1108,4 +1109,73 @@ async fn sessions_are_stored_as_digests(store: Store) {
             .unwrap()
     });
     assert_eq!(left, 0);
+}
+
+async fn odd_input_is_refused_alike_on_both_stores(store: Store) {
+    let (web, api_app) = apps(&store).await;
+    // A NUL, which PostgreSQL cannot store, in every place a client can put one.
+    let refused = api(
+        &api_app,
+        Method::POST,
+        "/register",
+        Some(json!({"username": "a\u{0}b", "email": "a@b", "pwd": "p"})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("body.username"), "{}", refused.body);
+    for uri in ["/msgs/a%00b", "/fllws/x%00", "/msgs?no=%00"] {
+        let reply = api(&api_app, Method::GET, uri, None, true).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            reply.body
+        );
+    }
+    let mut browser = Browser::new(&web);
+    let form = browser
+        .post(
+            "/register",
+            &[
+                ("username", "a\u{0}b"),
+                ("email", "a@b"),
+                ("password", "p"),
+                ("password2", "p"),
+            ],
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(browser.get("/a%00b").await.status, StatusCode::BAD_REQUEST);
+    // Control characters in a username, and ?no= beyond its documented range.
+    let control = api(
+        &api_app,
+        Method::POST,
+        "/register",
+        Some(json!({"username": "bell\u{7}", "email": "a@b", "pwd": "p"})),
+        true,
+    )
+    .await;
+    assert_eq!(control.status, StatusCode::BAD_REQUEST, "{}", control.body);
+    assert!(
+        control.body.contains("control characters"),
+        "{}",
+        control.body
+    );
+    for (no, status) in [("10001", 400), ("-1", 400), ("10000", 200), ("x", 200)] {
+        let reply = api(&api_app, Method::GET, &format!("/msgs?no={no}"), None, true).await;
+        assert_eq!(reply.status.as_u16(), status, "no={no}: {}", reply.body);
+    }
+    let users: i64 = conveyor_queue::dispatch!(store.reader(), pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM minitwit_user")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(users, 0, "nothing stored");
 }

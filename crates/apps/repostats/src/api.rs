@@ -258,9 +258,7 @@ fn stats(cell: &SnapshotCell, request: &Request) -> Result<Response, ApiError> {
 }
 
 async fn status(State(state): State<AppState>, cell: SnapshotCell) -> Result<Response, ApiError> {
-    let budget = crate::github::budget(&state.store)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let budget = crate::github::budget(&state.store).await?;
     let budget: Vec<_> = budget
         .into_iter()
         .map(|(token, bucket, remaining, reset_at, blocked_until)| {
