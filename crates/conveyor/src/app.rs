@@ -324,6 +324,19 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(address = %config.listen, "serving HTTP (docs at /api/docs)");
+        // The one line a person starting `up` needs: where to point the browser.
+        let mut shown = config.listen;
+        if shown.ip().is_unspecified() {
+            shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let token = if config.auth.is_open() {
+            ""
+        } else {
+            " (log in with a CONVEYOR_API_TOKEN token)"
+        };
+        println!(
+            "Conveyor is up: dashboard http://{shown}/{token}, API docs http://{shown}/api/docs"
+        );
         let dashboard = conveyor_dashboard::Dashboard {
             snapshot: apps.snapshot.clone(),
             minitwit_url: config.minitwit_web.map(|a| format!("http://{a}")),

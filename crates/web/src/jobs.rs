@@ -152,20 +152,26 @@ impl From<Job> for JobView {
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// Kind: one of `GET /api/kinds`.
+    #[schema(min_length = 1, max_length = 128)]
     pub kind: String,
-    /// Arguments for the kind's handler (default `{}`).
-    #[serde(default = "empty_object")]
+    /// Arguments for the kind's handler, a JSON object (default `{}`).
+    #[serde(default = "empty_object", deserialize_with = "object")]
     #[schema(value_type = Object)]
     pub args: Value,
-    /// Queue (default `default`).
+    /// Queue (default `default`): 1 to 128 letters, digits, `_ . : -`, starting with a
+    /// letter or digit.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
     pub queue: Option<String>,
-    /// Higher runs first (default 0, from -1000 to 1000).
+    /// Higher runs first (default 0).
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
-    /// Earliest start, RFC 3339 (default now).
+    /// Earliest start, RFC 3339 (default now; at most ten years ahead).
     pub run_at: Option<String>,
-    /// Attempts before failing (default 3, at most 100).
+    /// Attempts before failing (default 3).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     /// While a live job holds this key, the request returns that job (200) instead.
+    #[schema(min_length = 1, max_length = 128)]
     pub unique_key: Option<String>,
 }
 
@@ -173,7 +179,48 @@ fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
 
+/// `args` must be a JSON object, as the document says.
+fn object<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom("args must be a JSON object"))
+    }
+}
+
 impl CreateJob {
+    /// The bounds the document states, checked alone (no registry, no clock): a batch
+    /// holding a job outside them is refused whole, as its schema says.
+    fn check_shape(&self) -> Result<(), String> {
+        let length = |field: &str, value: &str| {
+            (value.is_empty() || value.len() > 128)
+                .then(|| format!("{field} must be 1 to 128 bytes long"))
+        };
+        if let Some(problem) = length("kind", &self.kind).or_else(|| {
+            self.unique_key
+                .as_deref()
+                .and_then(|k| length("unique_key", k))
+        }) {
+            return Err(problem);
+        }
+        if let Some(queue) = &self.queue
+            && !conveyor_queue::job::is_queue_name(queue)
+        {
+            return Err(format!(
+                "queue {queue:?} is not a queue name: {}",
+                conveyor_queue::job::QUEUE_NAME_RULE
+            ));
+        }
+        if self.priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
+            return Err("priority must be between -1000 and 1000".to_owned());
+        }
+        if self.max_attempts.is_some_and(|m| !(1..=100).contains(&m)) {
+            return Err("max_attempts must be between 1 and 100".to_owned());
+        }
+        Ok(())
+    }
+
     fn into_new_job(self) -> Result<NewJob, ApiError> {
         let mut job = NewJob::new(self.kind, self.args);
         if let Some(queue) = self.queue {
@@ -230,6 +277,7 @@ pub const BATCH_MAX: usize = conveyor_queue::commit::BATCH_MAX;
 #[serde(deny_unknown_fields)]
 pub struct CreateJobs {
     /// From 1 to 1,000 jobs, each as `POST /api/jobs` takes it.
+    #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<CreateJob>,
 }
 
@@ -276,6 +324,16 @@ async fn create_jobs(
         return Err(ApiError::unprocessable(format!(
             "a batch holds 1 to {BATCH_MAX} jobs, not {count}"
         )));
+    }
+    // What breaks the document's schema refuses the batch; what only its kind or the store
+    // refuses is that job's own outcome.
+    if let Some((index, problem)) = request
+        .jobs
+        .iter()
+        .enumerate()
+        .find_map(|(i, job)| job.check_shape().err().map(|p| (i, p)))
+    {
+        return Err(ApiError::unprocessable(format!("jobs[{index}]: {problem}")));
     }
     let mut results: Vec<Option<BatchOutcome>> = Vec::with_capacity(count);
     let mut accepted = Vec::with_capacity(count);

@@ -5,6 +5,7 @@
 //! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
 //! - [`client`]: the client's address and public origin past trusted proxies.
 //! - [`limit`]: per-client rate limiting.
+//! - [`openapi`]: the statuses every operation can answer, added to the document.
 //! - [`text`]: text no store can keep (NUL), refused before any handler.
 //! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
 //! - [`state`]: [`AppState`] and [`WebSettings`].
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod jobs;
 pub mod limit;
 pub mod metrics;
+pub mod openapi;
 pub mod state;
 pub mod text;
 
@@ -108,7 +110,12 @@ pub fn router_for(state: AppState, surface: Surface, metrics_here: bool) -> Rout
         .nest("/api", jobs::router())
         .merge(surface.guarded)
         .route_layer(api_gate.clone());
-    let (api, openapi) = guarded.merge(surface.public).split_for_parts();
+    let (guarded, mut openapi) = guarded.split_for_parts();
+    openapi::complete(&mut openapi, true);
+    let (public, mut public_doc) = surface.public.split_for_parts();
+    openapi::complete(&mut public_doc, false);
+    openapi.merge(public_doc);
+    let api = guarded.merge(public);
     let timeout = state.settings.request_timeout;
     let mut gated = Router::new()
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
