@@ -840,6 +840,74 @@ async fn a_server_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// schemathesis (a property-based fuzzer, from PyPI) over `/api/openapi.json` against `up`
+/// on `database_url`, with a token: fails on any 5xx, any status the document does not
+/// list, any answer that does not match its schema, and any request the document calls
+/// invalid that the server accepts. A few examples an operation keep it near a minute.
+async fn fuzz_the_document(database_url: String, dir: &Path) {
+    const TOKEN: &str = "fuzz-token-0123456789abcdef";
+    let port = free_port();
+    let _up = Process(
+        conveyor_up(
+            dir,
+            port,
+            &[
+                ("DATABASE_URL", database_url),
+                ("CONVEYOR_API_TOKEN", TOKEN.into()),
+                // Only the built-in kinds run: the fuzzer's jobs for the apps stay queued.
+                ("CONVEYOR_QUEUES", "default".into()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let client = client();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&client, &format!("{base}/healthz")).await;
+    let out = tokio::process::Command::new("st")
+        .args(["--no-color", "run"])
+        .arg(format!("{base}/api/openapi.json"))
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--max-examples", "3", "--request-timeout", "10"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,negative_data_rejection",
+        ])
+        .current_dir(dir)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), out)
+        .await
+        .expect("the fuzzer ends in time")
+        .expect("st runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_keeps_its_documented_contract_under_a_fuzzer() {
+    if !has("st") {
+        conveyor_queue::testing::skip(
+            "schemathesis not found (pip install schemathesis; .ci/run does)",
+        );
+        return;
+    }
+    let dir = temp_dir("fuzz-sqlite");
+    fuzz_the_document(format!("sqlite://{}", dir.join("c.db").display()), &dir).await;
+    std::fs::remove_dir_all(&dir).ok();
+    if let Some(db) = conveyor_queue::testing::TestDb::postgres().await {
+        let dir = temp_dir("fuzz-postgres");
+        fuzz_the_document(db.url.clone(), &dir).await;
+        std::fs::remove_dir_all(&dir).ok();
+        db.finish().await;
+    }
+}
+
 /// Runs `tool args` in `dir`; its output when it fails.
 fn run(tool: &str, args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> Result<(), String> {
     let out = Command::new(tool)

@@ -443,9 +443,11 @@ async fn languages(State(state): State<AppState>) -> Result<axum::Json<Languages
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressQuery {
-    /// How far back, in minutes (1 to 10,080; default 60).
+    /// How far back, in minutes (default 60).
+    #[param(minimum = 1, maximum = 10080)]
     pub minutes: Option<i64>,
-    /// Bucket width in seconds (1 to 86,400; default 60).
+    /// Bucket width in seconds (default 60).
+    #[param(minimum = 1, maximum = 86400)]
     pub bucket_seconds: Option<i64>,
 }
 
@@ -466,7 +468,7 @@ pub struct Bucket {
 
 /// Counts now and over time.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProgressView {
+pub struct MiningProgress {
     /// Repositories by state.
     #[schema(value_type = Object)]
     pub repositories: Value,
@@ -479,11 +481,11 @@ pub struct ProgressView {
 
 /// Progress counts (discovered, fetched, analysed), now and over time.
 #[utoipa::path(get, path = "/api/mining/progress", tag = "mining", params(ProgressQuery),
-    responses((status = 200, body = ProgressView), (status = 400)))]
+    responses((status = 200, body = MiningProgress), (status = 400)))]
 async fn progress(
     State(state): State<AppState>,
     Query(query): Query<ProgressQuery>,
-) -> Result<axum::Json<ProgressView>, ApiError> {
+) -> Result<axum::Json<MiningProgress>, ApiError> {
     let minutes = query.minutes.unwrap_or(60);
     let bucket = query.bucket_seconds.unwrap_or(60);
     if !(1..=10_080).contains(&minutes) {
@@ -511,7 +513,7 @@ async fn progress(
             files,
         })
         .collect();
-    Ok(axum::Json(ProgressView {
+    Ok(axum::Json(MiningProgress {
         repositories: as_map(repos),
         files: as_map(files),
         timeline,
@@ -600,13 +602,30 @@ pub struct IndexerPatch {
     /// Run it or not.
     pub enabled: Option<bool>,
     /// New settings (checked by the indexer; the whole object).
+    #[serde(default, deserialize_with = "some_object")]
     #[schema(value_type = Object)]
     pub settings: Option<Value>,
     /// New cursor (checked by the indexer).
+    #[serde(default, deserialize_with = "some_object")]
     #[schema(value_type = Object)]
     pub cursor: Option<Value>,
     /// `true` lifts a pause.
     pub resume: Option<bool>,
+}
+
+/// A field that, when given, must be a JSON object (`null` is not "leave it as it is":
+/// that is leaving the field out).
+fn some_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    if value.is_object() {
+        Ok(Some(value))
+    } else {
+        Err(serde::de::Error::custom(
+            "must be a JSON object (leave the field out to keep it)",
+        ))
+    }
 }
 
 /// Changes an indexer's settings, cursor or switch while the system runs; the next batch
