@@ -97,15 +97,18 @@ impl AlertConfig {
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// "firing" or "resolved": the group's state.
+    #[schema(pattern = "^(firing|resolved)$")]
     pub status: String,
     /// The receiver's name in Alertmanager's configuration.
     #[serde(default)]
     pub receiver: String,
-    /// The alerts of the group.
+    /// The alerts of the group (at least one).
+    #[schema(min_items = 1)]
     pub alerts: Vec<Alert>,
     /// Alerts Alertmanager left out (its `max_alerts`).
     #[serde(default)]
-    pub truncated_alerts: u64,
+    #[schema(value_type = i64, minimum = 0, maximum = 4_294_967_295_i64)]
+    pub truncated_alerts: u32,
     /// Alertmanager's own URL.
     #[serde(default, rename = "externalURL")]
     pub external_url: String,
@@ -116,6 +119,7 @@ pub struct Notification {
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     /// "firing" or "resolved".
+    #[schema(pattern = "^(firing|resolved)$")]
     pub status: String,
     /// Its labels (`alertname`, `severity`, ...).
     #[serde(default)]
@@ -214,6 +218,15 @@ async fn webhook(
     if notification.alerts.is_empty() {
         return Err(ApiError::bad_request("alerts must not be empty"));
     }
+    if let Some(index) = notification
+        .alerts
+        .iter()
+        .position(|a| !matches!(a.status.as_str(), "firing" | "resolved"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "alerts[{index}].status must be \"firing\" or \"resolved\""
+        )));
+    }
     for alert in &notification.alerts {
         metrics::counter!("conveyor_alerts_received_total", "status" => alert.status.clone())
             .increment(1);
@@ -302,8 +315,8 @@ pub fn message(notification: &Notification) -> String {
             text.push_str(&format!(" [{}]", labels.join(", ")));
         }
     }
-    let more =
-        notification.alerts.len().saturating_sub(MAX_LISTED) as u64 + notification.truncated_alerts;
+    let more = notification.alerts.len().saturating_sub(MAX_LISTED) as u64
+        + u64::from(notification.truncated_alerts);
     if more > 0 {
         text.push_str(&format!("\n... and {more} more"));
     }

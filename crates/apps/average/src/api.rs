@@ -50,14 +50,18 @@ pub fn router(storage: Storage) -> OpenApiRouter<AppState> {
 pub struct CreateJob {
     /// F: files to generate (1 to 100,000).
     #[serde(alias = "noOfFiles")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub files: u64,
     /// C: integers per file (1 to 1,000,000; F x C at most 200,000,000).
     #[serde(alias = "noOfEntriesPerFile")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub entries_per_file: u64,
     /// Files summed per task (2 to 1,000; default 5, as the original).
     #[serde(default = "default_group")]
+    #[schema(minimum = 2, maximum = 1_000)]
     pub group_size: u64,
     /// Seed of the generated data (default: random).
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub seed: Option<u64>,
 }
 

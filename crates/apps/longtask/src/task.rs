@@ -31,10 +31,12 @@ pub const STEPS_MAX: u64 = 1_000_000;
 pub struct CountArgs {
     /// Count up to this (default 100,000,000; 1 to 10^12).
     #[serde(default = "default_target")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub target: u64,
     /// Record progress every this many (default 1,000,000; at least 1, at most `target`, and
     /// no more than 1,000,000 records per task).
     #[serde(default = "default_step")]
+    #[schema(minimum = 1)]
     pub step: u64,
 }
 

@@ -173,6 +173,7 @@ async fn list_repos(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddRepo {
+    #[schema(min_length = 1, max_length = 2048)]
     /// A git URL (https, http, git, ssh, scp-like `user@host:path`); `file://` and local
     /// paths (stored absolute) only where `MINING_ALLOW_LOCAL` is on.
     pub url: String,

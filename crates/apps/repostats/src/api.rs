@@ -28,7 +28,7 @@ pub fn public_router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState>
     // The handlers hold the cell themselves: an `Extension` layer would cost every request
     // of every route here a boxed future, a service clone and an insert into its extensions.
     let (for_repos, for_stats) = (cell.clone(), cell);
-    let mut public = OpenApiRouter::new()
+    let mut public = OpenApiRouter::with_openapi(<PublicDoc as utoipa::OpenApi>::openapi())
         .route("/ping", get(ping))
         .route(
             "/repos",
@@ -51,6 +51,87 @@ pub fn public_router(cell: SnapshotCell, per_ip: u32) -> OpenApiRouter<AppState>
     }
     public
 }
+
+/// The seed's three routes as the document describes them. They are served by the
+/// closures of [`public_router`], which hold the snapshot (an `Extension` would cost every
+/// request); these functions only carry the description and are never routed.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(doc_ping, doc_repos, doc_stats),
+    tags((name = "repostats", description = "The newest public GitHub repositories and their languages (the seed's routes)"))
+)]
+struct PublicDoc;
+
+/// Filters of `/repos` and `/stats`; an unknown parameter is a 400 naming it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct RepoQuery {
+    /// Part of the repository's name, any case.
+    name: Option<String>,
+    /// A language the repository uses (as GitHub names it), any case.
+    language: Option<String>,
+    /// An SPDX license id, any case.
+    license: Option<String>,
+    /// At most this many repositories (default: all).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Skip this many first (default 0).
+    #[param(minimum = 0, maximum = 100000)]
+    offset: Option<u32>,
+    /// `newest` (or `created`), `oldest`, `stars`, `name` or `bytes`.
+    #[param(
+        pattern = "^([Nn][Ee][Ww][Ee][Ss][Tt]|[Cc][Rr][Ee][Aa][Tt][Ee][Dd]|[Oo][Ll][Dd][Ee][Ss][Tt]|[Ss][Tt][Aa][Rr][Ss]|[Nn][Aa][Mm][Ee]|[Bb][Yy][Tt][Ee][Ss])$"
+    )]
+    sort: Option<String>,
+    /// Only forkable (true) or not (false); `1`/`0` and `yes`/`no` too, as for every flag.
+    allow_forking: Option<bool>,
+    /// Only with open issues, or without.
+    has_open_issues: Option<bool>,
+    /// Only with issues enabled, or not.
+    has_issues: Option<bool>,
+    /// Only with projects enabled, or not.
+    has_projects: Option<bool>,
+    /// Only with downloads enabled, or not.
+    has_downloads: Option<bool>,
+    /// Only with a wiki, or not.
+    has_wiki: Option<bool>,
+    /// Only with pages, or not.
+    has_pages: Option<bool>,
+    /// Only with discussions, or not.
+    has_discussions: Option<bool>,
+    /// Only forks, or no forks.
+    fork: Option<bool>,
+    /// Only archived, or not.
+    archived: Option<bool>,
+}
+
+/// Liveness of the seed's API: `{"status": "pong"}`.
+#[utoipa::path(get, path = "/ping", tag = "repostats",
+    responses((status = 200, description = "`{\"status\": \"pong\"}`", content_type = "application/json"),
+        (status = 429, description = "More requests than REPOSTATS_PER_IP a second from this client; see Retry-After")))]
+#[allow(dead_code)]
+fn doc_ping() {}
+
+/// The newest repositories of the last refresh, filtered: `{repositories, count, freshness}`.
+/// Sends an `ETag` and answers 304 to `If-None-Match` with it.
+#[utoipa::path(get, path = "/repos", tag = "repostats", params(RepoQuery),
+    responses((status = 200, description = "`{repositories: [...], count, freshness}`", body = Object),
+        (status = 304, description = "Unchanged since the ETag sent"),
+        (status = 400, description = "An unknown parameter or a bad value, named", body = conveyor_web::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "More requests than REPOSTATS_PER_IP a second from this client; see Retry-After")))]
+#[allow(dead_code)]
+fn doc_repos() {}
+
+/// Statistics of the repositories that pass the filters: languages by repository count and
+/// bytes, licenses, flags. `ETag` and 304 as `/repos`.
+#[utoipa::path(get, path = "/stats", tag = "repostats", params(RepoQuery),
+    responses((status = 200, description = "The statistics, the language asked for, and freshness", body = Object),
+        (status = 304, description = "Unchanged since the ETag sent"),
+        (status = 400, description = "An unknown parameter or a bad value, named", body = conveyor_web::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "More requests than REPOSTATS_PER_IP a second from this client; see Retry-After")))]
+#[allow(dead_code)]
+fn doc_stats() {}
 
 /// The operator's routes: `/api/repostats/status` and `/api/repostats/refresh`.
 pub fn admin_router(cell: SnapshotCell) -> OpenApiRouter<AppState> {
