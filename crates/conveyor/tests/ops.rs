@@ -846,7 +846,7 @@ async fn a_server_beyond_loopback_needs_a_token_or_an_explicit_opt_out() {
 /// invalid that the server accepts. A few examples an operation keep it near a minute.
 async fn fuzz_the_document(database_url: String, dir: &Path) {
     const TOKEN: &str = "fuzz-token-0123456789abcdef";
-    let port = free_port();
+    let (port, simulator) = (free_port(), free_port());
     let _up = Process(
         conveyor_up(
             dir,
@@ -854,6 +854,7 @@ async fn fuzz_the_document(database_url: String, dir: &Path) {
             &[
                 ("DATABASE_URL", database_url),
                 ("CONVEYOR_API_TOKEN", TOKEN.into()),
+                ("MINITWIT_API", format!("127.0.0.1:{simulator}")),
                 // Only the built-in kinds run: the fuzzer's jobs for the apps stay queued.
                 ("CONVEYOR_QUEUES", "default".into()),
                 ("RUST_LOG", "warn".into()),
@@ -865,28 +866,38 @@ async fn fuzz_the_document(database_url: String, dir: &Path) {
     let client = client();
     let base = format!("http://127.0.0.1:{port}");
     wait_until_up(&client, &format!("{base}/healthz")).await;
-    let out = tokio::process::Command::new("st")
-        .args(["--no-color", "run"])
-        .arg(format!("{base}/api/openapi.json"))
-        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
-        .args(["--max-examples", "3", "--request-timeout", "10"])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,response_schema_conformance,negative_data_rejection",
-        ])
-        .current_dir(dir)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(600), out)
-        .await
-        .expect("the fuzzer ends in time")
-        .expect("st runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schemathesis found problems:\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The job API and the apps' routes; then MiniTwit's simulator API, on its listener.
+    let documents = [
+        (base.clone(), format!("Authorization: Bearer {TOKEN}")),
+        (
+            format!("http://127.0.0.1:{simulator}"),
+            format!("Authorization: {SIMULATOR_AUTH}"),
+        ),
+    ];
+    for (server, header) in documents {
+        let out = tokio::process::Command::new("st")
+            .args(["--no-color", "run"])
+            .arg(format!("{server}/api/openapi.json"))
+            .args(["-H", &header])
+            .args(["--max-examples", "3", "--request-timeout", "10"])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,response_schema_conformance,negative_data_rejection",
+            ])
+            .current_dir(dir)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(600), out)
+            .await
+            .expect("the fuzzer ends in time")
+            .expect("st runs");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis found problems in {server}'s document:\n{report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,7 @@ impl ApiError {
 pub const RETRY_AFTER_SECONDS: u32 = 2;
 
 /// Whether `error` means the store is out of reach rather than that the statement failed.
-fn is_outage(error: &sqlx::Error) -> bool {
+pub fn is_outage(error: &sqlx::Error) -> bool {
     use sqlx::Error as E;
     match error {
         E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,

@@ -1000,7 +1000,7 @@ async fn the_event_stream_reports_activity(store: Store) {
         saw_file = text.contains("event: file") && text.contains("\"path\":\"src/lib.rs\"");
         saw_analyzed = text.lines().any(|l| {
             l.starts_with("data:")
-                && l.contains(&format!("\"id\":{id},"))
+                && l.contains(&format!("{{\"id\":{id},\"url\""))
                 && l.contains("\"state\":\"analyzed\"")
         });
     }
@@ -1010,11 +1010,12 @@ async fn the_event_stream_reports_activity(store: Store) {
     while let Ok(Some(chunk)) = tokio::time::timeout_at(quiet_until, body.next()).await {
         text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
     }
+    // Repository rows, not files (whose ids may be the same number): they carry a url.
     let analyzed = text
         .lines()
         .filter(|l| {
             l.starts_with("data:")
-                && l.contains(&format!("\"id\":{id},"))
+                && l.contains(&format!("{{\"id\":{id},\"url\""))
                 && l.contains("\"state\":\"analyzed\"")
         })
         .count();

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Extension, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,12 +31,183 @@ pub fn router(app: Minitwit) -> Router {
         .route("/msgs/{username}", get(user_messages).post(post_message))
         .route("/fllws/{username}", get(follows).post(change_follow))
         .route("/metrics", get(crate::metrics))
+        .route("/api/openapi.json", get(document))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             record_latest,
         ))
         .with_state(app)
 }
+
+/// The simulator API's OpenAPI document, `GET /api/openapi.json` on its own listener (its
+/// routes live on another port than the job API's, so they have a document of their own).
+async fn document() -> Response {
+    axum::Json(<SimulatorDoc as utoipa::OpenApi>::openapi()).into_response()
+}
+
+/// The routes as the course's simulator uses them; the functions below only carry the
+/// description (the handlers keep the original's loose parsing: `latest` and `no` that
+/// are not integers are ignored, not refused).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "MiniTwit simulator API", description = "The ITU DevOps course's simulator API. Every request may carry `?latest=N`, recorded even when the request fails; the routes under /msgs and /fllws need `Authorization: Basic c2ltdWxhdG9yOnN1cGVyX3NhZmUh`."),
+    paths(doc_latest, doc_register, doc_messages, doc_user_messages, doc_post_message, doc_follows, doc_change_follow),
+    components(schemas(DocError, DocRegistration, DocMessage, DocNewMessage, DocFollows, DocFollowChange, DocLatest)),
+    modifiers(&BasicAuth),
+    tags((name = "minitwit-simulator", description = "MiniTwit's simulator API (seed 003)"))
+)]
+struct SimulatorDoc;
+
+struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "simulator",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+            );
+    }
+}
+
+/// An error: `{"status": 403, "error_msg": "..."}`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SimulatorError)]
+#[allow(dead_code)]
+struct DocError {
+    status: u16,
+    error_msg: String,
+}
+
+/// A registration; a missing field is the original's message for it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocRegistration {
+    username: Option<String>,
+    email: Option<String>,
+    pwd: Option<String>,
+}
+
+/// A message as listed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocMessage {
+    content: String,
+    /// Unix seconds.
+    pub_date: i64,
+    user: String,
+}
+
+/// A message to post (at most 1,000 characters).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocNewMessage {
+    content: Option<String>,
+}
+
+/// Whom a user follows.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocFollows {
+    follows: Vec<String>,
+}
+
+/// Follow or unfollow a user: one of the two keys.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocFollowChange {
+    follow: Option<String>,
+    unfollow: Option<String>,
+}
+
+/// The last `latest` recorded, -1 before any.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DocLatest {
+    latest: i64,
+}
+
+/// `?latest=` and `?no=` as the simulator sends them (strings: what is not an integer is
+/// ignored).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct DocList {
+    /// The simulator's counter, recorded even if the request fails.
+    latest: Option<String>,
+    /// How many results: 0 to 10,000 (a 400 beyond); 100 when absent or not an integer.
+    no: Option<String>,
+}
+
+/// `?latest=` alone.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct DocLatestParam {
+    /// The simulator's counter, recorded even if the request fails.
+    latest: Option<String>,
+}
+
+/// The last `latest` recorded.
+#[utoipa::path(get, path = "/latest", tag = "minitwit-simulator", params(DocLatestParam),
+    responses((status = 200, body = DocLatest), (status = 400, description = "A NUL character in the URL"),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_latest() {}
+
+/// Registers a user.
+#[utoipa::path(post, path = "/register", tag = "minitwit-simulator", params(DocLatestParam), request_body = DocRegistration,
+    responses((status = 204, description = "Registered"),
+        (status = 400, description = "The original's message for the first problem", body = DocError),
+        (status = 413, description = "A body over 64 KiB"), (status = 422, description = "A NUL character in the body"),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_register() {}
+
+/// Every user's messages, newest first (flagged ones hidden).
+#[utoipa::path(get, path = "/msgs", tag = "minitwit-simulator", params(DocList), security(("simulator" = [])),
+    responses((status = 200, body = [DocMessage]), (status = 400, description = "`no` beyond 10,000, or a NUL in the URL", body = DocError),
+        (status = 403, body = DocError), (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_messages() {}
+
+/// One user's messages, newest first.
+#[utoipa::path(get, path = "/msgs/{username}", tag = "minitwit-simulator", params(("username" = String, Path), DocList), security(("simulator" = [])),
+    responses((status = 200, body = [DocMessage]), (status = 400, description = "`no` beyond 10,000, or a NUL in the URL", body = DocError),
+        (status = 403, body = DocError), (status = 404, description = "No such user", body = DocError),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_user_messages() {}
+
+/// Posts a message as the user.
+#[utoipa::path(post, path = "/msgs/{username}", tag = "minitwit-simulator", params(("username" = String, Path), DocLatestParam), request_body = DocNewMessage, security(("simulator" = [])),
+    responses((status = 204, description = "Posted"), (status = 400, description = "No content, too long, or not JSON", body = DocError),
+        (status = 403, body = DocError), (status = 404, description = "No such user", body = DocError),
+        (status = 413, description = "A body over 64 KiB"), (status = 422, description = "A NUL character in the body"),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_post_message() {}
+
+/// Whom the user follows.
+#[utoipa::path(get, path = "/fllws/{username}", tag = "minitwit-simulator", params(("username" = String, Path), DocList), security(("simulator" = [])),
+    responses((status = 200, body = DocFollows), (status = 400, description = "`no` beyond 10,000, or a NUL in the URL", body = DocError),
+        (status = 403, body = DocError), (status = 404, description = "No such user", body = DocError),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_follows() {}
+
+/// Follows or unfollows another user.
+#[utoipa::path(post, path = "/fllws/{username}", tag = "minitwit-simulator", params(("username" = String, Path), DocLatestParam), request_body = DocFollowChange, security(("simulator" = [])),
+    responses((status = 204, description = "Done (unfollowing who is not followed too)"),
+        (status = 400, description = "Neither key, or not JSON", body = DocError),
+        (status = 403, body = DocError), (status = 404, description = "No such user or target", body = DocError),
+        (status = 413, description = "A body over 64 KiB"), (status = 422, description = "A NUL character in the body"),
+        (status = 503, description = "The database is out of reach", body = DocError)))]
+#[allow(dead_code)]
+fn doc_change_follow() {}
 
 /// An API error: `{"status": 403, "error_msg": "..."}`.
 #[derive(Debug)]
@@ -66,6 +237,13 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if conveyor_web::error::is_outage(&error) {
+            tracing::warn!(%error, "minitwit api: the database is out of reach");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is out of reach; retry shortly",
+            );
+        }
         tracing::error!(%error, "minitwit api: database");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
@@ -77,7 +255,14 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             error_msg: &self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(conveyor_web::error::RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
