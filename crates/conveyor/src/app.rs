@@ -179,9 +179,16 @@ pub fn app_routes(apps: &AppResources, store: &Store) -> conveyor_web::Surface {
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
-pub fn init_logging(json: bool) {
+/// `server`: the long-running roles log at INFO; the CLI tools at WARN, so their output is
+/// their results, not the engine's chatter.
+pub fn init_logging(json: bool, server: bool) {
+    let default = if server {
+        "info,sqlx=warn,tokei=error"
+    } else {
+        "warn,tokei=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tokei=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a person at a terminal: a file or a collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

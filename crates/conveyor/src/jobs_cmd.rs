@@ -26,6 +26,9 @@ pub enum JobsCommand {
         /// How many (at most 500)
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// JSON in the API's shape instead of a table
+        #[arg(long)]
+        json: bool,
     },
     /// One job
     Show {
@@ -89,6 +92,7 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
             kind,
             queue,
             limit,
+            json,
         } => {
             if !(1..=500).contains(&limit) {
                 bail!("--limit must be between 1 and 500");
@@ -106,7 +110,11 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
                 .into_iter()
                 .map(JobView::from)
                 .collect();
-            serde_json::to_string_pretty(&jobs)?
+            if json {
+                serde_json::to_string_pretty(&jobs)?
+            } else {
+                table(&jobs)
+            }
         }
         JobsCommand::Show { id } => {
             let job = store
@@ -208,4 +216,106 @@ pub async fn enqueue_lines(
     }
     eprintln!("{enqueued} enqueued, {refused} refused");
     Ok(())
+}
+
+/// Jobs as a table for a terminal: one line each, the error cut to the width left.
+fn table(jobs: &[JobView]) -> String {
+    if jobs.is_empty() {
+        return "no jobs".to_owned();
+    }
+    let rows: Vec<[String; 7]> = jobs
+        .iter()
+        .map(|job| {
+            let error: String = job
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            [
+                job.id.to_string(),
+                job.state.to_string(),
+                job.kind.clone(),
+                job.queue.clone(),
+                format!("{}/{}", job.attempt, job.max_attempts),
+                job.created_at
+                    .replace('T', " ")
+                    .trim_end_matches('Z')
+                    .to_owned(),
+                error,
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "STATE",
+        "KIND",
+        "QUEUE",
+        "ATTEMPT",
+        "CREATED (UTC)",
+        "ERROR",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 0 {
+                text.push_str(&format!("{cell:>w$}", w = widths[0]));
+            } else if i + 1 == cells.len() {
+                text.push_str(&format!("  {cell}"));
+            } else {
+                text.push_str(&format!("  {cell:<w$}", w = widths[i]));
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    let mut out = vec![line(&header)];
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push(line(&cells));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_print_as_an_aligned_table() {
+        let job = JobView {
+            id: 7,
+            queue: "default".into(),
+            kind: "fail".into(),
+            args: serde_json::json!({}),
+            state: JobState::Failed,
+            priority: 0,
+            attempt: 3,
+            max_attempts: 3,
+            run_at: "2026-12-07T10:00:00.000Z".into(),
+            cancel_requested: false,
+            progress: None,
+            result: None,
+            error: Some("boom\nsecond line".into()),
+            group_id: None,
+            unique_key: None,
+            worker: None,
+            created_at: "2026-12-07T10:00:00.000Z".into(),
+            started_at: None,
+            finished_at: None,
+        };
+        let text = table(&[job]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ID  STATE"), "{text}");
+        assert!(lines[1].trim_start().starts_with("7  "), "{text}");
+        assert!(lines[1].ends_with("boom second line"), "{text}");
+        assert_eq!(table(&[]), "no jobs");
+    }
 }

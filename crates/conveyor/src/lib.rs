@@ -132,7 +132,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Overrides::default(),
     };
     let config = Config::resolve(cli.settings.or(file))?;
-    app::init_logging(config.log_json);
+    let server = matches!(
+        cli.command,
+        Command::Up | Command::Serve | Command::Work | Command::Migrate | Command::FakeGithub(_)
+    );
+    app::init_logging(config.log_json, server);
     match cli.command {
         Command::Up => app::run_roles(&config, app::Roles::ALL).await,
         Command::Serve => app::run_roles(&config, app::Roles::HTTP).await,

@@ -613,7 +613,7 @@ async fn the_shipped_nginx_config_fronts_two_servers_as_browsers_and_clients_exp
                 ("CONVEYOR_API_TOKEN", TOKEN.to_owned()),
                 // Bursts of 4 per client and server process.
                 ("REPOSTATS_PER_IP", "2".to_owned()),
-                ("RUST_LOG", "warn,conveyor::http=info".to_owned()),
+                ("RUST_LOG", "warn,conveyor::http=debug".to_owned()),
             ],
         ));
     }

@@ -79,7 +79,7 @@ async fn logs_are_json_lines_with_request_ids_and_job_ids() {
     let port = free_port();
     let mut child = Process(
         conveyor_up(&dir, port, &[("CONVEYOR_LOG_FORMAT", "json".into())])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,conveyor::http=debug")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),

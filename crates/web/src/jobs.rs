@@ -259,7 +259,7 @@ async fn create_job(
     Json(request): Json<CreateJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let job = request.into_new_job()?;
-    state.registry.check_public(&job)?;
+    check_public(&state, &job)?;
     let enqueued = state.store.enqueue(job).await?;
     let status = if enqueued.duplicate {
         StatusCode::OK
@@ -339,7 +339,7 @@ async fn create_jobs(
     let mut accepted = Vec::with_capacity(count);
     for job in request.jobs {
         let checked = job.into_new_job().and_then(|job| {
-            state.registry.check_public(&job)?;
+            check_public(&state, &job)?;
             Ok(job)
         });
         match checked {
@@ -373,6 +373,48 @@ async fn create_jobs(
         enqueued,
         refused,
     }))
+}
+
+/// The registry's check of a job the API was asked for, with a suggestion when the kind is
+/// unknown but close to a public one (`nop` → `noop`).
+fn check_public(state: &AppState, job: &NewJob) -> Result<(), ApiError> {
+    state.registry.check_public(job).map_err(|error| {
+        let mut refused = ApiError::from(error);
+        if let Some(near) = nearest(&job.kind, &state.registry.public_kinds())
+            && refused.status == StatusCode::UNPROCESSABLE_ENTITY
+            && near != job.kind
+        {
+            refused.detail = format!("{}; did you mean {near:?}?", refused.detail);
+        }
+        refused
+    })
+}
+
+/// The candidate closest to `word` by edit distance, if it is within a third of its length
+/// (at least 1): close enough to be a typo.
+pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word: Vec<char> = word.chars().collect();
+    let distance = |other: &str| {
+        let other: Vec<char> = other.chars().collect();
+        let mut row: Vec<usize> = (0..=other.len()).collect();
+        for (i, a) in word.iter().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, b) in other.iter().enumerate() {
+                let substituted = previous + usize::from(a != b);
+                previous = row[j + 1];
+                row[j + 1] = substituted.min(row[j] + 1).min(previous + 1);
+            }
+        }
+        row[other.len()]
+    };
+    let allowed = (word.len() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (distance(c), *c))
+        .filter(|(d, _)| *d <= allowed)
+        .min()
+        .map(|(_, c)| c)
 }
 
 fn refused(error: ApiError) -> BatchOutcome {
@@ -715,4 +757,19 @@ async fn list_kinds(State(state): State<AppState>) -> Json<Vec<String>> {
             .map(str::to_owned)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest;
+
+    #[test]
+    fn typos_find_their_kind_and_strangers_find_none() {
+        let kinds = ["fail", "longtask", "noop", "sleep"];
+        assert_eq!(nearest("nop", &kinds), Some("noop"));
+        assert_eq!(nearest("slep", &kinds), Some("sleep"));
+        assert_eq!(nearest("longtsak", &kinds), Some("longtask"));
+        assert_eq!(nearest("average.sum", &kinds), None);
+        assert_eq!(nearest("x", &kinds), None);
+    }
 }

@@ -20,6 +20,9 @@ use tracing::Instrument;
 use crate::ApiError;
 use crate::state::AppState;
 
+/// An answer slower than this is logged at INFO.
+const SLOW: Duration = Duration::from_secs(1);
+
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -218,17 +221,31 @@ pub async fn observe(
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    tracing::info!(
-        target: "conveyor::http",
-        request_id = id,
-        client_ip = %client.ip,
-        listener,
-        method,
-        route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    // One line per request at DEBUG (a busy server would flood INFO); a server error at
+    // WARN and a slow answer at INFO, so they show at the default level.
+    macro_rules! request_line {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                target: "conveyor::http",
+                $level,
+                request_id = id,
+                client_ip = %client.ip,
+                listener,
+                method,
+                route,
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                $message
+            )
+        };
+    }
+    if status >= 500 {
+        request_line!(tracing::Level::WARN, "request failed");
+    } else if elapsed >= SLOW && !route.ends_with("/events") {
+        request_line!(tracing::Level::INFO, "slow request");
+    } else {
+        request_line!(tracing::Level::DEBUG, "request");
+    }
     record(listener, method, route, status, elapsed.as_secs_f64());
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
