@@ -7,10 +7,10 @@ use anyhow::Context;
 use conveyor_queue::{
     Backoff, Registry, Schedule, Scheduler, Store, StoreOptions, Worker, WorkerConfig, builtin,
 };
+use conveyor_web::app::App;
 use conveyor_web::{AppState, WebSettings};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 
@@ -61,6 +61,16 @@ pub struct AppResources {
     pub alerts: crate::alerts::Alerts,
     /// The operator's tokens (mining's gate accepts them beside its keys).
     pub auth: conveyor_web::auth::Auth,
+    /// repostats' refresh schedule, or "off".
+    pub repostats_refresh: String,
+    /// mining's indexer schedule, or "off".
+    pub mining_index: String,
+    /// MiniTwit's settings.
+    pub minitwit: conveyor_minitwit::Settings,
+    /// MiniTwit's page listener, if on.
+    pub minitwit_web: Option<std::net::SocketAddr>,
+    /// MiniTwit's simulator API listener, if on.
+    pub minitwit_api: Option<std::net::SocketAddr>,
 }
 
 impl AppResources {
@@ -85,6 +95,16 @@ impl AppResources {
             mining_require_key: config.mining_require_key,
             alerts: crate::alerts::Alerts::new(config.alerts.clone())?,
             auth: config.auth.clone(),
+            repostats_refresh: config.repostats_refresh.clone(),
+            mining_index: config.mining_index.clone(),
+            minitwit: conveyor_minitwit::Settings {
+                secure_cookies: config.minitwit_secure_cookies,
+                public_origin: config.minitwit_public_origin.clone(),
+                proxies: config.trusted_proxies.clone(),
+                ..conveyor_minitwit::Settings::default()
+            },
+            minitwit_web: config.minitwit_web,
+            minitwit_api: config.minitwit_api,
             ..Self::with_files(files)?
         })
     }
@@ -104,7 +124,40 @@ impl AppResources {
             mining_require_key: false,
             alerts: crate::alerts::Alerts::new(crate::alerts::AlertConfig::default())?,
             auth: conveyor_web::auth::Auth::open(),
+            repostats_refresh: "off".to_owned(),
+            mining_index: "off".to_owned(),
+            minitwit: conveyor_minitwit::Settings::default(),
+            minitwit_web: None,
+            minitwit_api: None,
         })
+    }
+
+    /// The apps this binary runs, each built from its settings: the one list a process is
+    /// assembled from. A new app is one crate that implements [`App`] and one line here.
+    pub fn apps(&self) -> Vec<Box<dyn App>> {
+        vec![
+            Box::new(conveyor_longtask::Longtask),
+            Box::new(conveyor_repostats::Repostats {
+                github: self.github.clone(),
+                snapshot: self.snapshot.clone(),
+                per_ip: self.per_ip,
+                refresh: self.repostats_refresh.clone(),
+            }),
+            Box::new(conveyor_average::Average {
+                files: self.files.clone(),
+            }),
+            Box::new(conveyor_mining::MiningApp {
+                mining: self.mining.clone(),
+                require_key: self.mining_require_key,
+                auth: self.auth.clone(),
+                index: self.mining_index.clone(),
+            }),
+            Box::new(conveyor_minitwit::MinitwitApp {
+                settings: self.minitwit.clone(),
+                web: self.minitwit_web,
+                api: self.minitwit_api,
+            }),
+        ]
     }
 }
 
@@ -112,70 +165,46 @@ impl AppResources {
 pub fn registry(apps: &AppResources) -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
-    conveyor_longtask::register(&mut registry);
-    conveyor_average::register(&mut registry, apps.files.clone());
-    conveyor_repostats::register(&mut registry, apps.github.clone());
-    conveyor_mining::register(&mut registry, apps.mining.clone());
+    for app in apps.apps() {
+        app.register(&mut registry);
+    }
     registry
 }
 
-/// Every periodic schedule of the apps: repostats' refresh and mining's indexers, each
-/// unless `off`.
+/// Every app's periodic schedules.
 ///
 /// # Errors
-/// When the refresh expression does not parse.
-pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
+/// Naming the app whose schedule does not parse.
+pub fn schedules(apps: &AppResources) -> anyhow::Result<Vec<Schedule>> {
     let mut schedules = Vec::new();
-    if config.repostats_refresh != "off" {
-        let job =
-            conveyor_queue::NewJob::new(conveyor_repostats::jobs::REFRESH, serde_json::json!({}))
-                .queue(conveyor_repostats::QUEUE);
-        schedules.push(
-            Schedule::new("repostats-refresh", &config.repostats_refresh, job)
-                .context("repostats_refresh")?,
-        );
-    }
-    if config.mining_index != "off" {
-        schedules.push(
-            Schedule::new(
-                "mining-index",
-                &config.mining_index,
-                conveyor_mining::jobs::tick_job(),
-            )
-            .context("mining_index")?,
+    for app in apps.apps() {
+        schedules.extend(
+            app.schedules()
+                .with_context(|| format!("{}'s schedule", app.name()))?,
         );
     }
     Ok(schedules)
 }
 
-/// The apps' HTTP routes, sorted by who may call them: the seeds' client-facing routes
-/// (longtask's two, repostats' three) and the routes that check credentials of their own
-/// (mining's keys; the alert webhook with `ALERT_WEBHOOK_TOKEN`) are public, the rest sit
-/// behind the operator's token with the job API.
+/// Every app's HTTP routes on the main listener, and the alert webhook's: public where an
+/// app says so (the seeds' client-facing routes, routes with credentials of their own),
+/// the rest behind the operator's token with the job API.
 pub fn app_routes(apps: &AppResources, store: &Store) -> conveyor_web::Surface {
-    let gate =
-        conveyor_mining::KeyGate::new(store.clone(), apps.mining_require_key, apps.auth.clone());
-    let mut public = OpenApiRouter::new()
-        .merge(conveyor_longtask::router())
-        .merge(conveyor_repostats::public_router(
-            apps.snapshot.clone(),
-            apps.per_ip,
-        ))
-        .merge(conveyor_mining::router(apps.mining.clone(), gate));
-    let mut guarded = OpenApiRouter::new()
-        .merge(conveyor_average::router(apps.files.clone()))
-        .merge(conveyor_repostats::admin_router(apps.snapshot.clone()));
+    let mut surface = conveyor_web::Surface::default();
+    for app in apps.apps() {
+        let routes = app.routes(store);
+        surface.public = surface.public.merge(routes.public);
+        surface.guarded = surface.guarded.merge(routes.guarded);
+        surface.pages = surface.pages.merge(routes.pages);
+        surface.open_pages = surface.open_pages.merge(routes.open_pages);
+    }
     let alerts = crate::alerts::router(apps.alerts.clone());
     if apps.alerts.has_token() {
-        public = public.merge(alerts);
+        surface.public = surface.public.merge(alerts);
     } else {
-        guarded = guarded.merge(alerts);
+        surface.guarded = surface.guarded.merge(alerts);
     }
-    conveyor_web::Surface {
-        public,
-        guarded,
-        ..conveyor_web::Surface::default()
-    }
+    surface
 }
 
 /// Starts logging: text for people, JSON for collectors; `RUST_LOG` refines the filter.
@@ -208,6 +237,14 @@ pub fn init_logging(json: bool, server: bool) {
 /// # Errors
 /// When the database is unreachable or a migration fails.
 pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+    connect_apps(config, &AppResources::from_config(config)?).await
+}
+
+/// [`connect`], migrating `apps`.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_apps(config: &Config, apps: &AppResources) -> anyhow::Result<Store> {
     let options = StoreOptions {
         max_connections: config.max_connections,
         ..StoreOptions::default()
@@ -216,18 +253,11 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         .await
         .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
     store.migrate().await.context("applying migrations")?;
-    conveyor_minitwit::migrate(&store)
-        .await
-        .context("applying MiniTwit's migrations")?;
-    conveyor_average::migrate(&store)
-        .await
-        .context("applying average's migrations")?;
-    conveyor_repostats::migrate(&store)
-        .await
-        .context("applying repostats' migrations")?;
-    conveyor_mining::migrate(&store)
-        .await
-        .context("applying mining's migrations")?;
+    for app in apps.apps() {
+        app.migrate(&store)
+            .await
+            .with_context(|| format!("applying {}'s migrations", app.name()))?;
+    }
     Ok(store)
 }
 
@@ -285,35 +315,21 @@ pub fn worker_config(config: &Config) -> WorkerConfig {
     }
 }
 
-/// repostats' GitHub budget as stored (so every server reports the one budget, not what
-/// each worker last saw): `repostats_github_remaining` and `repostats_github_exhausted`
-/// (1 while a token's bucket waits for its reset or a secondary limit).
-async fn github_gauges(store: &Store) -> anyhow::Result<()> {
-    let now = conveyor_queue::clock::now_ms();
-    for (token, bucket, remaining, reset_at, blocked_until) in
-        conveyor_repostats::github::budget(store).await?
-    {
-        let exhausted = (remaining <= 0 && reset_at > now) || blocked_until > now;
-        let labels = [("token", token), ("bucket", bucket)];
-        metrics::gauge!("repostats_github_remaining", &labels).set(remaining as f64);
-        metrics::gauge!("repostats_github_exhausted", &labels).set(f64::from(u8::from(exhausted)));
-    }
-    Ok(())
-}
-
 /// Runs `roles` until Ctrl-C or SIGTERM, then drains.
 ///
 /// # Errors
 /// When the database is unreachable at start or an address cannot be bound.
 pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
-    let store = connect(config).await?;
+    let apps = AppResources::from_config(config)?;
+    let store = connect_apps(config, &apps).await?;
     conveyor_web::metrics::handle();
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
-    let apps = AppResources::from_config(config)?;
-    conveyor_mining::ensure_indexers(&store, &apps.mining)
-        .await
-        .context("creating mining's indexers")?;
+    for app in apps.apps() {
+        app.prepare(&store)
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing {}: {e}", app.name()))?;
+    }
     // A worker heartbeats three times a lease; silent for two leases it is gone (its jobs
     // have been rescued), so it no longer counts as online.
     let settings = WebSettings {
@@ -366,37 +382,37 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         });
     }
     if roles.http {
-        serve_minitwit(config, &store, &tasks, &shutdown).await?;
-        // repostats' snapshot follows the database's version.
-        let fresh = conveyor_repostats::keep_fresh(
-            store.clone(),
-            apps.snapshot.clone(),
-            Duration::from_secs(1),
-        );
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            tokio::select! {
-                () = fresh => {}
-                () = stop.cancelled() => {}
+        // The apps' own listeners and the tasks an HTTP process runs for them.
+        for app in apps.apps() {
+            for listener in app.listeners(&store) {
+                let bound = tokio::net::TcpListener::bind(listener.address)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "binding {} to {} (or set it off)",
+                            listener.what, listener.address
+                        )
+                    })?;
+                tracing::info!(address = %listener.address, "serving {}", listener.what);
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    if let Err(error) =
+                        conveyor_web::serve(bound, listener.router, stop.cancelled_owned()).await
+                    {
+                        tracing::error!(%error, "{} failed", listener.what);
+                    }
+                });
             }
-        });
-        // Gauges read from the database for /metrics: average's worker gauges (W, busy and
-        // idle slots, queued tasks) and repostats' GitHub budget, shared by every worker.
-        let (state, stop) = (state.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            loop {
-                if let Err(error) = conveyor_average::api::worker_metrics(&state).await {
-                    tracing::warn!(?error, "average: cannot read worker metrics");
-                }
-                if let Err(error) = github_gauges(&state.store).await {
-                    tracing::warn!(%error, "repostats: cannot read the GitHub budget");
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    () = stop.cancelled() => break,
-                }
+            for task in app.background(&state) {
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    tokio::select! {
+                        () = task => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
-        });
+        }
     }
     if let Some(address) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(address)
@@ -420,7 +436,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
                 stop.cancel();
             }
         });
-        let scheduler = Scheduler::new(store.clone(), schedules(config)?);
+        let scheduler = Scheduler::new(store.clone(), schedules(&apps)?);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = scheduler.run(stop).await {
@@ -437,58 +453,6 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     tasks.close();
     tasks.wait().await;
     store.close().await;
-    Ok(())
-}
-
-/// MiniTwit's two listeners, each when configured, and its count gauges.
-async fn serve_minitwit(
-    config: &Config,
-    store: &Store,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let settings = conveyor_minitwit::Settings {
-        secure_cookies: config.minitwit_secure_cookies,
-        public_origin: config.minitwit_public_origin.clone(),
-        proxies: config.trusted_proxies.clone(),
-        ..conveyor_minitwit::Settings::default()
-    };
-    let hasher = conveyor_minitwit::Hasher::standard();
-    let app = conveyor_minitwit::Minitwit::new(store.clone(), hasher, settings);
-    let listeners = [
-        (
-            config.minitwit_web,
-            conveyor_minitwit::web_router(app.clone()),
-            "pages",
-        ),
-        (
-            config.minitwit_api,
-            conveyor_minitwit::api_router(app),
-            "simulator API",
-        ),
-    ];
-    for (address, router, what) in listeners {
-        let Some(address) = address else { continue };
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding MiniTwit's {what} to {address} (or set it off)"))?;
-        tracing::info!(%address, "serving MiniTwit's {what}");
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = conveyor_web::serve(listener, router, stop.cancelled_owned()).await
-            {
-                tracing::error!(%error, "MiniTwit server failed");
-            }
-        });
-    }
-    let counts = conveyor_minitwit::refresh_counts_every(store.clone(), Duration::from_secs(10));
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            () = counts => {}
-            () = stop.cancelled() => {}
-        }
-    });
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! # conveyor-web: the HTTP layer shared by every Conveyor app
 //!
 //! ## Layout
+//! - [`app`]: [`app::App`], the interface through which each app brings its kinds,
+//!   schedules, routes, listeners and background tasks to a process.
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
 //! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
 //! - [`client`]: the client's address and public origin past trusted proxies.
@@ -17,6 +19,7 @@
 //! the apps' routes and pages, each either public or behind the token gate.
 //! [`serve`] runs a router on a bound listener until a shutdown future.
 
+pub mod app;
 pub mod auth;
 pub mod client;
 pub mod error;

@@ -39,3 +39,49 @@ pub async fn migrate(store: &conveyor_queue::Store) -> conveyor_queue::Result<()
         )
         .await
 }
+
+/// The app, as the binary lists it: its kinds on queue `average`, its routes behind the
+/// operator's token, and the worker gauges an HTTP process publishes.
+pub struct Average {
+    /// Where the files live.
+    pub files: Storage,
+}
+
+impl conveyor_web::app::App for Average {
+    fn name(&self) -> &'static str {
+        "average"
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_queue::Result<()>> {
+        Box::pin(migrate(store))
+    }
+
+    fn register(&self, registry: &mut conveyor_queue::Registry) {
+        register(registry, self.files.clone());
+    }
+
+    fn routes(&self, _store: &conveyor_queue::Store) -> conveyor_web::Surface {
+        conveyor_web::Surface {
+            guarded: router(self.files.clone()),
+            ..conveyor_web::Surface::default()
+        }
+    }
+
+    fn background(
+        &self,
+        state: &conveyor_web::AppState,
+    ) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+        let state = state.clone();
+        vec![Box::pin(async move {
+            loop {
+                if let Err(error) = api::worker_metrics(&state).await {
+                    tracing::warn!(?error, "average: cannot read worker metrics");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        })]
+    }
+}

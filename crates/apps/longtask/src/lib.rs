@@ -16,3 +16,32 @@ pub mod task;
 
 pub use api::router;
 pub use task::{KIND, QUEUE, register};
+
+/// The app, as the binary lists it: the `longtask` kind (public) and the seed's two routes
+/// (open to the seed's clients).
+pub struct Longtask;
+
+impl conveyor_web::app::App for Longtask {
+    fn name(&self) -> &'static str {
+        "longtask"
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        _store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_queue::Result<()>> {
+        // No tables of its own: its tasks are engine jobs.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn register(&self, registry: &mut conveyor_queue::Registry) {
+        register(registry);
+    }
+
+    fn routes(&self, _store: &conveyor_queue::Store) -> conveyor_web::Surface {
+        conveyor_web::Surface {
+            public: router(),
+            ..conveyor_web::Surface::default()
+        }
+    }
+}

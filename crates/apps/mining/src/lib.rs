@@ -68,3 +68,62 @@ pub async fn ensure_indexers(store: &conveyor_queue::Store, mining: &Mining) -> 
     }
     Ok(())
 }
+
+/// The app, as the binary lists it.
+pub struct MiningApp {
+    /// Settings, analyzers, hosts.
+    pub mining: Mining,
+    /// Requests need an API key (`MINING_REQUIRE_KEY`).
+    pub require_key: bool,
+    /// The operator's tokens, which pass mining's gate too.
+    pub auth: conveyor_web::auth::Auth,
+    /// When the enabled indexers run: a cron expression (UTC), or `off`.
+    pub index: String,
+}
+
+impl conveyor_web::app::App for MiningApp {
+    fn name(&self) -> &'static str {
+        "mining"
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_queue::Result<()>> {
+        Box::pin(migrate(store))
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), conveyor_web::app::SetupError>> {
+        Box::pin(async move {
+            ensure_indexers(store, &self.mining).await?;
+            Ok(())
+        })
+    }
+
+    fn register(&self, registry: &mut conveyor_queue::Registry) {
+        register(registry, self.mining.clone());
+    }
+
+    fn schedules(&self) -> Result<Vec<conveyor_queue::Schedule>, conveyor_queue::Error> {
+        if self.index == "off" {
+            return Ok(Vec::new());
+        }
+        Ok(vec![conveyor_queue::Schedule::new(
+            "mining-index",
+            &self.index,
+            jobs::tick_job(),
+        )?])
+    }
+
+    /// Public to the token gate: mining's own gate takes the operator's token or a key.
+    fn routes(&self, store: &conveyor_queue::Store) -> conveyor_web::Surface {
+        let gate = KeyGate::new(store.clone(), self.require_key, self.auth.clone());
+        conveyor_web::Surface {
+            public: router(self.mining.clone(), gate),
+            ..conveyor_web::Surface::default()
+        }
+    }
+}

@@ -214,3 +214,57 @@ pub async fn refresh_counts_every(store: Store, every: Duration) {
         tokio::time::sleep(every).await;
     }
 }
+
+/// The app, as the binary lists it: no jobs, two listeners of its own (the course's clients
+/// fix their ports and paths) and its count gauges.
+pub struct MinitwitApp {
+    /// Its settings.
+    pub settings: Settings,
+    /// The pages' address, if served.
+    pub web: Option<std::net::SocketAddr>,
+    /// The simulator API's address, if served.
+    pub api: Option<std::net::SocketAddr>,
+}
+
+impl conveyor_web::app::App for MinitwitApp {
+    fn name(&self) -> &'static str {
+        "minitwit"
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        store: &'a Store,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_queue::Result<()>> {
+        Box::pin(migrate(store))
+    }
+
+    fn listeners(&self, store: &Store) -> Vec<conveyor_web::app::Listener> {
+        let app = Minitwit::new(store.clone(), Hasher::standard(), self.settings.clone());
+        let mut listeners = Vec::new();
+        if let Some(address) = self.web {
+            listeners.push(conveyor_web::app::Listener {
+                address,
+                router: web_router(app.clone()),
+                what: "MiniTwit's pages",
+            });
+        }
+        if let Some(address) = self.api {
+            listeners.push(conveyor_web::app::Listener {
+                address,
+                router: api_router(app),
+                what: "MiniTwit's simulator API",
+            });
+        }
+        listeners
+    }
+
+    fn background(
+        &self,
+        state: &conveyor_web::AppState,
+    ) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+        vec![Box::pin(refresh_counts_every(
+            state.store.clone(),
+            Duration::from_secs(10),
+        ))]
+    }
+}

@@ -37,3 +37,90 @@ pub async fn migrate(store: &conveyor_queue::Store) -> conveyor_queue::Result<()
         )
         .await
 }
+
+/// The app, as the binary lists it.
+pub struct Repostats {
+    /// The GitHub client (`GITHUB_API_URL`, `GITHUB_TOKENS`).
+    pub github: Github,
+    /// The snapshot the routes read.
+    pub snapshot: SnapshotCell,
+    /// Requests a second per client address on the seed's routes (0: no limit).
+    pub per_ip: u32,
+    /// When to refresh: a cron expression (UTC), or `off`.
+    pub refresh: String,
+}
+
+/// Publishes the GitHub budget as stored (so every server reports the one budget, not what
+/// each worker last saw): `repostats_github_remaining` and `repostats_github_exhausted`
+/// (1 while a token's bucket waits for its reset or a secondary limit).
+///
+/// # Errors
+/// The database's.
+pub async fn budget_gauges(store: &conveyor_queue::Store) -> sqlx::Result<()> {
+    let now = conveyor_queue::clock::now_ms();
+    for (token, bucket, remaining, reset_at, blocked_until) in github::budget(store).await? {
+        let exhausted = (remaining <= 0 && reset_at > now) || blocked_until > now;
+        let labels = [("token", token), ("bucket", bucket)];
+        metrics::gauge!("repostats_github_remaining", &labels).set(remaining as f64);
+        metrics::gauge!("repostats_github_exhausted", &labels).set(f64::from(u8::from(exhausted)));
+    }
+    Ok(())
+}
+
+impl conveyor_web::app::App for Repostats {
+    fn name(&self) -> &'static str {
+        "repostats"
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_queue::Result<()>> {
+        Box::pin(migrate(store))
+    }
+
+    fn register(&self, registry: &mut conveyor_queue::Registry) {
+        register(registry, self.github.clone());
+    }
+
+    fn schedules(&self) -> Result<Vec<conveyor_queue::Schedule>, conveyor_queue::Error> {
+        if self.refresh == "off" {
+            return Ok(Vec::new());
+        }
+        let job = conveyor_queue::NewJob::new(jobs::REFRESH, serde_json::json!({})).queue(QUEUE);
+        Ok(vec![conveyor_queue::Schedule::new(
+            "repostats-refresh",
+            &self.refresh,
+            job,
+        )?])
+    }
+
+    fn routes(&self, _store: &conveyor_queue::Store) -> conveyor_web::Surface {
+        conveyor_web::Surface {
+            public: public_router(self.snapshot.clone(), self.per_ip),
+            guarded: admin_router(self.snapshot.clone()),
+            ..conveyor_web::Surface::default()
+        }
+    }
+
+    fn background(
+        &self,
+        state: &conveyor_web::AppState,
+    ) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
+        let store = state.store.clone();
+        let fresh = keep_fresh(
+            store.clone(),
+            self.snapshot.clone(),
+            std::time::Duration::from_secs(1),
+        );
+        let gauges = async move {
+            loop {
+                if let Err(error) = budget_gauges(&store).await {
+                    tracing::warn!(%error, "repostats: cannot read the GitHub budget");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        };
+        vec![Box::pin(fresh), Box::pin(gauges)]
+    }
+}
