@@ -227,10 +227,10 @@ pub fn register(registry: &mut Registry, mining: Mining) {
         let m = m.clone();
         async move { analyze(&m, args, &ctx).await }
     });
-    registry.register(
-        FINISH,
-        move |args: FinishArgs, ctx: JobContext| async move { finish(args, &ctx).await },
-    );
+    registry.register(FINISH, move |args: FinishArgs, ctx: JobContext| {
+        let m = mining.clone();
+        async move { finish(&m, args, &ctx).await }
+    });
 }
 
 /// The periodic tick's job.
@@ -396,10 +396,7 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
     feed(store, &m.settings).await?;
     wait_for_room(m, ctx).await?;
 
-    let dir = m
-        .settings
-        .downloads
-        .join(format!("{}-{}", row.id, ctx.id()));
+    let dir = clone_dir(&m.settings, row.id, ctx.id());
     let _ = tokio::fs::remove_dir_all(&dir).await;
     tokio::fs::create_dir_all(&m.settings.downloads)
         .await
@@ -547,11 +544,46 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
 /// Makes sure the clone is at `dir`: a worker on another machine, or after the download
 /// area was lost, clones again (into a temporary name first, so concurrent tasks do not
 /// see a half clone) and checks that HEAD is still the commit listed.
-async fn ensure_clone(m: &Mining, args: &AnalyzeArgs) -> Result<(), String> {
+/// Where the processing job `job` of repository `repo` clones it: the only directory its
+/// tasks may read or remove (their arguments are checked against it, never trusted).
+pub fn clone_dir(settings: &Settings, repo: i64, job: i64) -> PathBuf {
+    settings.downloads.join(format!("{repo}-{job}"))
+}
+
+/// Whether `dir` is a clone directory of repository `repo` in the download area.
+fn is_clone_dir_of(settings: &Settings, repo: i64, dir: &str) -> bool {
+    let dir = Path::new(dir);
+    dir.parent() == Some(settings.downloads.as_path())
+        && dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix(&format!("{repo}-")))
+            .is_some_and(|job| !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()))
+}
+
+async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(), String> {
+    if !is_clone_dir_of(&m.settings, args.repo, &args.dir) {
+        return Err(format!(
+            "{:?} is not a clone of repository {} in the download area",
+            args.dir, args.repo
+        ));
+    }
     let dir = Path::new(&args.dir);
     if tokio::fs::metadata(dir).await.is_ok() {
         return Ok(());
     }
+    // Cloning again: from the repository's own URL, as its row says, never the argument's.
+    let row = db::repo(store, args.repo)
+        .await
+        .map_err(|e| format!("database: {e}"))?
+        .ok_or_else(|| format!("no repository {}", args.repo))?;
+    if row.url != args.url {
+        return Err(format!(
+            "{:?} is not the URL of repository {}",
+            args.url, args.repo
+        ));
+    }
+    m.settings.sources.check_resolved(&row.url).await?;
     let temporary = PathBuf::from(format!("{}.{:x}", args.dir, rand::random::<u32>()));
     git::clone(&args.url, &temporary, &m.settings.clone)
         .await
@@ -639,7 +671,7 @@ fn measure(analyzers: &Analyzers, file: &FileRef, bytes: &[u8]) -> FileResult {
 }
 
 async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Value, JobError> {
-    if let Err(error) = ensure_clone(m, &args).await {
+    if let Err(error) = ensure_clone(m, &args, ctx.store()).await {
         if ctx.attempt() < ctx.max_attempts() {
             return Err(JobError::retry(error));
         }
@@ -693,7 +725,15 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     Ok(json!({ "files": results.len(), "failed": failed }))
 }
 
-async fn finish(args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
+async fn finish(m: &Mining, args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
+    // The only directory this run may remove is its own clone.
+    let own = clone_dir(&m.settings, args.repo, args.job);
+    if Path::new(&args.dir) != own {
+        return Err(JobError::permanent(format!(
+            "{:?} is not the clone of repository {} by job {}",
+            args.dir, args.repo, args.job
+        )));
+    }
     // Marked first: every result is recorded by now, and removing a clone of thousands of
     // files takes a while (25 ms for tokio's sources) that readers of the repository need
     // not wait for. A retry after a failed removal finds it marked and removes again.

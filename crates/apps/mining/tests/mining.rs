@@ -34,6 +34,7 @@ conveyor_queue::on_both_backends!(
     the_event_stream_reports_activity,
     bad_parameters_are_refused_naming_them,
     the_source_policy_refuses_urls_naming_the_rule,
+    internal_tasks_touch_only_their_own_clone,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1159,5 +1160,61 @@ async fn the_source_policy_refuses_urls_naming_the_rule(store: Store) {
     }
     let (_, list) = call(&setup.app, Method::GET, "/api/mining/repositories", None).await;
     assert_eq!(list["repositories"], json!([]), "the indexer added nothing");
+    setup.finish().await;
+}
+
+/// mining's tasks enqueued with hostile arguments (as only the app or a database writer
+/// could): a finish removes nothing but its own clone, an analysis reads no other place and
+/// clones from no other URL.
+async fn internal_tasks_touch_only_their_own_clone(store: Store) {
+    let setup = setup(&store, |_| {}, false).await;
+    let victim = setup.dir.join("victim");
+    std::fs::create_dir_all(victim.join("inner")).unwrap();
+    let other = setup.downloads.join("1-1");
+    std::fs::create_dir_all(&other).unwrap();
+    let hostile = [
+        (
+            "mining.finish",
+            json!({"repo": 1, "job": 2, "dir": victim.display().to_string()}),
+        ),
+        (
+            "mining.finish",
+            json!({"repo": 1, "job": 2, "dir": other.display().to_string()}),
+        ),
+        (
+            "mining.analyze",
+            json!({"repo": 1, "dir": victim.display().to_string(), "url": "https://example.org/x.git",
+                   "head": "0", "files": []}),
+        ),
+    ];
+    for (kind, args) in hostile {
+        let job = store
+            .enqueue(
+                conveyor_queue::NewJob::new(kind, args.clone())
+                    .queue(conveyor_mining::QUEUE)
+                    .max_attempts(1),
+            )
+            .await
+            .unwrap()
+            .job;
+        let ended = conveyor_queue::testing::wait_for_job(&store, job.id, WAIT, |j| {
+            j.finished_at.is_some()
+        })
+        .await;
+        assert_eq!(
+            ended.state,
+            conveyor_queue::JobState::Failed,
+            "{kind} {args}: {ended:?}"
+        );
+        assert!(
+            ended.error.as_deref().unwrap_or_default().contains("not"),
+            "{ended:?}"
+        );
+    }
+    assert!(
+        victim.join("inner").is_dir(),
+        "the directory outside the area is untouched"
+    );
+    assert!(other.is_dir(), "another run's clone is untouched");
     setup.finish().await;
 }
