@@ -21,7 +21,10 @@
 //!   [`PG_FLUSHERS`], so the next batch fills while one waits for its commit.
 //! - The channel is bounded ([`QUEUED_MAX`]): beyond it, callers wait to be taken.
 
+use std::any::Any;
 use std::sync::{Arc, Weak};
+
+use futures_util::future::BoxFuture;
 
 use sqlx::types::Json;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -41,11 +44,35 @@ const QUEUED_MAX: usize = 10_000;
 /// more statements for the same jobs on a machine whose two cores are the limit.
 const PG_FLUSHERS: usize = 2;
 
-/// One caller's jobs (one, or a batch that goes into one transaction) and where their
-/// outcomes go.
-pub(crate) struct Request {
-    jobs: Vec<NewJob>,
-    reply: oneshot::Sender<Vec<Result<Enqueued>>>,
+/// An app's unit of work that must commit with its jobs (its own rows and the jobs that
+/// depend on them, as average's create and mining's add write them): run inside a shared
+/// transaction under a savepoint, and again alone if the shared transaction fails (so it
+/// may run more than once: `FnMut`, and nothing outside the transaction may depend on a run).
+pub type Work =
+    Box<dyn for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<Box<dyn Any + Send>>> + Send>;
+
+/// What a caller hands the committer, and where the outcome goes.
+pub(crate) enum Request {
+    /// Jobs (one, or a batch that goes into one transaction).
+    Jobs {
+        jobs: Vec<NewJob>,
+        reply: oneshot::Sender<Vec<Result<Enqueued>>>,
+    },
+    /// An app's unit of work.
+    Work {
+        work: Work,
+        reply: oneshot::Sender<Result<Box<dyn Any + Send>>>,
+    },
+}
+
+impl Request {
+    /// How much of a batch it takes: its jobs, or one for a unit of work.
+    fn size(&self) -> usize {
+        match self {
+            Request::Jobs { jobs, .. } => jobs.len(),
+            Request::Work { .. } => 1,
+        }
+    }
 }
 
 /// The sending side, kept by the store; the committer task holds only a weak reference to
@@ -70,12 +97,12 @@ async fn run(store: Weak<Inner>, mut requests: mpsc::Receiver<Request>, flushers
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut jobs = first.jobs.len();
+        let mut size = first.size();
         let mut batch = vec![first];
-        while jobs < BATCH_MAX {
+        while size < BATCH_MAX {
             match requests.try_recv() {
                 Ok(request) => {
-                    jobs += request.jobs.len();
+                    size += request.size();
                     batch.push(request);
                 }
                 Err(_) => break,
@@ -93,41 +120,110 @@ async fn run(store: Weak<Inner>, mut requests: mpsc::Receiver<Request>, flushers
 }
 
 /// Writes `batch` in one transaction and answers each caller; if that fails, writes each
-/// job alone.
-async fn flush(store: &Store, batch: Vec<Request>) {
-    let jobs: Vec<&NewJob> = batch.iter().flat_map(|r| &r.jobs).collect();
+/// job and runs each unit of work alone.
+async fn flush(store: &Store, mut batch: Vec<Request>) {
+    let plain_only = batch.iter().all(|r| match r {
+        Request::Jobs { jobs, .. } => jobs.iter().all(|j| j.unique_key.is_none()),
+        Request::Work { .. } => false,
+    });
+    let jobs: Vec<NewJob> = batch
+        .iter()
+        .flat_map(|r| match r {
+            Request::Jobs { jobs, .. } => jobs.as_slice(),
+            Request::Work { .. } => &[],
+        })
+        .cloned()
+        .collect();
     let shared = async {
-        if store.backend() == Backend::Postgres && jobs.iter().all(|j| j.unique_key.is_none()) {
-            return insert_pg_statement(store, &jobs).await;
+        let job_refs: Vec<&NewJob> = jobs.iter().collect();
+        if store.backend() == Backend::Postgres && plain_only {
+            return Ok((insert_pg_statement(store, &job_refs).await?, Vec::new()));
         }
         let mut tx = store.begin().await?;
-        let outcomes = insert_batch(&mut tx, &jobs).await?;
-        tx.commit().await?;
-        Ok::<_, Error>(outcomes)
-    };
-    match shared.await {
-        Ok(outcomes) => {
-            let mut outcomes = outcomes.into_iter();
-            for request in batch {
-                let mine = outcomes.by_ref().take(request.jobs.len()).map(Ok).collect();
-                let _ = request.reply.send(mine);
+        let outcomes = if job_refs.is_empty() {
+            Vec::new()
+        } else {
+            insert_batch(&mut tx, &job_refs).await?
+        };
+        let mut done = Vec::new();
+        for request in &mut batch {
+            if let Request::Work { work, .. } = request {
+                done.push(under_savepoint(&mut tx, work).await?);
             }
         }
-        Err(error) if jobs.len() == 1 => {
-            let request = batch.into_iter().next().expect("one request");
-            let _ = request.reply.send(vec![Err(error)]);
+        tx.commit().await?;
+        Ok::<_, Error>((outcomes, done))
+    };
+    match shared.await {
+        Ok((outcomes, done)) => {
+            let mut outcomes = outcomes.into_iter();
+            let mut done = done.into_iter();
+            for request in batch {
+                match request {
+                    Request::Jobs { jobs, reply } => {
+                        let mine = outcomes.by_ref().take(jobs.len()).map(Ok).collect();
+                        let _ = reply.send(mine);
+                    }
+                    Request::Work { reply, .. } => {
+                        let _ = reply.send(done.next().unwrap_or_else(|| Err(stopped())));
+                    }
+                }
+            }
+        }
+        Err(error) if batch.len() == 1 && batch[0].size() == 1 => {
+            match batch.pop().expect("one request") {
+                Request::Jobs { reply, .. } => {
+                    let _ = reply.send(vec![Err(error)]);
+                }
+                Request::Work { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+            }
         }
         Err(error) => {
-            tracing::debug!(%error, jobs = jobs.len(), "a shared enqueue failed; writing each alone");
+            tracing::debug!(%error, requests = batch.len(), "a shared transaction failed; writing each alone");
             for request in batch {
-                let mut mine = Vec::with_capacity(request.jobs.len());
-                for job in request.jobs {
-                    mine.push(alone(store, job).await);
+                match request {
+                    Request::Jobs { jobs, reply } => {
+                        let mut mine = Vec::with_capacity(jobs.len());
+                        for job in jobs {
+                            mine.push(alone(store, job).await);
+                        }
+                        let _ = reply.send(mine);
+                    }
+                    Request::Work { mut work, reply } => {
+                        let _ = reply.send(work_alone(store, &mut work).await);
+                    }
                 }
-                let _ = request.reply.send(mine);
             }
         }
     }
+}
+
+/// Runs `work` under a savepoint of `tx`: its outcome, with its writes undone if it failed.
+/// Only the savepoint statements' own failure fails the shared transaction.
+async fn under_savepoint(tx: &mut Tx, work: &mut Work) -> Result<Result<Box<dyn Any + Send>>> {
+    execute(tx, "SAVEPOINT conveyor_work").await?;
+    let outcome = work(tx).await;
+    if outcome.is_err() {
+        execute(tx, "ROLLBACK TO SAVEPOINT conveyor_work").await?;
+    }
+    execute(tx, "RELEASE SAVEPOINT conveyor_work").await?;
+    Ok(outcome)
+}
+
+async fn execute(tx: &mut Tx, sql: &'static str) -> Result<()> {
+    dispatch!(tx.conn(), conn => {
+        sqlx::query(sql).execute(conn).await?;
+    });
+    Ok(())
+}
+
+async fn work_alone(store: &Store, work: &mut Work) -> Result<Box<dyn Any + Send>> {
+    let mut tx = store.begin().await?;
+    let value = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(value)
 }
 
 async fn alone(store: &Store, job: NewJob) -> Result<Enqueued> {
@@ -310,7 +406,7 @@ impl Store {
         let (reply, outcome) = oneshot::channel();
         if self
             .committer()
-            .send(Request { jobs, reply })
+            .send(Request::Jobs { jobs, reply })
             .await
             .is_err()
         {
@@ -319,6 +415,40 @@ impl Store {
         outcome
             .await
             .unwrap_or_else(|_| (0..count).map(|_| Err(stopped())).collect())
+    }
+}
+
+impl Store {
+    /// Runs `work` in a transaction shared with whatever other enqueues and units of work
+    /// arrive at the same time (group commit), under a savepoint of its own: its writes
+    /// commit with the rest, or, if it fails, are undone without touching the others. For
+    /// an app that writes its own rows with the jobs that depend on them. `work` may run
+    /// more than once (again alone, if the shared transaction fails); its outcome is
+    /// returned once its transaction has committed.
+    ///
+    /// # Errors
+    /// `work`'s error, or the database's.
+    pub async fn transact<T, F>(&self, mut work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        let boxed: Work = Box::new(move |tx| {
+            let run = work(tx);
+            Box::pin(async move {
+                run.await
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
+            })
+        });
+        let (reply, outcome) = oneshot::channel();
+        self.committer()
+            .send(Request::Work { work: boxed, reply })
+            .await
+            .map_err(|_| stopped())?;
+        let value = outcome.await.map_err(|_| stopped())??;
+        Ok(*value
+            .downcast::<T>()
+            .expect("the committer hands back what the work returned"))
     }
 }
 

@@ -53,6 +53,7 @@ conveyor_queue::on_both_backends!(
     workers_keep_up_and_keep_their_leases_under_a_flood_of_enqueues,
     a_rescued_job_goes_before_newer_jobs_of_its_priority,
     values_outside_their_ranges_are_refused_naming_them,
+    units_of_work_share_transactions_and_fail_alone,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1330,5 +1331,70 @@ async fn values_outside_their_ranges_are_refused_naming_them(store: Store) {
             .len(),
         4,
         "only the good jobs are stored"
+    );
+}
+
+/// Apps' units of work (their rows with their jobs) share transactions with each other and
+/// with single enqueues; one that fails leaves nothing behind and fails nobody else.
+async fn units_of_work_share_transactions_and_fail_alone(store: Store) {
+    let mut tasks = Vec::new();
+    for n in 0..40_i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                return store
+                    .enqueue(NewJob::new("noop", json!({ "single": n })))
+                    .await
+                    .map(|e| e.job.id);
+            }
+            store
+                .transact(move |tx| {
+                    Box::pin(async move {
+                        let group = tx
+                            .enqueue_group(
+                                &[NewJob::new("noop", json!({ "unit": n }))],
+                                NewJob::new("noop", json!({ "after": n })),
+                            )
+                            .await?;
+                        if n == 21 {
+                            return Err(Error::InvalidJob("unit 21 changes its mind".into()));
+                        }
+                        Ok(group.member_ids[0])
+                    })
+                })
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(id) => {
+                ok += 1;
+                assert!(
+                    store.get(id).await.unwrap().is_some(),
+                    "job of {n} is stored"
+                );
+            }
+            Err(error) => {
+                assert_eq!(n, 21, "{error}");
+                assert!(error.to_string().contains("changes its mind"));
+            }
+        }
+    }
+    assert_eq!(ok, 39);
+    let stored = store
+        .list(&JobFilter {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // 20 singles, 19 units of a member and a continuation each; nothing of unit 21.
+    assert_eq!(stored.len(), 20 + 19 * 2, "{stored:?}");
+    assert!(
+        !stored
+            .iter()
+            .any(|j| j.args == json!({"unit": 21}) || j.args == json!({"after": 21})),
+        "the failed unit left nothing"
     );
 }

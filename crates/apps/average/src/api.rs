@@ -297,7 +297,6 @@ async fn create(
     let levels = plan::level_tasks(request.files, request.group_size);
     let generate_tasks = request.files.div_ceil(tasks::FILES_PER_GENERATE_TASK);
     let now = conveyor_queue::clock::now_ms();
-    let mut tx = state.store.begin().await?;
     let new = db::NewRow {
         files: request.files as i64,
         entries: request.entries_per_file as i64,
@@ -307,12 +306,22 @@ async fn create(
         sum_tasks: levels.iter().sum::<u64>() as i32,
         now,
     };
-    let id = db::insert(&mut tx, &new).await?;
-    let (members, continuation) =
-        tasks::generation_jobs(id, request.files, request.entries_per_file, seed);
-    let group = tx.enqueue_group(&members, continuation).await?;
-    db::advance_generation(&mut tx, id, group.group_id).await?;
-    tx.commit().await?;
+    let (files, entries) = (request.files, request.entries_per_file);
+    // The row and its generation group commit together, in a transaction shared with
+    // the enqueues arriving at the same time (group commit).
+    let id = state
+        .store
+        .transact(move |tx| {
+            let new = new.clone();
+            Box::pin(async move {
+                let id = db::insert(tx, &new).await?;
+                let (members, continuation) = tasks::generation_jobs(id, files, entries, seed);
+                let group = tx.enqueue_group(&members, continuation).await?;
+                db::advance_generation(tx, id, group.group_id).await?;
+                Ok(id)
+            })
+        })
+        .await?;
     metrics::counter!("average_jobs_submitted_total").increment(1);
     let row = db::get(&state.store, id).await?;
     let row = row.ok_or_else(|| ApiError::not_found("the job vanished"))?;

@@ -48,6 +48,7 @@ const COLUMNS: &str = "id, files, entries, group_size, seed, status, level, grou
      generated_at, finished_at";
 
 /// What a new job needs.
+#[derive(Debug, Clone)]
 pub struct NewRow {
     /// F.
     pub files: i64,

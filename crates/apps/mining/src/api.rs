@@ -219,14 +219,20 @@ pub async fn add(
         name: crate::indexer::list::name_of(&url),
         url,
     };
-    let mut tx = store.begin().await?;
-    let (id, new) = db::insert_repo(&mut tx, &found, "manual", now)
-        .await
-        .map_err(internal)?;
-    if db::requeue(&mut tx, id, now).await.map_err(internal)? {
-        tx.enqueue(jobs::process_job(id)).await?;
-    }
-    tx.commit().await?;
+    // The row and its processing job commit together, in a transaction shared with the
+    // enqueues arriving at the same time (group commit).
+    let (id, new) = store
+        .transact(move |tx| {
+            let found = found.clone();
+            Box::pin(async move {
+                let (id, new) = db::insert_repo(tx, &found, "manual", now).await?;
+                if db::requeue(tx, id, now).await? {
+                    tx.enqueue(jobs::process_job(id)).await?;
+                }
+                Ok((id, new))
+            })
+        })
+        .await?;
     if new {
         metrics::counter!("mining_repositories_discovered_total").increment(1);
     }
