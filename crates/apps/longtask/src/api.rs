@@ -121,7 +121,20 @@ async fn add_task(State(state): State<AppState>, body: Bytes) -> Result<Response
     let args: CountArgs = if body.iter().all(u8::is_ascii_whitespace) {
         CountArgs::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        // An object, as the document says: serde would take a struct from an array too.
+        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            TaskError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid body: {e}"),
+            )
+        })?;
+        if !value.is_object() {
+            return Err(TaskError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid body: it must be a JSON object, like {\"target\": 1000}".to_owned(),
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| {
             TaskError(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("invalid body: {e}"),

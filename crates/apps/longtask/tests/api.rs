@@ -159,6 +159,8 @@ async fn nonsense_overrides_are_refused_and_nothing_is_stored(store: Store) {
         (r#"{"target": "lots"}"#, "invalid body"),
         (r#"{"colour": 1}"#, "unknown field"),
         ("not json", "invalid body"),
+        ("[]", "JSON object"),
+        ("[1000, 10]", "JSON object"),
     ] {
         let (status, _, answer) = call(&app, Method::POST, "/api/tasks/add", Some(body)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
