@@ -11,7 +11,7 @@
 #   4. then the backlog: jobs still waiting 2 s after the load ended, and the time until
 #      none is;
 #   5. POST /api/jobs/batch with 1,000 jobs a request on 4 connections: jobs a second.
-# Queue `default` gets SLOTS (default 256) slots, see below.
+# Queue `default` gets SLOTS slots (default 64, as `up`), see below.
 # Needs: a release build (cargo build --release), wrk, curl, python3; PostgreSQL at
 # BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), where a scratch
 # database is created and dropped. CONVEYOR_BIN picks another binary (to compare builds).
@@ -20,11 +20,10 @@ cd "$(dirname "$0")/../../.."
 SECS="${1:-10}"
 CONNECTIONS="${2:-50}"
 STORES="${3:-sqlite postgres}"
-# Slots of queue `default`: a no-op job's slot is free again within microseconds, so with
-# `up`'s default of 8 a worker moves only about 7,000 jobs a second however fast the store
-# is (`conveyor bench queue --workers 1 --batch 8`); the load here is that of a deployment
-# sized for it.
-SLOTS="${SLOTS:-256}"
+# Slots of queue `default` (`up`'s default, 64): with 8 a worker moved only about 6,800
+# no-op jobs a second however fast the store was (`conveyor bench queue --workers 1
+# --batch 8`), behind what HTTP enqueues.
+SLOTS="${SLOTS:-64}"
 BIN="${CONVEYOR_BIN:-target/release/conveyor}"
 PG="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PORT=8310

@@ -15,7 +15,9 @@ use conveyor_web::client::TrustedProxies;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// The queues served by default: general jobs, the CPU-bound counting tasks of `longtask`
+/// The queues served by default: general jobs with 64 slots (they are mostly short or
+/// waiting on I/O; with 8, a worker moved at most about 6,800 no-op jobs a second and fell
+/// behind HTTP enqueues, `docs/bench/2026-12-07-http.md`), the CPU-bound counting tasks of `longtask`
 /// at most two at a time (one per core of a small machine), and `average`'s file tasks
 /// (reading, parsing and writing overlap, so a few more than cores), and `repostats`'
 /// requests to GitHub (which asks for about 20 at once at most);
@@ -23,7 +25,7 @@ use serde::Deserialize;
 /// file while another task writes results) and its indexing and cloning (waiting on hosts)
 /// have theirs.
 pub const DEFAULT_QUEUES: &str =
-    "default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2";
+    "default=64,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2";
 
 /// Every setting, each optional so that layers can be merged.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -39,7 +41,7 @@ pub struct Overrides {
     #[arg(long, env = "CONVEYOR_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<SocketAddr>,
     /// Queues this worker serves, comma-separated, each optionally name=concurrency
-    /// [default: default,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2]
+    /// [default: default=64,longtask=2,average=16,repostats=8,mining=4,mining-fetch=2]
     #[arg(long, env = "CONVEYOR_QUEUES", global = true)]
     pub queues: Option<String>,
     /// Jobs running at once per queue unless the queue says otherwise [default: 8]
@@ -472,7 +474,7 @@ mod tests {
             vec![
                 QueueConfig {
                     name: "default".into(),
-                    concurrency: 8
+                    concurrency: 64
                 },
                 QueueConfig {
                     name: "longtask".into(),
