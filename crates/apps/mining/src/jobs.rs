@@ -550,26 +550,26 @@ pub fn clone_dir(settings: &Settings, repo: i64, job: i64) -> PathBuf {
     settings.downloads.join(format!("{repo}-{job}"))
 }
 
-/// Whether `dir` is a clone directory of repository `repo` in the download area.
-fn is_clone_dir_of(settings: &Settings, repo: i64, dir: &str) -> bool {
-    let dir = Path::new(dir);
-    dir.parent() == Some(settings.downloads.as_path())
-        && dir
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_prefix(&format!("{repo}-")))
-            .is_some_and(|job| !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()))
+/// The clone a task of repository `repo` names in `dir`, in this worker's own download
+/// area: only the name (`<repo>-<job>`) is taken from the task, never the place, so a task
+/// can read or write nowhere else. Where the area is shared (the same path on every
+/// machine, as deployed) it is the directory the processing job cloned into; a worker whose
+/// area is elsewhere clones again into its own.
+fn local_clone_dir(settings: &Settings, repo: i64, dir: &str) -> Result<PathBuf, String> {
+    let name = Path::new(dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|name| {
+            name.strip_prefix(&format!("{repo}-"))
+                .is_some_and(|job| !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .ok_or_else(|| format!("{dir:?} is not a clone of repository {repo}"))?;
+    Ok(settings.downloads.join(name))
 }
 
 async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(), String> {
-    if !is_clone_dir_of(&m.settings, args.repo, &args.dir) {
-        return Err(format!(
-            "{:?} is not a clone of repository {} in the download area",
-            args.dir, args.repo
-        ));
-    }
-    let dir = Path::new(&args.dir);
-    if tokio::fs::metadata(dir).await.is_ok() {
+    let dir = local_clone_dir(&m.settings, args.repo, &args.dir)?;
+    if tokio::fs::metadata(&dir).await.is_ok() {
         return Ok(());
     }
     // Cloning again: from the repository's own URL, as its row says, never the argument's.
@@ -584,7 +584,7 @@ async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(
         ));
     }
     m.settings.sources.check_resolved(&row.url).await?;
-    let temporary = PathBuf::from(format!("{}.{:x}", args.dir, rand::random::<u32>()));
+    let temporary = PathBuf::from(format!("{}.{:x}", dir.display(), rand::random::<u32>()));
     git::clone(&args.url, &temporary, &m.settings.clone)
         .await
         .map_err(|e| e.to_string())?;
@@ -596,7 +596,7 @@ async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(
             args.head
         ));
     }
-    if tokio::fs::rename(&temporary, dir).await.is_err() {
+    if tokio::fs::rename(&temporary, &dir).await.is_err() {
         // Another task got there first.
         let _ = tokio::fs::remove_dir_all(&temporary).await;
     }
@@ -687,7 +687,8 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
         db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
         return Err(JobError::permanent(error));
     }
-    let dir = Path::new(&args.dir);
+    let dir = local_clone_dir(&m.settings, args.repo, &args.dir).map_err(JobError::permanent)?;
+    let dir = dir.as_path();
     let total = args.files.len() as i64;
     let mut blobs = git::Blobs::open(dir).map_err(|e| JobError::retry(e.to_string()))?;
     let mut results = Vec::with_capacity(args.files.len());
@@ -726,9 +727,9 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
 }
 
 async fn finish(m: &Mining, args: FinishArgs, ctx: &JobContext) -> Result<Value, JobError> {
-    // The only directory this run may remove is its own clone.
+    // The only directory this run may remove is its own clone, in this worker's area.
     let own = clone_dir(&m.settings, args.repo, args.job);
-    if Path::new(&args.dir) != own {
+    if Path::new(&args.dir).file_name() != own.file_name() {
         return Err(JobError::permanent(format!(
             "{:?} is not the clone of repository {} by job {}",
             args.dir, args.repo, args.job
@@ -746,10 +747,15 @@ async fn finish(m: &Mining, args: FinishArgs, ctx: &JobContext) -> Result<Value,
         metrics::counter!("mining_repositories_processed_total", "outcome" => "analyzed")
             .increment(1);
     }
-    match tokio::fs::remove_dir_all(&args.dir).await {
+    match tokio::fs::remove_dir_all(&own).await {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(JobError::retry(format!("removing {}: {error}", args.dir))),
+        Err(error) => {
+            return Err(JobError::retry(format!(
+                "removing {}: {error}",
+                own.display()
+            )));
+        }
     }
-    Ok(json!({ "removed": args.dir }))
+    Ok(json!({ "removed": own.display().to_string() }))
 }
