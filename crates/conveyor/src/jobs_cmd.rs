@@ -310,6 +310,7 @@ mod tests {
             created_at: "2026-12-07T10:00:00.000Z".into(),
             started_at: None,
             finished_at: None,
+            warning: None,
         };
         let text = table(&[job]);
         let lines: Vec<&str> = text.lines().collect();

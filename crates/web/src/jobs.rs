@@ -90,6 +90,10 @@ pub struct JobView {
     pub started_at: Option<String>,
     /// Ended at.
     pub finished_at: Option<String>,
+    /// Only in the answer to an enqueue: why the job may not run soon (no live worker
+    /// serves its queue: a typo, or no worker started yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Progress of a job.
@@ -143,6 +147,7 @@ impl From<Job> for JobView {
             created_at: rfc3339(job.created_at),
             started_at: job.started_at.map(rfc3339),
             finished_at: job.finished_at.map(rfc3339),
+            warning: None,
         }
     }
 }
@@ -266,7 +271,16 @@ async fn create_job(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(enqueued.job.into())))
+    let mut view = JobView::from(enqueued.job);
+    // Accepted either way (a worker may start later), but said, so a typo'd queue does not
+    // wait unnoticed.
+    if !state.is_served(&view.queue).await.unwrap_or(true) {
+        view.warning = Some(format!(
+            "no live worker serves queue {:?}: the job waits until one does",
+            view.queue
+        ));
+    }
+    Ok((status, Json(view)))
 }
 
 /// Most jobs in one `POST /api/jobs/batch`.

@@ -58,6 +58,8 @@ pub struct Shared {
     pub settings: WebSettings,
     /// Permits for open event streams.
     pub streams: Arc<Semaphore>,
+    /// The queues live workers serve, and when that was read (at most once a second).
+    served: std::sync::Mutex<(Option<std::time::Instant>, Vec<String>)>,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,7 +78,38 @@ impl AppState {
             store,
             registry,
             settings,
+            served: std::sync::Mutex::new((None, Vec::new())),
         }))
+    }
+
+    /// Whether a live worker serves `queue`, from a list read at most once a second (so
+    /// the answer may lag a worker's start or end by that much).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn is_served(&self, queue: &str) -> Result<bool, conveyor_queue::Error> {
+        {
+            let served = self.served.lock().expect("not poisoned");
+            if let (Some(at), queues) = &*served
+                && at.elapsed() < std::time::Duration::from_secs(1)
+            {
+                return Ok(queues.iter().any(|q| q == queue));
+            }
+        }
+        let workers = self
+            .store
+            .workers(self.settings.worker_seen_within_ms)
+            .await?;
+        let mut queues: Vec<String> = workers
+            .iter()
+            .filter_map(|w| w.queues.as_object())
+            .flat_map(|q| q.keys().cloned())
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let answer = queues.iter().any(|q| q == queue);
+        *self.served.lock().expect("not poisoned") = (Some(std::time::Instant::now()), queues);
+        Ok(answer)
     }
 
     /// A permit for one event stream, held for as long as the stream is open.

@@ -30,6 +30,7 @@ conveyor_queue::on_both_backends!(
     a_batch_too_large_is_refused_whole,
     text_no_store_can_keep_is_refused_alike_on_both,
     a_store_out_of_reach_is_a_503_with_retry_after,
+    a_job_for_a_queue_nobody_serves_carries_a_warning,
 );
 
 fn registry() -> Registry {
@@ -112,6 +113,10 @@ async fn a_job_is_created_read_and_listed(store: Store) {
     );
     assert_eq!(job["run_at"], "2030-01-01T00:00:00.000Z");
     let id = job["id"].as_i64().unwrap();
+    // No worker serves "q" here: the answer says so, and only the answer.
+    let mut job = job;
+    let warning = job.as_object_mut().unwrap().remove("warning");
+    assert!(warning.is_some_and(|w| w.as_str().unwrap().contains("\"q\"")));
 
     let (status, _, read) = call(&app, Method::GET, &format!("/api/jobs/{id}"), None).await;
     assert_eq!((status, &read), (StatusCode::OK, &job));
@@ -967,4 +972,39 @@ async fn a_store_out_of_reach_is_a_503_with_retry_after(store: Store) {
             );
         }
     }
+}
+
+async fn a_job_for_a_queue_nobody_serves_carries_a_warning(store: Store) {
+    let app = app(&store);
+    let config = WorkerConfig {
+        queues: vec![QueueConfig {
+            name: "default".into(),
+            concurrency: 1,
+        }],
+        ..WorkerConfig::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(Worker::new(store.clone(), registry(), config).run(stop.clone()));
+    conveyor_queue::testing::eventually(
+        "the worker registers",
+        Duration::from_secs(10),
+        || async { !store.workers(60_000).await.unwrap().is_empty() },
+    )
+    .await;
+    let (status, _, served) =
+        call(&app, Method::POST, "/api/jobs", Some(r#"{"kind": "noop"}"#)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(served.get("warning").is_none(), "{served}");
+    let (status, _, typo) = call(
+        &app,
+        Method::POST,
+        "/api/jobs",
+        Some(r#"{"kind": "noop", "queue": "defualt"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "accepted all the same");
+    let warning = typo["warning"].as_str().unwrap();
+    assert!(warning.contains("\"defualt\""), "{warning}");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
 }
