@@ -267,7 +267,14 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let shared = self.shared;
         shared.register().await?;
-        tracing::info!(worker = %shared.id, queues = ?shared.config.queues, "worker started");
+        let queues = shared
+            .config
+            .queues
+            .iter()
+            .map(|q| format!("{}={}", q.name, q.concurrency))
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::info!(worker = %shared.id, %queues, "worker started");
 
         let background = CancellationToken::new();
         let agents = TaskTracker::new();
