@@ -70,6 +70,8 @@ pub struct QueueRow {
     pub counts: Vec<i64>,
     /// Completed in the last minute.
     pub per_minute: i64,
+    /// No live worker serves it: its jobs wait (a typo, or no worker for it started).
+    pub unserved: bool,
 }
 
 /// A live worker.
@@ -110,6 +112,11 @@ pub struct OverviewData {
 /// The database's.
 pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
     let states: Vec<JobState> = JobState::ALL.to_vec();
+    let live = store.workers(60_000).await?;
+    let served = |queue: &str| {
+        live.iter()
+            .any(|w| w.queues.as_object().is_some_and(|q| q.contains_key(queue)))
+    };
     let queues = store
         .queue_counts()
         .await?
@@ -124,13 +131,12 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
                         .map_or(0, |(_, n)| *n)
                 })
                 .collect(),
+            unserved: !served(&q.queue),
             name: q.queue,
             per_minute: q.completed_last_minute,
         })
         .collect();
-    let workers = store
-        .workers(60_000)
-        .await?
+    let workers = live
         .into_iter()
         .map(|w| WorkerRow {
             queues: w

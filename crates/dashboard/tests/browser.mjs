@@ -148,6 +148,14 @@ try {
   check(set && set.concurrency === 5, `concurrency of ${queue}: ${JSON.stringify(set)}`);
   await page.screenshot({ path: `${shots}/workers.png`, fullPage: true });
 
+  // A job for a queue nobody serves: accepted with a warning, and the queue is badged.
+  const typo = await page.evaluate(async () => (await (await fetch("/api/jobs", { method: "POST",
+    headers: { "content-type": "application/json" }, body: JSON.stringify({ kind: "noop", queue: "defualt" }) })).json()));
+  check(typo.warning && typo.warning.includes("defualt"), `no warning: ${JSON.stringify(typo)}`);
+  await page.goto(`${base}/`);
+  await page.waitForSelector("tr:has-text(\"defualt\") .badge", { timeout: 10000 });
+  await page.screenshot({ path: `${shots}/overview-unserved.png`, fullPage: true });
+
   // Phone width: one column, nothing wider than the screen.
   const phone = await context.newPage();
   await phone.setViewportSize({ width: 390, height: 844 });
