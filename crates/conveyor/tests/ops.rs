@@ -875,10 +875,18 @@ async fn fuzz_the_document(database_url: String, dir: &Path) {
         ),
     ];
     for (server, header) in documents {
-        let out = tokio::process::Command::new("st")
+        // A fixed seed by default, so CI is reproducible (the same examples on every run);
+        // CONVEYOR_FUZZ_SEED=random explores anew, or names another seed.
+        let seed = std::env::var("CONVEYOR_FUZZ_SEED").unwrap_or_else(|_| "20261207".into());
+        let mut command = tokio::process::Command::new("st");
+        command
             .args(["--no-color", "run"])
             .arg(format!("{server}/api/openapi.json"))
-            .args(["-H", &header])
+            .args(["-H", &header]);
+        if seed != "random" {
+            command.args(["--seed", &seed]);
+        }
+        let out = command
             .args(["--max-examples", "3", "--request-timeout", "10"])
             .args([
                 "--checks",

@@ -160,6 +160,7 @@ async fn nonsense_overrides_are_refused_and_nothing_is_stored(store: Store) {
         (r#"{"colour": 1}"#, "unknown field"),
         ("not json", "invalid body"),
         ("[]", "JSON object"),
+        ("\n", "invalid body"),
         ("[1000, 10]", "JSON object"),
     ] {
         let (status, _, answer) = call(&app, Method::POST, "/api/tasks/add", Some(body)).await;
