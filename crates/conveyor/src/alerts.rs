@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use axum::Extension;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use conveyor_web::AppState;
 use conveyor_web::error::ApiError;
 use conveyor_web::extract::Json;
@@ -198,11 +198,7 @@ async fn webhook(
     Json(notification): Json<Notification>,
 ) -> Result<axum::Json<Received>, ApiError> {
     if let Some(token) = &forwarder.config.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = conveyor_web::auth::bearer(&headers).unwrap_or("");
         if !same(given.as_bytes(), token.as_bytes()) {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -140,11 +140,7 @@ fn presented(request: &Request) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key.trim());
     }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    conveyor_web::auth::bearer(headers)
 }
 
 /// The middleware: 401 for a missing (when required) or unknown key, 403 for a write

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use rand::RngCore;
 use serde::Deserialize;
 
+use conveyor_web::auth::cookie;
 use conveyor_web::client::{ClientAddr, normalize_origin};
 
 use crate::db::{self, Timeline, User};
@@ -189,17 +190,6 @@ impl Visitor {
         }
         response
     }
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 fn set_cookie(
