@@ -29,6 +29,28 @@ pub struct Listener {
     pub what: &'static str,
 }
 
+/// A background task that runs `tick` every `period` until dropped, logging a failed tick
+/// (naming `what`) and going on: the shape of every gauge an app reads from the database.
+pub fn every<F, Fut, E>(
+    period: std::time::Duration,
+    what: &'static str,
+    mut tick: F,
+) -> BoxFuture<'static, ()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    Box::pin(async move {
+        loop {
+            if let Err(error) = tick().await {
+                tracing::warn!(%error, "cannot read {what}");
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
+
 /// What an app brings to a process.
 pub trait App: Send + Sync {
     /// A short lower-case name (`average`): logs, messages, its dashboard page.

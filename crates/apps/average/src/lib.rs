@@ -75,13 +75,18 @@ impl conveyor_web::app::App for Average {
         state: &conveyor_web::AppState,
     ) -> Vec<futures_util::future::BoxFuture<'static, ()>> {
         let state = state.clone();
-        vec![Box::pin(async move {
-            loop {
-                if let Err(error) = api::worker_metrics(&state).await {
-                    tracing::warn!(?error, "average: cannot read worker metrics");
+        vec![conveyor_web::app::every(
+            std::time::Duration::from_secs(5),
+            "average's worker metrics",
+            move || {
+                let state = state.clone();
+                async move {
+                    api::worker_metrics(&state)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.detail)
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-        })]
+            },
+        )]
     }
 }

@@ -113,14 +113,14 @@ impl conveyor_web::app::App for Repostats {
             self.snapshot.clone(),
             std::time::Duration::from_secs(1),
         );
-        let gauges = async move {
-            loop {
-                if let Err(error) = budget_gauges(&store).await {
-                    tracing::warn!(%error, "repostats: cannot read the GitHub budget");
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-        };
-        vec![Box::pin(fresh), Box::pin(gauges)]
+        let gauges = conveyor_web::app::every(
+            std::time::Duration::from_secs(5),
+            "repostats' GitHub budget",
+            move || {
+                let store = store.clone();
+                async move { budget_gauges(&store).await }
+            },
+        );
+        vec![Box::pin(fresh), gauges]
     }
 }
