@@ -1,6 +1,7 @@
 //! The roles a process plays, wired together: the HTTP server, the worker, the periodic
 //! scheduler and the cleaner, all stopped by one token that Ctrl-C or SIGTERM cancels.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -134,30 +135,37 @@ impl AppResources {
 
     /// The apps this binary runs, each built from its settings: the one list a process is
     /// assembled from. A new app is one crate that implements [`App`] and one line here.
-    pub fn apps(&self) -> Vec<Box<dyn App>> {
+    pub fn apps(&self) -> Vec<Arc<dyn App>> {
         vec![
-            Box::new(conveyor_longtask::Longtask),
-            Box::new(conveyor_repostats::Repostats {
+            Arc::new(conveyor_longtask::Longtask),
+            Arc::new(conveyor_repostats::Repostats {
                 github: self.github.clone(),
                 snapshot: self.snapshot.clone(),
                 per_ip: self.per_ip,
                 refresh: self.repostats_refresh.clone(),
             }),
-            Box::new(conveyor_average::Average {
+            Arc::new(conveyor_average::Average {
                 files: self.files.clone(),
             }),
-            Box::new(conveyor_mining::MiningApp {
+            Arc::new(conveyor_mining::MiningApp {
                 mining: self.mining.clone(),
                 require_key: self.mining_require_key,
                 auth: self.auth.clone(),
                 index: self.mining_index.clone(),
             }),
-            Box::new(conveyor_minitwit::MinitwitApp {
+            Arc::new(conveyor_minitwit::MinitwitApp {
                 settings: self.minitwit.clone(),
                 web: self.minitwit_web,
                 api: self.minitwit_api,
             }),
         ]
+    }
+}
+
+impl AppResources {
+    /// The apps whose pages the dashboard frames.
+    pub fn dashboard(&self) -> conveyor_dashboard::Apps {
+        conveyor_dashboard::Apps(self.apps().into())
     }
 }
 
@@ -360,11 +368,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         println!(
             "Conveyor is up: dashboard http://{shown}/{token}, API docs http://{shown}/api/docs"
         );
-        let dashboard = conveyor_dashboard::Dashboard {
-            snapshot: apps.snapshot.clone(),
-            minitwit_url: config.minitwit_web.map(|a| format!("http://{a}")),
-        };
-        let (pages, open_pages) = conveyor_dashboard::routers(dashboard);
+        let (pages, open_pages) = conveyor_dashboard::routers(apps.dashboard());
         let surface = conveyor_web::Surface {
             pages,
             open_pages,

@@ -104,11 +104,7 @@ async fn the_dashboard_works_in_a_browser() {
             ..WebSettings::default()
         },
     );
-    let dashboard = conveyor_dashboard::Dashboard {
-        snapshot: apps.snapshot.clone(),
-        minitwit_url: None,
-    };
-    let (pages, open_pages) = conveyor_dashboard::routers(dashboard);
+    let (pages, open_pages) = conveyor_dashboard::routers(apps.dashboard());
     let surface = conveyor_web::Surface {
         pages,
         open_pages,

@@ -17,4 +17,4 @@ pub mod login;
 pub mod page;
 pub mod view;
 
-pub use page::{Dashboard, router, routers};
+pub use page::{Apps, jobs_table, router, routers};

@@ -2,48 +2,55 @@
 //! regions `/dashboard/live/{region}/events` and the embedded assets `/dashboard/static/...`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Extension, Path, Query, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header;
+use axum::response::sse::{Event, Sse};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use conveyor_queue::{JobFilter, JobState, Store};
-use conveyor_repostats::SnapshotCell;
 use conveyor_web::AppState;
+use conveyor_web::app::App;
+use conveyor_web::page::PageError;
 use futures_util::Stream;
 use serde::Deserialize;
 
-use crate::chart;
 use crate::view::{self, JobRow, OverviewData, ago};
 
-/// What the pages need beyond the store.
-#[derive(Debug, Clone, Default)]
-pub struct Dashboard {
-    /// repostats' snapshot.
-    pub snapshot: SnapshotCell,
-    /// Where MiniTwit's pages are served, if they are.
-    pub minitwit_url: Option<String>,
+/// The apps whose pages the dashboard frames, in the order of its navigation.
+#[derive(Clone, Default)]
+pub struct Apps(pub Arc<[Arc<dyn App>]>);
+
+impl Apps {
+    /// The names of the apps that have a page.
+    fn with_pages(&self) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|a| a.page().is_some())
+            .map(|a| a.name())
+            .collect()
+    }
+
+    fn find(&self, name: &str) -> Option<&dyn App> {
+        self.0.iter().find(|a| a.name() == name).map(AsRef::as_ref)
+    }
 }
 
 /// The dashboard's routes: the pages (behind the operator's token when one is set) and
 /// the open ones (the login page, log-out, the assets).
-pub fn routers(dashboard: Dashboard) -> (Router<AppState>, Router<AppState>) {
+pub fn routers(apps: Apps) -> (Router<AppState>, Router<AppState>) {
     let pages = Router::new()
         .route("/", get(overview))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/workers", get(workers))
-        .route("/apps/longtask", get(longtask))
-        .route("/apps/average", get(average))
-        .route("/apps/mining", get(mining))
-        .route("/apps/repostats", get(repostats))
-        .route("/apps/minitwit", get(minitwit))
+        .route("/apps/{app}", get(app_page))
         .route("/dashboard/live/{region}/events", get(live))
-        .layer(Extension(dashboard));
+        .layer(Extension(apps));
     let open = Router::new()
         .route("/login", get(crate::login::form).post(crate::login::submit))
         .route("/logout", axum::routing::post(crate::login::logout))
@@ -53,35 +60,31 @@ pub fn routers(dashboard: Dashboard) -> (Router<AppState>, Router<AppState>) {
 }
 
 /// Every dashboard route in one router (the gate is [`conveyor_web::router_for`]'s).
-pub fn router(dashboard: Dashboard) -> Router<AppState> {
-    let (pages, open) = routers(dashboard);
+pub fn router(apps: Apps) -> Router<AppState> {
+    let (pages, open) = routers(apps);
     pages.merge(open)
 }
 
-/// A page that could not be made: a short text; the cause of a 500 goes to the log only,
-/// and the page shows the request id that finds it there.
-pub struct PageError(StatusCode, String);
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.1,
-        )
-            .into_response()
-    }
+/// The frame around every page: the layout, the navigation (with each app that has a
+/// page), the script that sends forms to the API and keeps live regions fresh.
+#[derive(Template)]
+#[template(path = "layout.html")]
+struct Frame<'a> {
+    title: &'a str,
+    apps: Vec<&'static str>,
+    body: &'a str,
 }
 
-impl<E: std::fmt::Display> From<E> for PageError {
-    fn from(error: E) -> Self {
-        tracing::error!(%error, "a dashboard page failed");
-        let id = conveyor_web::metrics::current_request_id();
-        PageError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("The page could not be made; the server log has the cause (request id {id})."),
-        )
-    }
+/// `body` in the frame, titled `title`.
+fn framed(apps: &Apps, title: &str, body: &str) -> PageResult {
+    Ok(Html(
+        Frame {
+            title,
+            apps: apps.with_pages(),
+            body,
+        }
+        .render()?,
+    ))
 }
 
 type PageResult = Result<Html<String>, PageError>;
@@ -109,7 +112,6 @@ async fn js() -> impl IntoResponse {
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
-    title: &'static str,
     data: OverviewData,
 }
 
@@ -119,15 +121,9 @@ struct OverviewLive {
     data: OverviewData,
 }
 
-async fn overview(State(state): State<AppState>) -> PageResult {
+async fn overview(State(state): State<AppState>, Extension(apps): Extension<Apps>) -> PageResult {
     let data = view::overview(&state.store).await?;
-    Ok(Html(
-        OverviewPage {
-            title: "Overview",
-            data,
-        }
-        .render()?,
-    ))
+    framed(&apps, "Overview", &OverviewPage { data }.render()?)
 }
 
 /// `/jobs` filters (empty values mean any).
@@ -145,7 +141,6 @@ struct JobsQuery {
 #[derive(Template)]
 #[template(path = "jobs.html")]
 struct JobsPage {
-    title: &'static str,
     states: Vec<String>,
     kinds: Vec<String>,
     filter: JobsQuery,
@@ -163,10 +158,9 @@ fn job_filter(query: &JobsQuery) -> Result<JobFilter, PageError> {
                 .into_iter()
                 .find(|j| j.as_str() == s)
                 .ok_or_else(|| {
-                    PageError(
-                        StatusCode::BAD_REQUEST,
-                        format!("state must be one of the job states, not {s:?}"),
-                    )
+                    PageError::bad_request(format!(
+                        "state must be one of the job states, not {s:?}"
+                    ))
                 })?,
         ),
     };
@@ -186,7 +180,20 @@ struct JobsLive {
     jobs: Vec<JobRow>,
 }
 
-async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> PageResult {
+/// The dashboard's table of jobs (id, kind, queue, state, progress, attempt, age, error),
+/// for an app's page.
+///
+/// # Errors
+/// When the template fails.
+pub fn jobs_table(jobs: Vec<JobRow>) -> askama::Result<String> {
+    JobsLive { jobs }.render()
+}
+
+async fn jobs(
+    State(state): State<AppState>,
+    Extension(apps): Extension<Apps>,
+    Query(query): Query<JobsQuery>,
+) -> PageResult {
     let jobs = view::jobs(&state.store, &job_filter(&query)?).await?;
     let next = (jobs.len() as i64 == PAGE).then(|| {
         let last = jobs.last().map_or(0, |j| j.id);
@@ -195,22 +202,20 @@ async fn jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> 
             query.state, query.kind, query.queue
         )
     });
-    Ok(Html(
-        JobsPage {
-            title: "Jobs",
-            states: JobState::ALL.iter().map(ToString::to_string).collect(),
-            kinds: state
-                .registry
-                .kinds()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            filter: query,
-            jobs,
-            next,
-        }
-        .render()?,
-    ))
+    let body = JobsPage {
+        states: JobState::ALL.iter().map(ToString::to_string).collect(),
+        kinds: state
+            .registry
+            .kinds()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        filter: query,
+        jobs,
+        next,
+    }
+    .render()?;
+    framed(&apps, "Jobs", &body)
 }
 
 struct JobDetail {
@@ -236,16 +241,19 @@ struct JobDetail {
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobPage {
-    title: String,
     job: JobDetail,
 }
 
-async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> PageResult {
+async fn job(
+    State(state): State<AppState>,
+    Extension(apps): Extension<Apps>,
+    Path(id): Path<i64>,
+) -> PageResult {
     let job = state
         .store
         .get(id)
         .await?
-        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
+        .ok_or_else(|| PageError::not_found(format!("no job {id}")))?;
     let (done, total) = (job.progress_done.unwrap_or(0), job.progress_total);
     let progress_text = match total {
         Some(t) if t > 0 => format!("{} % ({done} of {t})", done * 100 / t),
@@ -275,24 +283,21 @@ async fn job(State(state): State<AppState>, Path(id): Path<i64>) -> PageResult {
         result: job.result.as_ref().map(pretty).unwrap_or_default(),
         error: job.error.clone().unwrap_or_default(),
     };
-    Ok(Html(
-        JobPage {
-            title: format!("Job {id}"),
-            job: detail,
-        }
-        .render()?,
-    ))
+    framed(
+        &apps,
+        &format!("Job {id}"),
+        &JobPage { job: detail }.render()?,
+    )
 }
 
 #[derive(Template)]
 #[template(path = "workers.html")]
 struct WorkersPage {
-    title: &'static str,
     data: OverviewData,
     settings: Vec<(String, usize)>,
 }
 
-async fn workers(State(state): State<AppState>) -> PageResult {
+async fn workers(State(state): State<AppState>, Extension(apps): Extension<Apps>) -> PageResult {
     let data = view::overview(&state.store).await?;
     let mut settings = state.store.queue_settings().await?;
     // Queues that have jobs or workers but no setting yet show what the workers apply.
@@ -309,594 +314,113 @@ async fn workers(State(state): State<AppState>) -> PageResult {
         }
     }
     settings.sort();
-    Ok(Html(
-        WorkersPage {
-            title: "Workers",
-            data,
-            settings,
-        }
-        .render()?,
-    ))
-}
-
-#[derive(Template)]
-#[template(path = "longtask.html")]
-struct LongtaskPage {
-    title: &'static str,
-    data: Vec<JobRow>,
-}
-
-#[derive(Template)]
-#[template(path = "longtask_live.html")]
-struct LongtaskLive {
-    data: Vec<JobRow>,
-}
-
-async fn longtask_rows(store: &Store) -> conveyor_queue::Result<Vec<JobRow>> {
-    view::jobs(
-        store,
-        &JobFilter {
-            kind: Some("longtask".into()),
-            limit: 20,
-            ..JobFilter::default()
-        },
-    )
-    .await
-}
-
-async fn longtask(State(state): State<AppState>) -> PageResult {
-    let data = longtask_rows(&state.store).await?;
-    Ok(Html(
-        LongtaskPage {
-            title: "longtask",
-            data,
-        }
-        .render()?,
-    ))
-}
-
-struct AverageRow {
-    id: i64,
-    files: i64,
-    entries: i64,
-    status: String,
-    percent: i64,
-    mean: String,
-    timings: String,
-    error: String,
-}
-
-struct AverageData {
-    w: String,
-    slots: i64,
-    busy: i64,
-    waiting: i64,
-    jobs: Vec<AverageRow>,
-}
-
-#[derive(Template)]
-#[template(path = "average.html")]
-struct AveragePage {
-    title: &'static str,
-    w: String,
-    data: AverageData,
-}
-
-#[derive(Template)]
-#[template(path = "average_live.html")]
-struct AverageLive {
-    data: AverageData,
-}
-
-async fn average_data(store: &Store) -> Result<AverageData, PageError> {
-    let queue = conveyor_average::QUEUE;
-    let w = store
-        .queue_settings()
-        .await?
-        .into_iter()
-        .find(|(q, _)| q == queue)
-        .map(|(_, c)| c);
-    let live = store.workers(60_000).await?;
-    let slots: i64 = live
-        .iter()
-        .filter_map(|w| w.queues.get(queue).and_then(serde_json::Value::as_i64))
-        .sum();
-    let counts = store.queue_counts().await?;
-    let count = |s: JobState| {
-        counts
-            .iter()
-            .filter(|q| q.queue == queue)
-            .flat_map(|q| q.by_state.iter())
-            .filter(|(t, _)| *t == s)
-            .map(|(_, n)| *n)
-            .sum::<i64>()
-    };
-    let rows = conveyor_average::db::list(store, None, 20).await?;
-    let seconds = |a: Option<i64>, b: Option<i64>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2} s", (b - a) as f64 / 1000.0),
-        _ => "-".into(),
-    };
-    let mut jobs = Vec::with_capacity(rows.len());
-    for r in rows {
-        // The same status and progress as the API's resource.
-        let (status, progress) = conveyor_average::api::progress(store, &r).await?;
-        jobs.push(AverageRow {
-            id: r.id,
-            files: r.files,
-            entries: r.entries,
-            percent: progress.percent as i64,
-            mean: r.mean.map_or("-".into(), |m| format!("{m:.4}")),
-            timings: format!(
-                "generation {}, processing {}",
-                seconds(Some(r.created_at), r.generated_at),
-                seconds(r.generated_at, r.finished_at)
-            ),
-            error: r.error.unwrap_or_default(),
-            status,
-        });
-    }
-    Ok(AverageData {
-        w: w.map_or_else(|| "(workers' default)".into(), |w| w.to_string()),
-        slots,
-        busy: count(JobState::Running),
-        waiting: count(JobState::Available),
-        jobs,
-    })
-}
-
-async fn average(State(state): State<AppState>) -> PageResult {
-    let data = average_data(&state.store).await?;
-    let w = data
-        .w
-        .parse::<u32>()
-        .map_or_else(|_| "4".into(), |w| w.to_string());
-    Ok(Html(
-        AveragePage {
-            title: "average",
-            w,
-            data,
-        }
-        .render()?,
-    ))
-}
-
-struct IndexerRow {
-    name: String,
-    enabled: bool,
-    settings: String,
-    cursor: String,
-    discovered: i64,
-    paused: Option<String>,
-    error: Option<String>,
-}
-
-struct RepoRow {
-    id: i64,
-    name: String,
-    state: String,
-    files: String,
-    commit: String,
-    error: String,
-}
-
-struct FileRow {
-    id: i64,
-    repo: i64,
-    path: String,
-    language: String,
-    code: String,
-    functions: String,
-    cyclomatic: String,
-    mi: String,
-}
-
-struct MiningData {
-    files: Vec<FileRow>,
-    repo_counts: String,
-    file_counts: String,
-    chart: String,
-    repos: Vec<RepoRow>,
-    languages: Vec<(String, i64, String, String, String, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "mining.html")]
-struct MiningPage {
-    title: &'static str,
-    indexers: Vec<IndexerRow>,
-    data: MiningData,
-}
-
-#[derive(Template)]
-#[template(path = "mining_live.html")]
-struct MiningLive {
-    data: MiningData,
-}
-
-async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
-    use conveyor_mining::db;
-    let (repo_states, file_states) = db::counts(store).await?;
-    let join = |rows: Vec<(String, i64)>| {
-        if rows.is_empty() {
-            "none".to_owned()
-        } else {
-            rows.iter()
-                .map(|(s, n)| format!("{n} {s}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    // The last hour in one-minute buckets, empty minutes included, so the x axis is time.
-    let now = conveyor_queue::clock::now_ms();
-    let first = (now - 3_600_000) / 60_000 * 60_000 + 60_000;
-    let timeline = db::timeline(store, first, 60_000).await?;
-    let minutes: Vec<i64> = (0..60).map(|i| first + i * 60_000).collect();
-    let column = |f: fn(&(i64, i64, i64, i64, i64)) -> i64| {
-        minutes
-            .iter()
-            .map(|m| timeline.iter().find(|b| b.0 == *m).map_or(0, f))
-            .collect::<Vec<_>>()
-    };
-    let chart = if timeline.is_empty() {
-        String::new()
-    } else {
-        chart::lines(
-            "repositories and files per minute, last hour",
-            &[
-                ("discovered", "#8250df", column(|b| b.1)),
-                ("fetched", "#bf8700", column(|b| b.2)),
-                ("analysed", "#2e7d32", column(|b| b.3)),
-                ("files / 10", "#1f6feb", column(|b| b.4 / 10)),
-            ],
-            "an hour ago",
-            "now",
-        )
-    };
-    let repos: Vec<RepoRow> = db::repos(store, &db::RepoFilter::default(), 20)
-        .await?
-        .into_iter()
-        .map(|r| RepoRow {
-            id: r.id,
-            files: match (r.files_total, r.files_listed) {
-                (Some(t), Some(l)) => format!("{t} of {l}"),
-                _ => "-".into(),
-            },
-            commit: r
-                .head_commit
-                .map_or("-".into(), |c| c.chars().take(10).collect()),
-            error: r.error.unwrap_or_default(),
-            name: r.name,
-            state: r.state,
-        })
-        .collect();
-    let number = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
-    let languages = db::language_totals(store, None)
-        .await?
-        .into_iter()
-        .take(20)
-        .map(|l| {
-            (
-                l.language,
-                l.files,
-                l.code.map_or("-".into(), |c| c.to_string()),
-                number(l.functions),
-                number(l.cyclomatic),
-                l.mi_mean.map_or("-".into(), |m| format!("{m:.1}")),
-            )
-        })
-        .collect();
-    // The newest repository's analysed files, first twenty.
-    let newest = repos.first().map(|r| r.id);
-    let filter = db::FileFilter {
-        repo: newest,
-        state: Some("analyzed".into()),
-        ..db::FileFilter::default()
-    };
-    let files = if newest.is_none() {
-        Vec::new()
-    } else {
-        db::files(store, &filter, 20).await?
-    };
-    let files = files
-        .into_iter()
-        .map(|f| FileRow {
-            id: f.id,
-            repo: f.repo_id,
-            path: f.path,
-            language: f.language,
-            code: f.code.map_or("-".into(), |c| c.to_string()),
-            functions: number(f.functions),
-            cyclomatic: number(f.cyclomatic),
-            mi: f.mi.map_or("-".into(), |m| format!("{m:.1}")),
-        })
-        .collect();
-    Ok(MiningData {
-        files,
-        repo_counts: join(repo_states),
-        file_counts: join(file_states),
-        chart,
-        repos,
-        languages,
-    })
-}
-
-async fn mining(State(state): State<AppState>) -> PageResult {
-    let indexers = conveyor_mining::db::indexers(&state.store)
-        .await?
-        .into_iter()
-        .map(|i| IndexerRow {
-            paused: i
-                .paused_until
-                .filter(|p| *p > conveyor_queue::clock::now_ms())
-                .map(|p| ago(Some(p))),
-            name: i.name,
-            enabled: i.enabled,
-            settings: i.settings,
-            cursor: i.cursor,
-            discovered: i.discovered,
-            error: i.last_error,
-        })
-        .collect();
-    let data = mining_data(&state.store).await?;
-    Ok(Html(
-        MiningPage {
-            title: "mining",
-            indexers,
-            data,
-        }
-        .render()?,
-    ))
-}
-
-#[derive(Debug, Default)]
-struct RepostatsQuery {
-    name: String,
-    language: String,
-    license: String,
-    sort: String,
-    /// Every boolean filter of `/repos` with its chosen value ("", "true" or "false").
-    flags: Vec<(&'static str, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "repostats.html")]
-struct RepostatsPage {
-    title: &'static str,
-    freshness: String,
-    query: RepostatsQuery,
-    error: Option<String>,
-    chart: String,
-    repos: Vec<(String, String, String, String, i64)>,
-    budget: Vec<(String, String, i64, String, String)>,
-}
-
-async fn repostats(
-    State(state): State<AppState>,
-    Extension(dashboard): Extension<Dashboard>,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> PageResult {
-    let snapshot = dashboard.snapshot.load();
-    // Every filter `/repos` takes, with its checks; empty form fields mean "any".
-    let given: Vec<(&str, &str)> = pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let value = |key: &str| {
-        given
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map_or(String::new(), |(_, v)| (*v).to_owned())
-    };
-    let query = RepostatsQuery {
-        name: value("name"),
-        language: value("language"),
-        license: value("license"),
-        sort: value("sort"),
-        flags: conveyor_repostats::snapshot::FLAGS
-            .iter()
-            .map(|f| (*f, value(f).to_ascii_lowercase()))
-            .collect(),
-    };
-    let (filter, error) = match conveyor_repostats::snapshot::Filter::parse(given.iter().copied()) {
-        Ok(filter) => (filter, None),
-        Err(error) => (conveyor_repostats::snapshot::Filter::default(), Some(error)),
-    };
-    let stats = snapshot.stats(&filter);
-    let mut languages: Vec<_> = stats.languages.iter().collect();
-    languages.sort_by_key(|l| std::cmp::Reverse(l.1.bytes));
-    let items: Vec<(String, f64, String)> = languages
-        .iter()
-        .take(15)
-        .map(|(name, s)| {
-            (
-                (*name).clone(),
-                s.bytes as f64,
-                format!("{:.1} % · {} repos", s.share * 100.0, s.repositories),
-            )
-        })
-        .collect();
-    let repos = snapshot
-        .select(&filter)
-        .into_iter()
-        .map(|r| {
-            (
-                r.full_name.clone(),
-                r.created_at.clone(),
-                r.language.clone().unwrap_or_else(|| "-".into()),
-                r.license.as_ref().map_or("-".into(), |l| l.key.clone()),
-                r.stargazers_count,
-            )
-        })
-        .collect();
-    let budget = conveyor_repostats::github::budget(&state.store)
-        .await?
-        .into_iter()
-        .map(|(token, bucket, remaining, reset, blocked)| {
-            (
-                token,
-                bucket,
-                remaining,
-                ago(Some(reset)),
-                if blocked > 0 {
-                    ago(Some(blocked))
-                } else {
-                    "-".into()
-                },
-            )
-        })
-        .collect();
-    let freshness = match snapshot.refreshed_at {
-        Some(at) => format!(
-            "Refreshed {} · snapshot version {} · {} of {} repositories have their languages",
-            ago(Some(at)),
-            snapshot.version,
-            stats.with_languages,
-            snapshot.repos.len()
-        ),
-        None => "Not refreshed yet.".into(),
-    };
-    let chart = if items.is_empty() {
-        String::new()
-    } else {
-        chart::bars("languages by bytes", &items)
-    };
-    Ok(Html(
-        RepostatsPage {
-            title: "repostats",
-            freshness,
-            query,
-            error,
-            chart,
-            repos,
-            budget,
-        }
-        .render()?,
-    ))
-}
-
-#[derive(Template)]
-#[template(path = "minitwit.html")]
-struct MinitwitPage {
-    title: &'static str,
-    url: Option<String>,
-    users: i64,
-    messages: i64,
-    follows: i64,
-}
-
-async fn minitwit(
-    State(state): State<AppState>,
-    Extension(dashboard): Extension<Dashboard>,
-) -> PageResult {
-    let (users, messages, follows) = conveyor_minitwit::db::counts(&state.store).await?;
-    Ok(Html(
-        MinitwitPage {
-            title: "minitwit",
-            url: dashboard.minitwit_url,
-            users,
-            messages,
-            follows,
-        }
-        .render()?,
-    ))
+    framed(&apps, "Workers", &WorkersPage { data, settings }.render()?)
 }
 
 /// The live region's query string (the page's filters) as `T`.
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, PageError> {
     let uri: axum::http::Uri = format!("/?{query}")
         .parse()
-        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "a bad query string".into()))?;
+        .map_err(|_| PageError::bad_request("a bad query string"))?;
     Query::try_from_uri(&uri)
         .map(|Query(q)| q)
-        .map_err(|e| PageError(StatusCode::BAD_REQUEST, e.body_text()))
+        .map_err(|e| PageError::bad_request(e.body_text()))
+}
+
+/// `/apps/{app}`: an app's page in the frame.
+async fn app_page(
+    State(state): State<AppState>,
+    Extension(apps): Extension<Apps>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> PageResult {
+    let page = apps
+        .find(&name)
+        .and_then(|a| a.page())
+        .ok_or_else(|| PageError::not_found(format!("no app page {name:?}")))?;
+    let body = page.render(&state, &query.unwrap_or_default()).await?;
+    framed(&apps, &name, &body)
 }
 
 /// How often a live region is re-rendered; it is sent only when it changed.
 const LIVE_EVERY: Duration = Duration::from_secs(1);
 
-async fn render_region(store: &Store, region: &str, query: &str) -> Result<String, PageError> {
-    Ok(match region {
-        "jobs" => {
-            let query: JobsQuery = serde_urlencoded_query(query)?;
-            JobsLive {
-                jobs: view::jobs(store, &job_filter(&query)?).await?,
+/// A live region: the dashboard's own (`overview`, `jobs`) or an app page's (its name).
+#[derive(Clone)]
+struct Region {
+    state: AppState,
+    apps: Apps,
+    name: String,
+    query: String,
+}
+
+impl Region {
+    async fn render(&self) -> Result<String, PageError> {
+        let store: &Store = &self.state.store;
+        Ok(match self.name.as_str() {
+            "jobs" => {
+                let query: JobsQuery = serde_urlencoded_query(&self.query)?;
+                JobsLive {
+                    jobs: view::jobs(store, &job_filter(&query)?).await?,
+                }
+                .render()?
             }
-            .render()?
+            "overview" => OverviewLive {
+                data: view::overview(store).await?,
+            }
+            .render()?,
+            name => {
+                let live = self
+                    .apps
+                    .find(name)
+                    .and_then(|a| a.page())
+                    .and_then(|p| p.live(&self.state, &self.query))
+                    .ok_or_else(|| PageError::not_found(format!("no live region {name:?}")))?;
+                live.await?
+            }
+        })
+    }
+}
+
+/// Sends the region again each time it changed.
+struct Changes {
+    region: Region,
+    last: String,
+}
+
+impl conveyor_web::sse::Poll for Changes {
+    async fn poll(&mut self) -> Option<Vec<Event>> {
+        let Ok(html) = self.region.render().await else {
+            return Some(Vec::new());
+        };
+        if html == self.last {
+            return Some(Vec::new());
         }
-        "overview" => OverviewLive {
-            data: view::overview(store).await?,
-        }
-        .render()?,
-        "longtask" => LongtaskLive {
-            data: longtask_rows(store).await?,
-        }
-        .render()?,
-        "average" => AverageLive {
-            data: average_data(store).await?,
-        }
-        .render()?,
-        "mining" => MiningLive {
-            data: mining_data(store).await?,
-        }
-        .render()?,
-        other => {
-            return Err(PageError(
-                StatusCode::NOT_FOUND,
-                format!("no live region {other:?}"),
-            ));
-        }
-    })
+        self.last.clone_from(&html);
+        Some(vec![Event::default().data(html)])
+    }
 }
 
 async fn live(
     State(state): State<AppState>,
-    Path(region): Path<String>,
+    Extension(apps): Extension<Apps>,
+    Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
-    let query = query.unwrap_or_default();
     let permit = state
         .stream_permit()
         .map_err(|e| PageError(e.status, e.detail))?;
-    let first = render_region(&state.store, &region, &query).await?;
-    let store = state.store.clone();
+    let region = Region {
+        state,
+        apps,
+        name,
+        query: query.unwrap_or_default(),
+    };
     // The page came with the region rendered; send only changes from now on.
-    let stream = futures_util::stream::unfold(
-        (store, region, query, first, permit),
-        |(store, region, query, last, permit)| async move {
-            loop {
-                tokio::time::sleep(LIVE_EVERY).await;
-                let Ok(html) = render_region(&store, &region, &query).await else {
-                    continue;
-                };
-                if html != last {
-                    let event = Event::default().data(html.clone());
-                    return Some((Ok(event), (store, region, query, html, permit)));
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_failed_page_shows_a_request_id_not_its_cause() {
-        let failed: PageError = sqlx_like_error().into();
-        let response = failed.into_response();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&body);
-        assert!(text.contains("request id"), "{text}");
-        assert!(!text.contains("password authentication failed"), "{text}");
-    }
-
-    fn sqlx_like_error() -> String {
-        "error returned from database: password authentication failed for user \"root\"".into()
-    }
+    let last = region.render().await?;
+    Ok(conveyor_web::sse::polled(
+        Changes { region, last },
+        LIVE_EVERY,
+        permit,
+    ))
 }

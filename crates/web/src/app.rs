@@ -1,7 +1,7 @@
 //! [`App`]: the one interface through which an app brings everything it has to a process,
 //! as a bevy `Plugin` does: its tables, its job kinds (public or internal), its schedules,
-//! its routes (public and guarded), the listeners of its own and the background tasks an
-//! HTTP process runs for it. The binary keeps a list of apps, one line each, and assembles
+//! its routes (public and guarded), the listeners of its own, the background tasks an
+//! HTTP process runs for it and its dashboard page. The binary keeps a list of apps, one line each, and assembles
 //! a process from the list without knowing what any of them holds (`crates/conveyor/src/app.rs`).
 //!
 //! Every method but [`App::name`] and [`App::migrate`] has a default that brings nothing,
@@ -13,6 +13,7 @@ use axum::Router;
 use conveyor_queue::{Registry, Schedule, Store};
 use futures_util::future::BoxFuture;
 
+use crate::page::PageError;
 use crate::{AppState, Surface};
 
 /// An error of an app's setup, for the binary to report with its context.
@@ -91,5 +92,31 @@ pub trait App: Send + Sync {
     /// gauges read from the database); each runs until it is dropped.
     fn background(&self, _state: &AppState) -> Vec<BoxFuture<'static, ()>> {
         Vec::new()
+    }
+
+    /// The app's dashboard page (`/apps/<name>`, in the dashboard's navigation), if any.
+    fn page(&self) -> Option<&dyn Page> {
+        None
+    }
+}
+
+/// An app's dashboard page: HTML that the dashboard puts in its frame (layout, navigation,
+/// the script that sends forms to the API and keeps live regions fresh).
+pub trait Page: Send + Sync {
+    /// The page's content, from its query string (its filters).
+    fn render<'a>(
+        &'a self,
+        state: &'a AppState,
+        query: &'a str,
+    ) -> BoxFuture<'a, Result<String, PageError>>;
+
+    /// The page's live region (an element with `data-live="/dashboard/live/<name>/events"`),
+    /// re-rendered every second and sent when it changed; `None` when the page has none.
+    fn live<'a>(
+        &'a self,
+        _state: &'a AppState,
+        _query: &'a str,
+    ) -> Option<BoxFuture<'a, Result<String, PageError>>> {
+        None
     }
 }

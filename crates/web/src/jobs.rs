@@ -1,11 +1,10 @@
 //! The general job API under `/api`: jobs, their events, queues, workers, kinds.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use chrono::{DateTime, SecondsFormat};
 use conveyor_queue::{Job, JobFilter, JobState, NewJob};
 use futures_util::Stream;
@@ -563,73 +562,58 @@ async fn job_events(
     let permit = state.stream_permit()?;
     let first = state.store.get(id).await?.ok_or_else(|| not_found(id))?;
     let interval = state.settings.event_interval;
-    let stream = job_event_stream(state, first, interval, permit);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-struct Watch {
-    state: AppState,
-    last: Option<Job>,
-    pending: Option<Job>,
-    interval: Duration,
-    ended: bool,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// Reads the job every `interval` and emits what changed. Reading the row (rather than a
-/// broadcast from the worker) works the same whichever process runs the job; the cost is one
-/// indexed read per stream per interval, bounded by the number of streams.
-fn job_event_stream(
-    state: AppState,
-    first: Job,
-    interval: Duration,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) -> impl Stream<Item = Result<Event, Infallible>> {
     let watch = Watch {
         state,
         last: None,
         pending: Some(first),
-        interval,
         ended: false,
-        _permit: permit,
     };
-    futures_util::stream::unfold(watch, |mut watch| async move {
-        if watch.ended {
+    Ok(crate::sse::polled(watch, interval, permit))
+}
+
+/// Reads the job and tells what changed. Reading the row (rather than a broadcast from the
+/// worker) works the same whichever process runs the job; the cost is one indexed read per
+/// stream per interval, bounded by the number of streams.
+struct Watch {
+    state: AppState,
+    last: Option<Job>,
+    pending: Option<Job>,
+    ended: bool,
+}
+
+impl crate::sse::Poll for Watch {
+    async fn poll(&mut self) -> Option<Vec<Event>> {
+        if self.ended {
             return None;
         }
-        loop {
-            let job = match watch.pending.take() {
-                Some(job) => job,
-                None => {
-                    tokio::time::sleep(watch.interval).await;
-                    match watch.state.store.get(watch.last.as_ref()?.id).await {
-                        Ok(Some(job)) => job,
-                        // Pruned, or the database is gone: nothing more to tell.
-                        Ok(None) | Err(_) => return None,
-                    }
+        let job = match self.pending.take() {
+            Some(job) => job,
+            None => match self.state.store.get(self.last.as_ref()?.id).await {
+                Ok(Some(job)) => job,
+                // Pruned, or the database is gone: nothing more to tell.
+                Ok(None) | Err(_) => return None,
+            },
+        };
+        let event = match &self.last {
+            Some(last) if last.state == job.state => {
+                let progress = ProgressView::of(&job);
+                if progress == ProgressView::of(last) {
+                    self.last = Some(job);
+                    return Some(Vec::new());
                 }
-            };
-            let event = match &watch.last {
-                Some(last) if last.state == job.state => {
-                    let progress = ProgressView::of(&job);
-                    if progress == ProgressView::of(last) {
-                        watch.last = Some(job);
-                        continue;
-                    }
-                    Event::default().event("progress").json_data(progress)
-                }
-                _ => {
-                    watch.ended = job.state.is_final();
-                    Event::default()
-                        .event("state")
-                        .json_data(JobView::from(job.clone()))
-                }
-            };
-            watch.last = Some(job);
-            // Serializing our own types cannot fail; an empty event is harmless if it did.
-            return Some((Ok(event.unwrap_or_default()), watch));
-        }
-    })
+                Event::default().event("progress").json_data(progress)
+            }
+            _ => {
+                self.ended = job.state.is_final();
+                Event::default()
+                    .event("state")
+                    .json_data(JobView::from(job.clone()))
+            }
+        };
+        self.last = Some(job);
+        // Serializing our own types cannot fail; an empty event is harmless if it did.
+        Some(vec![event.unwrap_or_default()])
+    }
 }
 
 /// One queue's counts.

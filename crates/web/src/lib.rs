@@ -7,6 +7,8 @@
 //! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
 //! - [`client`]: the client's address and public origin past trusted proxies.
 //! - [`limit`]: per-client rate limiting.
+//! - [`page`]: [`page::PageError`], what a dashboard page answers when it fails.
+//! - [`sse`]: the one server-sent-events loop (poll, send what changed).
 //! - [`openapi`]: the statuses every operation can answer, added to the document.
 //! - [`text`]: text no store can keep (NUL), refused before any handler.
 //! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
@@ -28,6 +30,8 @@ pub mod jobs;
 pub mod limit;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
+pub mod sse;
 pub mod state;
 pub mod text;
 

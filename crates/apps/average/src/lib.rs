@@ -8,6 +8,7 @@
 //! had races) and levels overlap.
 //!
 //! ## Layout
+//! - [`dashboard`]: its dashboard page (submit a job, set W, the last jobs, live).
 //! - [`numbers`]: the file formats and the arithmetic (pure).
 //! - [`plan`]: the reduction tree and the file names.
 //! - [`storage`]: files through `object_store` (a local directory, or S3).
@@ -17,6 +18,7 @@
 //! - [`api`]: `/api/average/jobs...` and `/api/average/workers`.
 
 pub mod api;
+pub mod dashboard;
 pub mod db;
 pub mod numbers;
 pub mod plan;
@@ -88,5 +90,9 @@ impl conveyor_web::app::App for Average {
                 }
             },
         )]
+    }
+
+    fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
+        Some(self)
     }
 }

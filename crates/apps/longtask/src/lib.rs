@@ -8,10 +8,12 @@
 //! ## Layout
 //! - [`count`]: the counting loop, pure and benchmarked.
 //! - [`task`]: the job kind `longtask` (arguments, handler, result).
+//! - [`dashboard`]: its dashboard page (start a task, the last tasks, live).
 //! - [`api`]: `POST /api/tasks/add`, `GET /api/tasks/status/{id}`.
 
 pub mod api;
 pub mod count;
+pub mod dashboard;
 pub mod task;
 
 pub use api::router;
@@ -43,5 +45,9 @@ impl conveyor_web::app::App for Longtask {
             public: router(),
             ..conveyor_web::Surface::default()
         }
+    }
+
+    fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
+        Some(self)
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use conveyor_web::extract::{Json, Path, Query};
 use conveyor_web::{ApiError, AppState};
@@ -700,19 +700,8 @@ async fn events(
         store: state.store.clone(),
         since: conveyor_queue::clock::now_ms(),
         seen: HashMap::new(),
-        pending: Vec::new(),
-        _permit: permit,
     };
-    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
-        loop {
-            if let Some(event) = watch.pending.pop() {
-                return Some((Ok(event), watch));
-            }
-            tokio::time::sleep(POLL).await;
-            watch.poll().await;
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(conveyor_web::sse::polled(watch, POLL, permit))
 }
 
 /// How often a stream looks for changes.
@@ -727,15 +716,13 @@ struct Watch {
     store: conveyor_queue::Store,
     since: i64,
     seen: HashMap<(bool, i64), i64>,
-    pending: Vec<Event>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl Watch {
-    async fn poll(&mut self) {
+impl conveyor_web::sse::Poll for Watch {
+    async fn poll(&mut self) -> Option<Vec<Event>> {
         let from = self.since - OVERLAP_MS;
         let Ok((repos, files)) = db::changed_since(&self.store, from, READ_MAX).await else {
-            return;
+            return Some(Vec::new());
         };
         let mut events = Vec::new();
         for repo in repos {
@@ -754,7 +741,6 @@ impl Watch {
         }
         let horizon = self.since - 2 * OVERLAP_MS;
         self.seen.retain(|_, at| *at >= horizon);
-        // Oldest first out of `pending.pop()`.
-        self.pending = events.into_iter().flatten().rev().collect();
+        Some(events.into_iter().flatten().collect())
     }
 }

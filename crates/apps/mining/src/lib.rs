@@ -18,6 +18,7 @@
 
 pub mod analyzer;
 pub mod api;
+pub mod dashboard;
 pub mod db;
 pub mod git;
 pub mod indexer;
@@ -125,5 +126,9 @@ impl conveyor_web::app::App for MiningApp {
             public: router(self.mining.clone(), gate),
             ..conveyor_web::Surface::default()
         }
+    }
+
+    fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
+        Some(self)
     }
 }

@@ -11,6 +11,7 @@
 //! metrics plumbing only.
 
 pub mod api;
+pub mod dashboard;
 pub mod db;
 pub mod html;
 pub mod password;
@@ -266,5 +267,9 @@ impl conveyor_web::app::App for MinitwitApp {
             state.store.clone(),
             Duration::from_secs(10),
         ))]
+    }
+
+    fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
+        Some(self)
     }
 }

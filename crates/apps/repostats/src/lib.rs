@@ -4,6 +4,7 @@
 //! in parallel, aggregate by language, and answer as fast as possible.
 //!
 //! ## Layout
+//! - [`dashboard`]: its dashboard page (freshness, filters, languages, budget).
 //! - [`model`]: what we keep of a repository.
 //! - [`github`]: the client and the rate-limit governor shared through the database.
 //! - [`jobs`]: `repostats.refresh` (periodic) and `repostats.languages` (one per repository).
@@ -13,6 +14,7 @@
 //! - [`fake`]: `conveyor fake-github`, GitHub's behaviour for tests and demos.
 
 pub mod api;
+pub mod dashboard;
 pub mod db;
 pub mod fake;
 pub mod github;
@@ -122,5 +124,9 @@ impl conveyor_web::app::App for Repostats {
             },
         );
         vec![Box::pin(fresh), gauges]
+    }
+
+    fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
+        Some(self)
     }
 }
