@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use conveyor_queue::{
-    Backoff, Registry, Schedule, Scheduler, Store, StoreOptions, Worker, WorkerConfig, builtin,
+    Backoff, Registry, Schedule, Scheduler, Store, Worker, WorkerConfig, builtin,
 };
 use conveyor_web::app::App;
 use conveyor_web::{AppState, WebSettings};
@@ -42,138 +42,55 @@ impl Roles {
     };
 }
 
-/// What the apps need beyond the store: average's file store, repostats' GitHub client
-/// and snapshot.
-#[derive(Debug, Clone)]
-pub struct AppResources {
-    /// average's files.
-    pub files: conveyor_average::Storage,
-    /// repostats' GitHub client (`GITHUB_API_URL`, `GITHUB_TOKENS`).
-    pub github: conveyor_repostats::Github,
-    /// repostats' snapshot, read by its routes.
-    pub snapshot: conveyor_repostats::SnapshotCell,
-    /// repostats' requests a second per client address (0: no limit).
-    pub per_ip: u32,
-    /// mining's settings, analyzers, hosts and HTTP client.
-    pub mining: conveyor_mining::Mining,
-    /// mining's API needs keys.
-    pub mining_require_key: bool,
-    /// Where Alertmanager's notifications go.
-    pub alerts: crate::alerts::Alerts,
-    /// The operator's tokens (mining's gate accepts them beside its keys).
-    pub auth: conveyor_web::auth::Auth,
-    /// repostats' refresh schedule, or "off".
-    pub repostats_refresh: String,
-    /// mining's indexer schedule, or "off".
-    pub mining_index: String,
-    /// MiniTwit's settings.
-    pub minitwit: conveyor_minitwit::Settings,
-    /// MiniTwit's page listener, if on.
-    pub minitwit_web: Option<std::net::SocketAddr>,
-    /// MiniTwit's simulator API listener, if on.
-    pub minitwit_api: Option<std::net::SocketAddr>,
+/// The apps this binary runs, not yet configured: the one list a process is assembled
+/// from. A new app is one crate that implements [`App`] and one line here.
+pub fn apps() -> Vec<Box<dyn App>> {
+    vec![
+        Box::new(conveyor_longtask::Longtask),
+        Box::new(conveyor_repostats::Repostats::default()),
+        Box::new(conveyor_average::Average::default()),
+        Box::new(conveyor_mining::MiningApp::default()),
+        Box::new(conveyor_minitwit::MinitwitApp::default()),
+    ]
 }
 
-impl AppResources {
-    /// From the configuration and the environment.
-    ///
-    /// # Errors
-    /// When average's store cannot be opened or the HTTP client built.
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let files = conveyor_average::Storage::open(&config.average_store)
-            .with_context(|| format!("average's store {}", config.average_store))?;
-        let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
-            downloads: config.mining_downloads.clone().into(),
-            sources: conveyor_mining::SourcePolicy {
-                allow_local: config.mining_allow_local,
-                allow_private: config.mining_allow_private,
-            },
-            ..conveyor_mining::Settings::default()
-        })?;
-        Ok(Self {
-            per_ip: config.repostats_per_ip,
-            mining,
-            mining_require_key: config.mining_require_key,
-            alerts: crate::alerts::Alerts::new(config.alerts.clone())?,
-            auth: config.auth.clone(),
-            repostats_refresh: config.repostats_refresh.clone(),
-            mining_index: config.mining_index.clone(),
-            minitwit: conveyor_minitwit::Settings {
-                secure_cookies: config.minitwit_secure_cookies,
-                public_origin: config.minitwit_public_origin.clone(),
-                proxies: config.trusted_proxies.clone(),
-                ..conveyor_minitwit::Settings::default()
-            },
-            minitwit_web: config.minitwit_web,
-            minitwit_api: config.minitwit_api,
-            ..Self::with_files(files)?
-        })
-    }
+/// The apps of a process, configured.
+pub type Apps = Arc<[Arc<dyn App>]>;
 
-    /// With `files` for average, and GitHub as the environment says.
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
-    pub fn with_files(files: conveyor_average::Storage) -> anyhow::Result<Self> {
-        let github = conveyor_repostats::Github::new(conveyor_repostats::GithubConfig::from_env())?;
-        Ok(Self {
-            files,
-            github,
-            snapshot: conveyor_repostats::SnapshotCell::default(),
-            per_ip: 0,
-            mining: conveyor_mining::Mining::new(conveyor_mining::Settings::default())?,
-            mining_require_key: false,
-            alerts: crate::alerts::Alerts::new(crate::alerts::AlertConfig::default())?,
-            auth: conveyor_web::auth::Auth::open(),
-            repostats_refresh: "off".to_owned(),
-            mining_index: "off".to_owned(),
-            minitwit: conveyor_minitwit::Settings::default(),
-            minitwit_web: None,
-            minitwit_api: None,
-        })
+/// Configures every app from a command line that their settings extended.
+///
+/// # Errors
+/// Naming the app whose settings are unusable.
+pub fn configure(
+    apps: Vec<Box<dyn App>>,
+    matches: &clap::ArgMatches,
+    config: &Config,
+) -> anyhow::Result<Apps> {
+    let platform = config.platform();
+    let mut configured = Vec::with_capacity(apps.len());
+    for mut app in apps {
+        app.configure(matches, &platform)
+            .map_err(|e| anyhow::anyhow!("{}'s settings: {}", app.name(), chain(&*e)))?;
+        configured.push(Arc::from(app));
     }
-
-    /// The apps this binary runs, each built from its settings: the one list a process is
-    /// assembled from. A new app is one crate that implements [`App`] and one line here.
-    pub fn apps(&self) -> Vec<Arc<dyn App>> {
-        vec![
-            Arc::new(conveyor_longtask::Longtask),
-            Arc::new(conveyor_repostats::Repostats {
-                github: self.github.clone(),
-                snapshot: self.snapshot.clone(),
-                per_ip: self.per_ip,
-                refresh: self.repostats_refresh.clone(),
-            }),
-            Arc::new(conveyor_average::Average {
-                files: self.files.clone(),
-            }),
-            Arc::new(conveyor_mining::MiningApp {
-                mining: self.mining.clone(),
-                require_key: self.mining_require_key,
-                auth: self.auth.clone(),
-                index: self.mining_index.clone(),
-            }),
-            Arc::new(conveyor_minitwit::MinitwitApp {
-                settings: self.minitwit.clone(),
-                web: self.minitwit_web,
-                api: self.minitwit_api,
-            }),
-        ]
-    }
+    Ok(configured.into())
 }
 
-impl AppResources {
-    /// The apps whose pages the dashboard frames.
-    pub fn dashboard(&self) -> conveyor_dashboard::Apps {
-        conveyor_dashboard::Apps(self.apps().into())
-    }
+/// An error's messages, outermost first.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    conveyor_web::fail::chain(error)
+}
+
+/// The apps whose pages the dashboard frames.
+pub fn dashboard(apps: &Apps) -> conveyor_dashboard::Apps {
+    conveyor_dashboard::Apps(apps.clone())
 }
 
 /// Every job kind this binary runs: the built-ins and each app's.
-pub fn registry(apps: &AppResources) -> Registry {
+pub fn registry(apps: &[Arc<dyn App>]) -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
-    for app in apps.apps() {
+    for app in apps {
         app.register(&mut registry);
     }
     registry
@@ -183,9 +100,9 @@ pub fn registry(apps: &AppResources) -> Registry {
 ///
 /// # Errors
 /// Naming the app whose schedule does not parse.
-pub fn schedules(apps: &AppResources) -> anyhow::Result<Vec<Schedule>> {
+pub fn schedules(apps: &[Arc<dyn App>]) -> anyhow::Result<Vec<Schedule>> {
     let mut schedules = Vec::new();
-    for app in apps.apps() {
+    for app in apps {
         schedules.extend(
             app.schedules()
                 .with_context(|| format!("{}'s schedule", app.name()))?,
@@ -197,20 +114,24 @@ pub fn schedules(apps: &AppResources) -> anyhow::Result<Vec<Schedule>> {
 /// Every app's HTTP routes on the main listener, and the alert webhook's: public where an
 /// app says so (the seeds' client-facing routes, routes with credentials of their own),
 /// the rest behind the operator's token with the job API.
-pub fn app_routes(apps: &AppResources, store: &Store) -> conveyor_web::Surface {
+pub fn app_routes(
+    apps: &[Arc<dyn App>],
+    alerts: &crate::alerts::Alerts,
+    store: &Store,
+) -> conveyor_web::Surface {
     let mut surface = conveyor_web::Surface::default();
-    for app in apps.apps() {
+    for app in apps {
         let routes = app.routes(store);
         surface.public = surface.public.merge(routes.public);
         surface.guarded = surface.guarded.merge(routes.guarded);
         surface.pages = surface.pages.merge(routes.pages);
         surface.open_pages = surface.open_pages.merge(routes.open_pages);
     }
-    let alerts = crate::alerts::router(apps.alerts.clone());
-    if apps.alerts.has_token() {
-        surface.public = surface.public.merge(alerts);
+    let router = crate::alerts::router(alerts.clone());
+    if alerts.has_token() {
+        surface.public = surface.public.merge(router);
     } else {
-        surface.guarded = surface.guarded.merge(alerts);
+        surface.guarded = surface.guarded.merge(router);
     }
     surface
 }
@@ -244,43 +165,18 @@ pub fn init_logging(json: bool, server: bool) {
 ///
 /// # Errors
 /// When the database is unreachable or a migration fails.
-pub async fn connect(config: &Config) -> anyhow::Result<Store> {
-    connect_apps(config, &AppResources::from_config(config)?).await
-}
-
-/// [`connect`], migrating `apps`.
-///
-/// # Errors
-/// As [`connect`].
-pub async fn connect_apps(config: &Config, apps: &AppResources) -> anyhow::Result<Store> {
-    let options = StoreOptions {
-        max_connections: config.max_connections,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect_with(&config.database_url, &options)
+pub async fn connect<A: AsRef<dyn App>>(config: &Config, apps: &[A]) -> anyhow::Result<Store> {
+    let store = config
+        .platform()
+        .store()
         .await
-        .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
-    store.migrate().await.context("applying migrations")?;
-    for app in apps.apps() {
+        .map_err(|e| anyhow::anyhow!(chain(&*e)))?;
+    for app in apps.iter().map(AsRef::as_ref) {
         app.migrate(&store)
             .await
             .with_context(|| format!("applying {}'s migrations", app.name()))?;
     }
     Ok(store)
-}
-
-/// A URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A token cancelled at the first Ctrl-C or SIGTERM.
@@ -327,13 +223,13 @@ pub fn worker_config(config: &Config) -> WorkerConfig {
 ///
 /// # Errors
 /// When the database is unreachable at start or an address cannot be bound.
-pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
-    let apps = AppResources::from_config(config)?;
-    let store = connect_apps(config, &apps).await?;
+pub async fn run_roles(config: &Config, apps: &Apps, roles: Roles) -> anyhow::Result<()> {
+    let store = connect(config, apps).await?;
+    let alerts = crate::alerts::Alerts::new(config.alerts.clone())?;
     conveyor_web::metrics::handle();
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
-    for app in apps.apps() {
+    for app in apps.iter() {
         app.prepare(&store)
             .await
             .map_err(|e| anyhow::anyhow!("preparing {}: {e}", app.name()))?;
@@ -347,7 +243,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         worker_seen_within_ms: i64::try_from(config.lease.as_millis() * 2).unwrap_or(i64::MAX),
         ..WebSettings::default()
     };
-    let state = AppState::new(store.clone(), registry(&apps), settings);
+    let state = AppState::new(store.clone(), registry(apps), settings);
 
     if roles.http {
         config.check_exposure(config.listen)?;
@@ -368,11 +264,11 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         println!(
             "Conveyor is up: dashboard http://{shown}/{token}, API docs http://{shown}/api/docs"
         );
-        let (pages, open_pages) = conveyor_dashboard::routers(apps.dashboard());
+        let (pages, open_pages) = conveyor_dashboard::routers(dashboard(apps));
         let surface = conveyor_web::Surface {
             pages,
             open_pages,
-            ..app_routes(&apps, &store)
+            ..app_routes(apps, &alerts, &store)
         };
         let app = conveyor_web::router_for(state.clone(), surface, config.metrics_addr.is_none());
         let stop = shutdown.clone();
@@ -387,7 +283,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.http {
         // The apps' own listeners and the tasks an HTTP process runs for them.
-        for app in apps.apps() {
+        for app in apps.iter() {
             for listener in app.listeners(&store) {
                 let bound = tokio::net::TcpListener::bind(listener.address)
                     .await
@@ -432,7 +328,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
         });
     }
     if roles.work {
-        let worker = Worker::new(store.clone(), registry(&apps), worker_config(config));
+        let worker = Worker::new(store.clone(), registry(apps), worker_config(config));
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = worker.run(stop.clone()).await {
@@ -440,7 +336,7 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
                 stop.cancel();
             }
         });
-        let scheduler = Scheduler::new(store.clone(), schedules(&apps)?);
+        let scheduler = Scheduler::new(store.clone(), schedules(apps)?);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = scheduler.run(stop).await {
@@ -458,15 +354,4 @@ pub async fn run_roles(config: &Config, roles: Roles) -> anyhow::Result<()> {
     tasks.wait().await;
     store.close().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("sqlite://conveyor.db"), "sqlite://conveyor.db");
-    }
 }

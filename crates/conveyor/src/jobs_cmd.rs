@@ -78,14 +78,18 @@ pub enum JobsCommand {
 ///
 /// # Errors
 /// Unknown job, invalid input, unreachable database.
-pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    apps: &[Box<dyn conveyor_web::app::App>],
+    command: JobsCommand,
+) -> anyhow::Result<()> {
     if let JobsCommand::Enqueue {
         stdin: true, url, ..
     } = &command
     {
         return enqueue_lines(config, url, std::io::stdin().lock()).await;
     }
-    let store = crate::app::connect(config).await?;
+    let store = crate::app::connect(config, apps).await?;
     let output = match command {
         JobsCommand::List {
             state,
@@ -146,8 +150,12 @@ pub async fn run(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
                 let delay = i64::try_from(delay).context("--delay-ms is too large")?;
                 job = job.run_at(conveyor_queue::clock::now_ms().saturating_add(delay));
             }
-            let apps = crate::app::AppResources::from_config(config)?;
-            crate::app::registry(&apps).check(&job)?;
+            let mut registry = conveyor_queue::Registry::new();
+            conveyor_queue::builtin::register(&mut registry);
+            for app in apps {
+                app.register(&mut registry);
+            }
+            registry.check(&job)?;
             let enqueued = store.enqueue(job).await?;
             serde_json::to_string_pretty(&JobView::from(enqueued.job))?
         }
@@ -176,7 +184,10 @@ pub async fn enqueue_lines(
     input: impl std::io::BufRead,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let client = crate::api_client(config, std::time::Duration::from_secs(60))?;
+    let client = config
+        .platform()
+        .api_client(std::time::Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!(crate::app::chain(&*e)))?;
     let endpoint = format!("{}/api/jobs/batch", url.trim_end_matches('/'));
     let (mut enqueued, mut refused) = (0usize, 0usize);
     let mut batch: Vec<serde_json::Value> = Vec::new();

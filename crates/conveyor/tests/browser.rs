@@ -8,6 +8,8 @@
 //! `target/dashboard-screenshots/`. Skipped, saying so, without Chromium, Node.js or
 //! playwright-core (`.ci/run` installs them; `PLAYWRIGHT_CORE_DIR` says where it is).
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,17 +85,18 @@ async fn the_dashboard_works_in_a_browser() {
     })
     .unwrap();
     let auth = conveyor_web::auth::Auth::from_list(TOKEN).unwrap();
-    let apps = conveyor::app::AppResources {
+    let snapshot = conveyor_repostats::SnapshotCell::default();
+    let repostats = conveyor_repostats::Repostats {
         github,
-        mining,
-        auth: auth.clone(),
-        ..conveyor::app::AppResources::with_files(files).unwrap()
+        snapshot: snapshot.clone(),
+        ..conveyor_repostats::Repostats::default()
     };
+    let apps = common::apps(files, Some(repostats), Some(mining.clone()), auth.clone());
     conveyor_average::migrate(&db.store).await.unwrap();
     conveyor_minitwit::migrate(&db.store).await.unwrap();
     conveyor_mining::migrate(&db.store).await.unwrap();
     conveyor_repostats::migrate(&db.store).await.unwrap();
-    conveyor_mining::ensure_indexers(&db.store, &apps.mining)
+    conveyor_mining::ensure_indexers(&db.store, &mining)
         .await
         .unwrap();
     let state = AppState::new(
@@ -104,11 +107,11 @@ async fn the_dashboard_works_in_a_browser() {
             ..WebSettings::default()
         },
     );
-    let (pages, open_pages) = conveyor_dashboard::routers(apps.dashboard());
+    let (pages, open_pages) = conveyor_dashboard::routers(conveyor::app::dashboard(&apps));
     let surface = conveyor_web::Surface {
         pages,
         open_pages,
-        ..conveyor::app::app_routes(&apps, &db.store)
+        ..conveyor::app::app_routes(&apps, &common::no_alerts(), &db.store)
     };
     let app = conveyor_web::router_for(state, surface, true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,7 +142,7 @@ async fn the_dashboard_works_in_a_browser() {
     let worker = tokio::spawn(worker.run(stop.clone()));
     let fresh = tokio::spawn(conveyor_repostats::keep_fresh(
         db.store.clone(),
-        apps.snapshot.clone(),
+        snapshot.clone(),
         Duration::from_millis(200),
     ));
 

@@ -1,9 +1,11 @@
 //! The load tool against a live in-process server: the seed's smallest scenario passes every
 //! check (on SQLite; the HTTP path is the same on PostgreSQL).
 
+mod common;
+
 use std::time::Duration;
 
-use conveyor::load::{LoadCommand, LongtaskLoad, Scenario};
+use conveyor_longtask::load::{LongtaskLoad, Scenario};
 use conveyor_queue::testing::TestDb;
 use conveyor_queue::{QueueConfig, Worker, WorkerConfig};
 use conveyor_web::{AppState, WebSettings};
@@ -14,13 +16,17 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
     let db = TestDb::sqlite().await;
     let dir = std::env::temp_dir().join(format!("conveyor-load-test-{}", std::process::id()));
     let files = conveyor_average::Storage::local(&dir).unwrap();
-    let apps = conveyor::app::AppResources::with_files(files).unwrap();
+    let apps = common::apps(files, None, None, conveyor_web::auth::Auth::open());
     let state = AppState::new(
         db.store.clone(),
         conveyor::app::registry(&apps),
         WebSettings::default(),
     );
-    let app = conveyor_web::router_for(state, conveyor::app::app_routes(&apps, &db.store), true);
+    let app = conveyor_web::router_for(
+        state,
+        conveyor::app::app_routes(&apps, &common::no_alerts(), &db.store),
+        true,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -50,7 +56,7 @@ async fn the_seeds_smallest_scenario_passes_every_check() {
     };
     let run = tokio::time::timeout(
         Duration::from_secs(120),
-        conveyor::load::run(LoadCommand::Longtask(options)),
+        conveyor_longtask::load::run(options),
     );
     run.await
         .expect("the scenario ends")

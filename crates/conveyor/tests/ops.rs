@@ -1109,11 +1109,13 @@ fn deployment_settings_agree_with_each_other_and_with_the_binary() {
     );
     // The KEDA query reads the engine's table.
     assert!(keda.contains("FROM job WHERE state IN ('available', 'running')"));
-    // Every Conveyor setting named in deploy/ is one the binary reads.
-    let source = std::fs::read_to_string(workspace().join("crates/conveyor/src/config.rs"))
-        .unwrap()
-        + &std::fs::read_to_string(workspace().join("crates/apps/repostats/src/github.rs"))
-            .unwrap();
+    // Every Conveyor setting named in deploy/ is one the binary reads: its help lists each
+    // setting's variable (`[env: NAME=...]`).
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(["up", "--help"])
+        .output()
+        .unwrap();
+    let source = String::from_utf8_lossy(&help.stdout).replace("[env: ", "\"");
     for text in [&config, &work, &compose, &read("Dockerfile")] {
         for word in text.split(|c: char| !(c.is_ascii_uppercase() || c == '_')) {
             let ours = [
@@ -1127,7 +1129,8 @@ fn deployment_settings_agree_with_each_other_and_with_the_binary() {
             ];
             if word.len() > 4 && ours.iter().any(|p| word.starts_with(p)) {
                 assert!(
-                    source.contains(&format!("\"{word}\"")),
+                    source.contains(&format!("\"{word}="))
+                        || source.contains(&format!("\"{word}]")),
                     "deploy/ sets {word}, which nothing reads"
                 );
             }

@@ -1,6 +1,8 @@
 //! Crash and shutdown behaviour with real `conveyor work` processes, on SQLite and on
 //! PostgreSQL (when `TEST_DATABASE_URL` is set).
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -158,7 +160,7 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
     let dir =
         std::env::temp_dir().join(format!("conveyor-average-kill-{:x}", rand::random::<u64>()));
     let files = conveyor_average::Storage::local(&dir).unwrap();
-    let apps = conveyor::app::AppResources::with_files(files).unwrap();
+    let apps = common::apps(files, None, None, conveyor_web::auth::Auth::open());
     let store = &db.store;
     conveyor_average::migrate(store).await.unwrap();
     conveyor_minitwit::migrate(store).await.unwrap();
@@ -167,7 +169,11 @@ async fn an_average_job_whose_worker_is_killed_completes_exactly(db: &TestDb) {
         conveyor::app::registry(&apps),
         conveyor_web::WebSettings::default(),
     );
-    let app = conveyor_web::router_for(state, conveyor::app::app_routes(&apps, store), true);
+    let app = conveyor_web::router_for(
+        state,
+        conveyor::app::app_routes(&apps, &common::no_alerts(), store),
+        true,
+    );
     let call = |method: Method, uri: String, body: Option<serde_json::Value>| {
         let app = app.clone();
         async move {
@@ -285,10 +291,14 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
         let repo = conveyor_mining::db::repo(store, id).await.unwrap().unwrap();
         let total = i64::from(repo.files_total.unwrap_or(0));
         let pending = conveyor_mining::db::pending_files(store, id).await.unwrap();
-        if repo.state == "analyzing" && pending < total {
+        if repo.state.as_str() == "analyzing" && pending < total {
             break;
         }
-        assert_ne!(repo.state, "analyzed", "the kill must land mid-way");
+        assert_ne!(
+            repo.state.as_str(),
+            "analyzed",
+            "the kill must land mid-way"
+        );
         assert!(
             std::time::Instant::now() < deadline,
             "no progress: {repo:?}"
@@ -309,7 +319,7 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(repo.state, "analyzed", "{repo:?}");
+    assert_eq!(repo.state.as_str(), "analyzed", "{repo:?}");
     assert_eq!(repo.files_total, Some(300));
     let filter = conveyor_mining::db::FileFilter {
         repo: Some(id),
@@ -336,7 +346,7 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
     assert!(
         files
             .iter()
-            .all(|f| f.state == "analyzed" && f.functions == Some(60.0))
+            .all(|f| f.state.as_str() == "analyzed" && f.functions == Some(60.0))
     );
     let rescued = store
         .list(&conveyor_queue::JobFilter {

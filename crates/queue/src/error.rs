@@ -9,6 +9,9 @@ pub enum Error {
     /// Applying the schema migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be opened or reached (said before any pool waits for it).
+    #[error("{0}")]
+    Unreachable(String),
     /// The database URL names a backend the engine does not support.
     #[error("unsupported database URL {0:?}: use sqlite://path or postgres://...")]
     UnsupportedUrl(String),

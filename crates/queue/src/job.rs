@@ -341,6 +341,66 @@ impl NewJob {
     }
 }
 
+/// An enum stored as text: its `as_str`, `ALL`, `Display`, `FromStr` and `TryFrom<String>`
+/// (which `FromRow` reads through `#[sqlx(try_from = "String")]`), as [`JobState`] has.
+/// Apps keep their row states in these instead of comparing strings.
+#[macro_export]
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = ::std::string::String;
+
+            fn from_str(text: &str) -> ::std::result::Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(::std::format!(
+                        "{other:?} is not a {}: one of {}",
+                        stringify!($name),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl ::std::convert::TryFrom<::std::string::String> for $name {
+            type Error = ::std::string::String;
+
+            fn try_from(text: ::std::string::String) -> ::std::result::Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,6 @@ pub use group::MemberOutcome;
 pub use handler::{JobError, Registry};
 pub use job::{Job, JobState, NewJob};
 pub use periodic::{Schedule, Scheduler};
-pub use store::{Backend, Db, Store, StoreOptions, Tx};
+pub use store::{Backend, Db, Sql, Store, StoreOptions, Tx};
 pub use tree::TreeEnqueued;
 pub use worker::{QueueConfig, Worker, WorkerConfig, WorkerStats};

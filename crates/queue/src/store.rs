@@ -56,6 +56,35 @@ pub enum Backend {
     Sqlite,
 }
 
+/// A statement of an app's own, written once per SQL dialect: apps keep theirs as named
+/// constants in their `db.rs` and ask the store for the text (`store.sql(LOCK_BUDGET)`),
+/// so no handler branches on the backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Sql {
+    /// PostgreSQL's text.
+    pub postgres: &'static str,
+    /// SQLite's text.
+    pub sqlite: &'static str,
+}
+
+impl Sql {
+    /// A statement both dialects read alike.
+    pub const fn same(text: &'static str) -> Self {
+        Self {
+            postgres: text,
+            sqlite: text,
+        }
+    }
+
+    /// The text for `backend`.
+    pub const fn text(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => self.postgres,
+            Backend::Sqlite => self.sqlite,
+        }
+    }
+}
+
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -190,6 +219,23 @@ impl Store {
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
+            // One connection first: a refused or unknown server fails now with its cause,
+            // not after the pool's acquire timeout as "pool timed out".
+            match tokio::time::timeout(
+                options.acquire_timeout,
+                sqlx::PgConnection::connect_with(&connect),
+            )
+            .await
+            {
+                Ok(Ok(first)) => first.close().await?,
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => {
+                    return Err(Error::Unreachable(format!(
+                        "no answer from the PostgreSQL server within {:?}",
+                        options.acquire_timeout
+                    )));
+                }
+            }
             let pool = pg_pool(options, options.max_connections)
                 .connect_with(connect.clone())
                 .await?;
@@ -212,7 +258,20 @@ impl Store {
                 Some(claimer),
             ))
         } else if url.starts_with("sqlite:") {
-            let connect = SqliteConnectOptions::from_str(url)?
+            let file = SqliteConnectOptions::from_str(url)?;
+            let path = file.get_filename();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && !dir.is_dir()
+                && !url.contains(":memory:")
+            {
+                return Err(Error::Unreachable(format!(
+                    "the directory {} does not exist (for the SQLite file {}); create it or \
+                     point DATABASE_URL elsewhere",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+            let connect = file
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -346,7 +405,26 @@ impl Store {
     ) -> Result<()> {
         match &self.inner.writer {
             Db::Pg(pool) => postgres.set_ignore_missing(true).run(pool).await?,
-            Db::Lite(pool) => sqlite.set_ignore_missing(true).run(pool).await?,
+            Db::Lite(pool) => {
+                sqlite.set_ignore_missing(true);
+                // sqlx takes no lock on SQLite: two processes starting on one new file can
+                // both read "20002 not applied", and the second's copy fails on what the
+                // first changed (its transaction rolls back). Reading the list again after
+                // a short wait finds it applied. A migration that really fails fails each
+                // time and is reported.
+                let mut attempt = 1;
+                loop {
+                    match sqlite.run(pool).await {
+                        Ok(()) => break,
+                        Err(error) if attempt < 5 => {
+                            tracing::debug!(%error, attempt, "migrating again: another process may be migrating");
+                            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -357,6 +435,11 @@ impl Store {
             Db::Pg(_) => Backend::Postgres,
             Db::Lite(_) => Backend::Sqlite,
         }
+    }
+
+    /// `statement`'s text in this store's dialect.
+    pub fn sql(&self, statement: Sql) -> &'static str {
+        statement.text(self.backend())
     }
 
     /// The pool for writes (on SQLite, the single writer connection).
@@ -444,6 +527,11 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// `statement`'s text in this transaction's dialect.
+    pub fn sql(&self, statement: Sql) -> &'static str {
+        self.store.sql(statement)
+    }
+
     /// The PostgreSQL connection, for the application's own statements.
     pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
         match &mut self.conn {

@@ -16,8 +16,89 @@ use futures_util::future::BoxFuture;
 use crate::page::PageError;
 use crate::{AppState, Surface};
 
-/// An error of an app's setup, for the binary to report with its context.
-pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
+/// An error of an app's setup or command, for the binary to report with its context.
+pub type SetupError = crate::fail::Error;
+
+/// What the platform's settings tell every app, and what an app's command may ask of the
+/// platform: a database and an HTTP client for a Conveyor server.
+#[derive(Debug, Clone, Default)]
+pub struct Platform {
+    /// The operator's tokens (mining's gate accepts them beside its keys).
+    pub auth: crate::auth::Auth,
+    /// Proxies whose forwarded headers are believed (MiniTwit's origin check).
+    pub proxies: crate::client::TrustedProxies,
+    /// The token a command sends to a server (the first of `CONVEYOR_API_TOKEN`'s).
+    pub api_token: Option<secrecy::SecretString>,
+    /// The database.
+    pub database_url: String,
+    /// Its connection settings.
+    pub store_options: conveyor_queue::StoreOptions,
+}
+
+impl Platform {
+    /// Connects to the database and applies the engine's migrations (a command applies
+    /// its app's own with [`App::migrate`]).
+    ///
+    /// # Errors
+    /// When the database is unreachable or a migration fails.
+    pub async fn store(&self) -> crate::fail::Result<Store> {
+        use crate::fail::Context;
+        let store = Store::connect_with(&self.database_url, &self.store_options)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&self.database_url)))?;
+        store.migrate().await.context("applying migrations")?;
+        Ok(store)
+    }
+
+    /// An HTTP client for a Conveyor server's guarded routes: it sends the token, if set, as
+    /// `Authorization: Bearer` (marked sensitive, so reqwest never shows it).
+    ///
+    /// # Errors
+    /// When the token cannot be a header or the client cannot be built.
+    pub fn api_client(&self, timeout: std::time::Duration) -> crate::fail::Result<reqwest::Client> {
+        use secrecy::ExposeSecret;
+        crate::install_tls_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.api_token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                token.expose_secret()
+            ))
+            .map_err(|_| "api_token: not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder()
+            .timeout(timeout)
+            .default_headers(headers)
+            .build()?)
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where an app's command goes on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mount {
+    /// `conveyor <command>` (`conveyor average run`, `conveyor fake-github`).
+    Top,
+    /// `conveyor bench <command>`: a benchmark.
+    Bench,
+    /// `conveyor load <command>`: a load test against a running server.
+    Load,
+}
 
 /// A listener of an app's own (MiniTwit's pages and simulator API have fixed ports of
 /// their clients'), served by the binary beside the main one.
@@ -98,6 +179,41 @@ pub trait App: Send + Sync {
     fn page(&self) -> Option<&dyn Page> {
         None
     }
+
+    /// The app's section of the settings: arguments, each with its environment variable,
+    /// added to the commands that run the app (`up`, `serve`, `work`) and to its own. A
+    /// config file's values reach them as defaults (below the environment and flags).
+    fn settings(&self, command: clap::Command) -> clap::Command {
+        command
+    }
+
+    /// Takes the app's settings from a command line that [`App::settings`] extended.
+    ///
+    /// # Errors
+    /// Naming the setting that is out of range or unusable.
+    fn configure(
+        &mut self,
+        _matches: &clap::ArgMatches,
+        _platform: &Platform,
+    ) -> crate::fail::Result<()> {
+        Ok(())
+    }
+
+    /// The app's own commands, each with where it goes (configured before it runs).
+    fn commands(&self) -> Vec<(Mount, clap::Command)> {
+        Vec::new()
+    }
+
+    /// Runs the app's command `name` (one of [`App::commands`]) with its arguments.
+    fn run<'a>(
+        &'a self,
+        _mount: Mount,
+        name: &'a str,
+        _matches: &'a clap::ArgMatches,
+        _platform: &'a Platform,
+    ) -> BoxFuture<'a, crate::fail::Result<()>> {
+        Box::pin(async move { Err(format!("{} has no command {name:?}", self.name()).into()) })
+    }
 }
 
 /// An app's dashboard page: HTML that the dashboard puts in its frame (layout, navigation,
@@ -118,5 +234,16 @@ pub trait Page: Send + Sync {
         _query: &'a str,
     ) -> Option<BoxFuture<'a, Result<String, PageError>>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://conveyor.db"), "sqlite://conveyor.db");
     }
 }

@@ -155,6 +155,7 @@ impl From<conveyor_queue::Error> for ApiError {
             | E::Cron { .. } => Self::unprocessable(error.to_string()),
             E::Duplicate(_) | E::WrongState { .. } => Self::conflict(error.to_string()),
             E::Database(database) => Self::database(database),
+            E::Unreachable(_) => Self::unavailable(error.to_string()),
             E::Migrate(_) | E::UnsupportedUrl(_) => Self::internal(&error),
         }
     }

@@ -11,6 +11,7 @@
 //! - [`sse`]: the one server-sent-events loop (poll, send what changed).
 //! - [`openapi`]: the statuses every operation can answer, added to the document.
 //! - [`text`]: text no store can keep (NUL), refused before any handler.
+//! - [`fail`]: errors of commands and set-up steps, with what was being done.
 //! - [`extract`]: `Json`, `Path`, `Query` whose rejections are problems.
 //! - [`state`]: [`AppState`] and [`WebSettings`].
 //! - [`jobs`]: the general job API (`/api/jobs`, `/api/queues`, `/api/workers`, events).
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod fail;
 pub mod jobs;
 pub mod limit;
 pub mod metrics;

@@ -189,7 +189,7 @@ pub async fn progress(
     row: &db::Row,
 ) -> conveyor_queue::Result<(String, JobProgress)> {
     let levels = plan::level_tasks(row.files as u64, row.group_size as u64);
-    let completed = row.status == "completed";
+    let completed = row.status == db::Status::Completed;
     let depths = match row.group_id {
         Some(group) if !completed => store.tree_progress(group).await?,
         _ => Vec::new(),
@@ -220,10 +220,10 @@ pub async fn progress(
         let waiting = depths.iter().rposition(|&(_, remaining)| remaining > 0);
         waiting.map_or(root_level, |depth| root_level - 1 - depth as i32)
     };
-    let status = if row.status == "processing" && level > 0 {
+    let status = if row.status == db::Status::Processing && level > 0 {
         "aggregating".to_owned()
     } else {
-        row.status.clone()
+        row.status.to_string()
     };
     let all = (row.generate_tasks + row.sum_tasks) as f64;
     let percent = if completed {

@@ -3,6 +3,20 @@
 use conveyor_queue::{Store, Tx, dispatch};
 use sqlx::FromRow;
 
+conveyor_queue::text_enum! {
+    /// Where an averaging job is, as stored.
+    pub enum Status {
+        /// Its files are being generated.
+        Generating = "generating",
+        /// The reduction tree is running.
+        Processing = "processing",
+        /// The averages are written.
+        Completed = "completed",
+        /// A task failed (`error` says which and why).
+        Failed = "failed",
+    }
+}
+
 /// One averaging job as stored.
 #[derive(Debug, Clone, FromRow)]
 pub struct Row {
@@ -18,7 +32,8 @@ pub struct Row {
     pub seed: i64,
     /// generating / processing / completed / failed (`aggregating`, once level 0 is done,
     /// is worked out from the tree's progress, not stored).
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     /// -1 while generating, 0 once the reduction tree is enqueued.
     pub level: i32,
     /// The engine group running now: generation's, then the reduction tree's top one.

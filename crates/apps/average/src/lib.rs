@@ -15,9 +15,11 @@
 //! - [`tasks`]: the job kinds `average.generate`, `average.start`, `average.sum`,
 //!   `average.clean`.
 //! - [`db`]: the `average_job` rows.
+//! - [`cli`]: `conveyor average run`, submit a job to a server and watch it.
 //! - [`api`]: `/api/average/jobs...` and `/api/average/workers`.
 
 pub mod api;
+pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod numbers;
@@ -47,6 +49,27 @@ pub async fn migrate(store: &conveyor_queue::Store) -> conveyor_queue::Result<()
 pub struct Average {
     /// Where the files live.
     pub files: Storage,
+}
+
+impl Default for Average {
+    /// Files in memory, until [`App::configure`](conveyor_web::app::App::configure) opens
+    /// the configured store.
+    fn default() -> Self {
+        Self {
+            files: Storage::in_memory(),
+        }
+    }
+}
+
+/// average's settings.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "average_settings")]
+#[command(next_help_heading = "average settings")]
+pub struct Settings {
+    /// Where average keeps its files: a directory, or s3://bucket[/prefix] (S3 settings
+    /// from the AWS_* environment)
+    #[arg(long, env = "AVERAGE_STORE", default_value = "average-data")]
+    pub average_store: String,
 }
 
 impl conveyor_web::app::App for Average {
@@ -94,5 +117,61 @@ impl conveyor_web::app::App for Average {
 
     fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
         Some(self)
+    }
+
+    fn settings(&self, command: clap::Command) -> clap::Command {
+        <Settings as clap::Args>::augment_args(command)
+            .about("average: submit an averaging job and watch it")
+    }
+
+    fn configure(
+        &mut self,
+        matches: &clap::ArgMatches,
+        _platform: &conveyor_web::app::Platform,
+    ) -> conveyor_web::fail::Result<()> {
+        use clap::FromArgMatches;
+        use conveyor_web::fail::Context;
+        let settings = Settings::from_arg_matches(matches)?;
+        self.files = Storage::open(&settings.average_store)
+            .with_context(|| format!("average's store {}", settings.average_store))?;
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
+        use clap::Subcommand;
+        let command = clap::Command::new("average")
+            .about("average: submit an averaging job and watch it")
+            .subcommand_required(true);
+        vec![(
+            conveyor_web::app::Mount::Top,
+            cli::AverageCommand::augment_subcommands(command)
+                .about("average: submit an averaging job and watch it"),
+        )]
+    }
+
+    fn run<'a>(
+        &'a self,
+        _mount: conveyor_web::app::Mount,
+        _name: &'a str,
+        matches: &'a clap::ArgMatches,
+        platform: &'a conveyor_web::app::Platform,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_web::fail::Result<()>> {
+        use clap::FromArgMatches;
+        Box::pin(async move {
+            cli::run(platform, cli::AverageCommand::from_arg_matches(matches)?).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use clap::{Args, FromArgMatches};
+
+    #[test]
+    fn the_store_defaults_to_the_documented_directory() {
+        let command = super::Settings::augment_args(clap::Command::new("up").no_binary_name(true));
+        let matches = command.try_get_matches_from(Vec::<String>::new()).unwrap();
+        let settings = super::Settings::from_arg_matches(&matches).unwrap();
+        assert_eq!(settings.average_store, "average-data");
     }
 }

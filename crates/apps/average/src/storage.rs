@@ -28,7 +28,7 @@ impl Storage {
     ///
     /// # Errors
     /// When the directory cannot be made or resolved.
-    pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
+    pub fn local(dir: &std::path::Path) -> conveyor_web::fail::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         let store = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
@@ -46,7 +46,7 @@ impl Storage {
     ///
     /// # Errors
     /// A directory that cannot be made, or S3 settings that do not make a client.
-    pub fn open(location: &str) -> anyhow::Result<Self> {
+    pub fn open(location: &str) -> conveyor_web::fail::Result<Self> {
         if location.starts_with("s3://") {
             conveyor_web::install_tls_provider();
             let store = AmazonS3Builder::from_env().with_url(location).build()?;
@@ -65,6 +65,11 @@ impl Storage {
         } else {
             Self::local(std::path::Path::new(location))
         }
+    }
+
+    /// Files in memory (what an app not yet configured holds).
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(object_store::memory::InMemory::new()), "memory://")
     }
 
     /// Any store, named by `url` in job resources.

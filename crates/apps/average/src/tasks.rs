@@ -147,7 +147,7 @@ pub async fn generate(
     // task rerun after the job moved on, or arguments naming another place, write nothing.
     let row = db::get(ctx.store(), args.job).await?;
     match row {
-        Some(row) if row.status == "generating" && row.location == args.location => {}
+        Some(row) if row.status == db::Status::Generating && row.location == args.location => {}
         Some(row) if row.location != args.location => {
             return Err(JobError::permanent(format!(
                 "{:?} is not the location of average job {}",

@@ -9,15 +9,21 @@
 //! - [`count`]: the counting loop, pure and benchmarked.
 //! - [`task`]: the job kind `longtask` (arguments, handler, result).
 //! - [`dashboard`]: its dashboard page (start a task, the last tasks, live).
+//! - [`bench`]: `conveyor bench longtask`, the count with progress against the bare loop.
+//! - [`load`]: `conveyor load longtask`, the seed's k6 scenarios against a live server.
 //! - [`api`]: `POST /api/tasks/add`, `GET /api/tasks/status/{id}`.
 
 pub mod api;
+pub mod bench;
 pub mod count;
 pub mod dashboard;
+pub mod load;
 pub mod task;
 
 pub use api::router;
 pub use task::{KIND, QUEUE, register};
+
+use conveyor_web::app::Mount;
 
 /// The app, as the binary lists it: the `longtask` kind (public) and the seed's two routes
 /// (open to the seed's clients).
@@ -49,5 +55,40 @@ impl conveyor_web::app::App for Longtask {
 
     fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
         Some(self)
+    }
+
+    fn commands(&self) -> Vec<(Mount, clap::Command)> {
+        use clap::Args;
+        let bench = clap::Command::new("longtask")
+            .about("The longtask count with progress reporting against the bare loop");
+        let load = clap::Command::new("longtask").about("The longtask seed's k6 scenarios");
+        vec![
+            (
+                Mount::Bench,
+                bench::LongtaskBench::augment_args(bench)
+                    .about("The longtask count with progress reporting against the bare loop"),
+            ),
+            (
+                Mount::Load,
+                load::LongtaskLoad::augment_args(load).about("The longtask seed's k6 scenarios"),
+            ),
+        ]
+    }
+
+    fn run<'a>(
+        &'a self,
+        mount: Mount,
+        _name: &'a str,
+        matches: &'a clap::ArgMatches,
+        _platform: &'a conveyor_web::app::Platform,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_web::fail::Result<()>> {
+        use clap::FromArgMatches;
+        Box::pin(async move {
+            if mount == Mount::Bench {
+                bench::run(bench::LongtaskBench::from_arg_matches(matches)?).await
+            } else {
+                load::run(load::LongtaskLoad::from_arg_matches(matches)?).await
+            }
+        })
     }
 }

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::db::{self, FileRow, IndexerRow, LanguageTotals, RepoRow};
+use crate::db::{self, FileRow, IndexerRow, LanguageTotals, RepoRow, RepoState};
 use crate::indexer::Found;
 use crate::jobs::{self, Mining};
 use crate::key::{self, KeyGate};
@@ -47,10 +47,6 @@ pub fn router(mining: Mining, gate: KeyGate) -> OpenApiRouter<AppState> {
             key::gate(gate.clone(), request, next)
         }))
         .layer(Extension(mining))
-}
-
-fn internal(error: sqlx::Error) -> ApiError {
-    ApiError::database(&error)
 }
 
 fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
@@ -152,13 +148,11 @@ async fn list_repos(
         language: query.language,
         before: query.cursor,
     };
-    let mut repositories = db::repos(&state.store, &filter, limit)
-        .await
-        .map_err(internal)?;
+    let mut repositories = db::repos(&state.store, &filter, limit).await?;
     // `analyzed=false` / `failed=false` without a state: drop those on this page.
     repositories.retain(|r| {
-        !(query.analyzed == Some(false) && r.state == "analyzed"
-            || query.failed == Some(false) && r.state == "failed")
+        !(query.analyzed == Some(false) && r.state == RepoState::Analyzed
+            || query.failed == Some(false) && r.state == RepoState::Failed)
     });
     let next_cursor = (repositories.len() as i64 == limit)
         .then(|| repositories.last().map(|r| r.id))
@@ -189,7 +183,7 @@ async fn add_repo(
     Json(body): Json<AddRepo>,
 ) -> Result<Response, ApiError> {
     let id = add(&state.store, mining.settings.sources, &body.url).await?;
-    let row = db::repo(&state.store, id).await.map_err(internal)?;
+    let row = db::repo(&state.store, id).await?;
     Ok((StatusCode::CREATED, axum::Json(row)).into_response())
 }
 
@@ -260,15 +254,11 @@ async fn show_repo(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<RepoDetail>, ApiError> {
     let repository = db::repo(&state.store, id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no repository {id}")))?;
-    let languages = db::language_totals(&state.store, Some(id))
-        .await
-        .map_err(internal)?;
+    let languages = db::language_totals(&state.store, Some(id)).await?;
     let commits: serde_json::Map<String, Value> = db::commit_kinds(&state.store, id)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(|(kind, count, fog)| {
             (
@@ -293,9 +283,9 @@ async fn reprocess(
 ) -> Result<Response, ApiError> {
     let now = conveyor_queue::clock::now_ms();
     let mut tx = state.store.begin().await?;
-    if !db::requeue(&mut tx, id, now).await.map_err(internal)? {
+    if !db::requeue(&mut tx, id, now).await? {
         drop(tx);
-        return match db::repo(&state.store, id).await.map_err(internal)? {
+        return match db::repo(&state.store, id).await? {
             None => Err(ApiError::not_found(format!("no repository {id}"))),
             Some(row) => Err(ApiError::conflict(format!(
                 "repository {id} is {} now; re-process it when it has ended",
@@ -305,7 +295,7 @@ async fn reprocess(
     }
     tx.enqueue(jobs::process_job(id)).await?;
     tx.commit().await?;
-    let row = db::repo(&state.store, id).await.map_err(internal)?;
+    let row = db::repo(&state.store, id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(row)).into_response())
 }
 
@@ -380,11 +370,9 @@ async fn list_files(
         state: wanted,
         after: query.cursor,
     };
-    let mut rows = db::files(&state.store, &filter, limit)
-        .await
-        .map_err(internal)?;
+    let mut rows = db::files(&state.store, &filter, limit).await?;
     if query.failed == Some(false) {
-        rows.retain(|f| f.state != "failed");
+        rows.retain(|f| f.state != db::FileState::Failed);
     }
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|f| f.id))
@@ -418,8 +406,7 @@ async fn show_file(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<FileDetail>, ApiError> {
     let mut file = db::file(&state.store, id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no file {id}")))?;
     let reports = file
         .metrics
@@ -440,9 +427,7 @@ pub struct LanguagesView {
 #[utoipa::path(get, path = "/api/mining/languages", tag = "mining",
     responses((status = 200, body = LanguagesView)))]
 async fn languages(State(state): State<AppState>) -> Result<axum::Json<LanguagesView>, ApiError> {
-    let languages = db::language_totals(&state.store, None)
-        .await
-        .map_err(internal)?;
+    let languages = db::language_totals(&state.store, None).await?;
     Ok(axum::Json(LanguagesView { languages }))
 }
 
@@ -504,13 +489,12 @@ async fn progress(
         ));
     }
     let since = conveyor_queue::clock::now_ms() - minutes * 60_000;
-    let (repos, files) = db::counts(&state.store).await.map_err(internal)?;
+    let (repos, files) = db::counts(&state.store).await?;
     let as_map = |rows: Vec<(String, i64)>| {
         Value::Object(rows.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
     };
     let timeline = db::timeline(&state.store, since, bucket * 1000)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(|(at, discovered, fetched, analyzed, files)| Bucket {
             at,
@@ -579,7 +563,7 @@ pub struct IndexerList {
 #[utoipa::path(get, path = "/api/mining/indexers", tag = "mining",
     responses((status = 200, body = IndexerList)))]
 async fn list_indexers(State(state): State<AppState>) -> Result<axum::Json<IndexerList>, ApiError> {
-    let rows = db::indexers(&state.store).await.map_err(internal)?;
+    let rows = db::indexers(&state.store).await?;
     Ok(axum::Json(IndexerList {
         indexers: rows.into_iter().map(IndexerView::from).collect(),
     }))
@@ -587,8 +571,7 @@ async fn list_indexers(State(state): State<AppState>) -> Result<axum::Json<Index
 
 async fn indexer_or_404(state: &AppState, name: &str) -> Result<IndexerRow, ApiError> {
     db::indexer(&state.store, name)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no indexer {name:?}")))
 }
 
@@ -669,8 +652,7 @@ async fn change_indexer(
         &change,
         conveyor_queue::clock::now_ms(),
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     Ok(axum::Json(indexer_or_404(&state, &name).await?.into()))
 }
 

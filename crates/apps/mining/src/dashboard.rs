@@ -116,7 +116,7 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
                 .map_or("-".into(), |c| c.chars().take(10).collect()),
             error: r.error.unwrap_or_default(),
             name: r.name,
-            state: r.state,
+            state: r.state.to_string(),
         })
         .collect();
     let number = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));

@@ -7,6 +7,40 @@ use utoipa::ToSchema;
 
 use crate::indexer::Found;
 
+conveyor_queue::text_enum! {
+    /// Where a repository is in the pipeline.
+    #[derive(Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum RepoState {
+        /// Found by an indexer (or added), waiting for room in the download area.
+        Discovered = "discovered",
+        /// Its clone job is enqueued.
+        Queued = "queued",
+        /// Being cloned.
+        Fetching = "fetching",
+        /// Cloned; its files are being analysed.
+        Analyzing = "analyzing",
+        /// Every file analysed.
+        Analyzed = "analyzed",
+        /// Cloning or listing failed (`error` says why).
+        Failed = "failed",
+    }
+}
+
+conveyor_queue::text_enum! {
+    /// Where a file is.
+    #[derive(Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum FileState {
+        /// Waiting for its analysis task.
+        Pending = "pending",
+        /// Measured.
+        Analyzed = "analyzed",
+        /// Not measured (`error` says why: the analyzer, or the size or time limit).
+        Failed = "failed",
+    }
+}
+
 /// An indexer as stored.
 #[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
 pub struct IndexerRow {
@@ -47,7 +81,9 @@ pub struct RepoRow {
     /// The indexer that found it (`manual` when added through the API or CLI).
     pub indexer: String,
     /// discovered, queued, fetching, analyzing, analyzed, failed.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String)]
+    pub state: RepoState,
     /// The processing job of the current run.
     pub job_id: Option<i64>,
     /// The engine group analysing its files.
@@ -90,7 +126,9 @@ pub struct FileRow {
     /// Size.
     pub bytes: i64,
     /// pending, analyzed, failed.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String)]
+    pub state: FileState,
     /// Why an analyzer failed (or the size or time limit).
     pub error: Option<String>,
     /// Lines of code (tokei).
@@ -429,10 +467,11 @@ pub async fn set_analyzing(
     now: i64,
 ) -> sqlx::Result<bool> {
     let state = if group.is_some() {
-        "analyzing"
+        RepoState::Analyzing
     } else {
-        "analyzed"
-    };
+        RepoState::Analyzed
+    }
+    .as_str();
     let done = dispatch!(tx.conn(), conn => {
         sqlx::query(
             "UPDATE mining_repo \
@@ -505,10 +544,11 @@ pub async fn record_files(
     for r in results {
         let s = &r.summary;
         let state = if r.error.is_some() && r.metrics.is_none() {
-            "failed"
+            FileState::Failed
         } else {
-            "analyzed"
-        };
+            FileState::Analyzed
+        }
+        .as_str();
         dispatch!(tx.conn(), conn => {
             sqlx::query(
                 "UPDATE mining_file \

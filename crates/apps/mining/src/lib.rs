@@ -14,10 +14,14 @@
 //! - [`jobs`]: the pipeline as job kinds; the feeder's back-pressure.
 //! - [`pool`]: the analysis threads.
 //! - [`db`]: the rows.
+//! - [`cli`]: `conveyor mining run|key`, analyse repositories here, make API keys.
+//! - [`bench`]: `conveyor bench mining`, the pipeline against its analyzers called directly.
 //! - [`api`]: `/api/mining/...`; [`key`]: API keys and their throttle.
 
 pub mod analyzer;
 pub mod api;
+pub mod bench;
+pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod git;
@@ -71,6 +75,7 @@ pub async fn ensure_indexers(store: &conveyor_queue::Store, mining: &Mining) -> 
 }
 
 /// The app, as the binary lists it.
+#[derive(Clone)]
 pub struct MiningApp {
     /// Settings, analyzers, hosts.
     pub mining: Mining,
@@ -80,6 +85,43 @@ pub struct MiningApp {
     pub auth: conveyor_web::auth::Auth,
     /// When the enabled indexers run: a cron expression (UTC), or `off`.
     pub index: String,
+}
+
+impl Default for MiningApp {
+    fn default() -> Self {
+        Self {
+            mining: Mining::new(Settings::default()).expect("an HTTP client with no options"),
+            require_key: false,
+            auth: conveyor_web::auth::Auth::open(),
+            index: DEFAULT_INDEX.to_owned(),
+        }
+    }
+}
+
+/// When enabled indexers run by default: every minute.
+const DEFAULT_INDEX: &str = "* * * * *";
+
+/// mining's settings.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "mining_settings")]
+#[command(next_help_heading = "mining settings")]
+pub struct Flags {
+    /// mining's download area, where clones live while analysed; shared by the workers of
+    /// several machines
+    #[arg(long, env = "MINING_DOWNLOADS", default_value = "mining-downloads")]
+    pub mining_downloads: String,
+    /// When mining's enabled indexers run: a cron expression (UTC), or "off"
+    #[arg(long, env = "MINING_INDEX", default_value = DEFAULT_INDEX)]
+    pub mining_index: String,
+    /// Refuse /api/mining requests without an API key; writes need an admin key
+    #[arg(long, env = "MINING_REQUIRE_KEY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub mining_require_key: bool,
+    /// mining may clone local paths and file:// URLs (`mining run` always may)
+    #[arg(long, env = "MINING_ALLOW_LOCAL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub mining_allow_local: bool,
+    /// mining may clone from hosts on loopback, link-local or private addresses
+    #[arg(long, env = "MINING_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub mining_allow_private: bool,
 }
 
 impl conveyor_web::app::App for MiningApp {
@@ -128,7 +170,93 @@ impl conveyor_web::app::App for MiningApp {
         }
     }
 
+    fn settings(&self, command: clap::Command) -> clap::Command {
+        <Flags as clap::Args>::augment_args(command)
+    }
+
+    fn configure(
+        &mut self,
+        matches: &clap::ArgMatches,
+        platform: &conveyor_web::app::Platform,
+    ) -> conveyor_web::fail::Result<()> {
+        use clap::FromArgMatches;
+        let flags = Flags::from_arg_matches(matches)?;
+        self.mining = Mining::new(Settings {
+            downloads: flags.mining_downloads.into(),
+            sources: SourcePolicy {
+                allow_local: flags.mining_allow_local,
+                allow_private: flags.mining_allow_private,
+            },
+            ..Settings::default()
+        })?;
+        self.require_key = flags.mining_require_key;
+        self.auth = platform.auth.clone();
+        self.index = flags.mining_index;
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
+        use clap::{Args, Subcommand};
+        use conveyor_web::app::Mount;
+        let own = clap::Command::new("mining")
+            .about("mining: analyse repositories end to end here; API keys")
+            .subcommand_required(true);
+        let bench = clap::Command::new("mining")
+            .about("mining's pipeline against its analyzers called directly on the same files");
+        vec![
+            (
+                Mount::Top,
+                cli::MiningCommand::augment_subcommands(own)
+                    .about("mining: analyse repositories end to end here; API keys"),
+            ),
+            (
+                Mount::Bench,
+                bench::MiningBench::augment_args(bench).about(
+                    "mining's pipeline against its analyzers called directly on the same files",
+                ),
+            ),
+        ]
+    }
+
+    fn run<'a>(
+        &'a self,
+        mount: conveyor_web::app::Mount,
+        _name: &'a str,
+        matches: &'a clap::ArgMatches,
+        platform: &'a conveyor_web::app::Platform,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_web::fail::Result<()>> {
+        use clap::FromArgMatches;
+        Box::pin(async move {
+            if mount == conveyor_web::app::Mount::Bench {
+                bench::run(bench::MiningBench::from_arg_matches(matches)?).await
+            } else {
+                cli::run(
+                    self,
+                    platform,
+                    cli::MiningCommand::from_arg_matches(matches)?,
+                )
+                .await
+            }
+        })
+    }
+
     fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use clap::{Args, FromArgMatches};
+
+    #[test]
+    fn settings_default_to_the_documented_values() {
+        let command = super::Flags::augment_args(clap::Command::new("up").no_binary_name(true));
+        let matches = command.try_get_matches_from(Vec::<String>::new()).unwrap();
+        let flags = super::Flags::from_arg_matches(&matches).unwrap();
+        assert_eq!(flags.mining_downloads, "mining-downloads");
+        assert_eq!(flags.mining_index, "* * * * *");
+        assert!(!flags.mining_require_key);
+        assert!(!flags.mining_allow_local && !flags.mining_allow_private);
     }
 }

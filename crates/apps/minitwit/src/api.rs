@@ -209,12 +209,11 @@ fn doc_follows() {}
 #[allow(dead_code)]
 fn doc_change_follow() {}
 
-/// An API error: `{"status": 403, "error_msg": "..."}`.
+/// An API error in the simulator's shape, `{"status": 403, "error_msg": "..."}`: the
+/// platform's [`conveyor_web::ApiError`] (its status, message and `Retry-After`, and its
+/// handling of database errors), rendered as the course's clients read it.
 #[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
+pub struct ApiError(conveyor_web::ApiError);
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -224,43 +223,32 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self(conveyor_web::ApiError::new(status, message))
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self(conveyor_web::ApiError::bad_request(message))
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if conveyor_web::error::is_outage(&error) {
-            tracing::warn!(%error, "minitwit api: the database is out of reach");
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is out of reach; retry shortly",
-            );
-        }
-        tracing::error!(%error, "minitwit api: database");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Self(conveyor_web::ApiError::database(&error))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let ApiError(error) = self;
         let body = ErrorBody {
-            status: self.status.as_u16(),
-            error_msg: &self.message,
+            status: error.status.as_u16(),
+            error_msg: &error.detail,
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(conveyor_web::error::RETRY_AFTER_SECONDS),
-            );
+        let mut response = (error.status, axum::Json(body)).into_response();
+        if let Some(seconds) = error.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -1,7 +1,7 @@
 //! MiniTwit's SQL, the same text on both backends (expanded once per driver by `dispatch!`).
 //! Reads go to the store's readers, writes to its writer.
 
-use conveyor_queue::{Db, Store, dispatch};
+use conveyor_queue::{Db, Sql, Store, dispatch};
 use sqlx::FromRow;
 
 /// A user as the pages need them.
@@ -460,6 +460,29 @@ pub async fn change_follow(
     }
 }
 
+/// `seed`'s users, generated in the database (a million rows in one statement).
+const SEED_USERS: Sql = Sql {
+    postgres: "INSERT INTO minitwit_user (username, email, pw_hash) \
+             SELECT 'seed user ' || i, 'seed' || i || '@example.com', $2 \
+             FROM generate_series(1, $1) AS i ON CONFLICT (username) DO NOTHING",
+    sqlite: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO minitwit_user (username, email, pw_hash) \
+             SELECT 'seed user ' || i, 'seed' || i || '@example.com', $2 FROM n WHERE true \
+             ON CONFLICT (username) DO NOTHING",
+};
+
+/// `seed`'s messages, spread over its users.
+const SEED_MESSAGES: Sql = Sql {
+    postgres: "INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
+             SELECT u.user_id, 'Seed message number ' || i, $3 - $1 + i, FALSE \
+             FROM generate_series(1, $1) AS i \
+             JOIN minitwit_user u ON u.username = 'seed user ' || (1 + i % $2)",
+    sqlite: "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
+             SELECT u.user_id, 'Seed message number ' || i, $3 - $1 + i, FALSE \
+             FROM n JOIN minitwit_user u ON u.username = 'seed user ' || (1 + i % $2)",
+};
+
 /// Fills the database for benchmarks: `users` users named `seed user N` (password hash
 /// `pw_hash`) and `messages` messages spread over them, one second apart, newest now.
 /// Returns the messages added.
@@ -471,27 +494,7 @@ pub async fn seed(
     now: i64,
 ) -> sqlx::Result<u64> {
     // Both dialects generate the rows in the database: a million rows in one statement.
-    let (add_users, add_messages) = match store.backend() {
-        conveyor_queue::Backend::Postgres => (
-            "INSERT INTO minitwit_user (username, email, pw_hash) \
-             SELECT 'seed user ' || i, 'seed' || i || '@example.com', $2 \
-             FROM generate_series(1, $1) AS i ON CONFLICT (username) DO NOTHING",
-            "INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
-             SELECT u.user_id, 'Seed message number ' || i, $3 - $1 + i, FALSE \
-             FROM generate_series(1, $1) AS i \
-             JOIN minitwit_user u ON u.username = 'seed user ' || (1 + i % $2)",
-        ),
-        conveyor_queue::Backend::Sqlite => (
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
-             INSERT INTO minitwit_user (username, email, pw_hash) \
-             SELECT 'seed user ' || i, 'seed' || i || '@example.com', $2 FROM n WHERE true \
-             ON CONFLICT (username) DO NOTHING",
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
-             INSERT INTO minitwit_message (author_id, text, pub_date, flagged) \
-             SELECT u.user_id, 'Seed message number ' || i, $3 - $1 + i, FALSE \
-             FROM n JOIN minitwit_user u ON u.username = 'seed user ' || (1 + i % $2)",
-        ),
-    };
+    let (add_users, add_messages) = (store.sql(SEED_USERS), store.sql(SEED_MESSAGES));
     dispatch!(store.writer(), pool => {
         sqlx::query(add_users).bind(users).bind(pw_hash).execute(pool).await?;
         let added = sqlx::query(add_messages)

@@ -2,6 +2,7 @@
 //!
 //! Two listeners, because the course's two kinds of client both define `POST /register`:
 //! - [`web`]: the pages (default port 5000), driven by browsers and the course's web tests;
+//! - [`cli`]: `conveyor minitwit simulate|seed|flag`.
 //! - [`api`]: the simulator's JSON API (default port 5001), and `/metrics`.
 //!
 //! Both share [`Minitwit`]: the store (tables `minitwit_*`, migrated beside the engine's),
@@ -11,6 +12,7 @@
 //! metrics plumbing only.
 
 pub mod api;
+pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod html;
@@ -217,7 +219,8 @@ pub async fn refresh_counts_every(store: Store, every: Duration) {
 }
 
 /// The app, as the binary lists it: no jobs, two listeners of its own (the course's clients
-/// fix their ports and paths) and its count gauges.
+/// fix their ports and paths) and its count gauges. Unconfigured, it serves no listener.
+#[derive(Default)]
 pub struct MinitwitApp {
     /// Its settings.
     pub settings: Settings,
@@ -225,6 +228,39 @@ pub struct MinitwitApp {
     pub web: Option<std::net::SocketAddr>,
     /// The simulator API's address, if served.
     pub api: Option<std::net::SocketAddr>,
+}
+
+/// MiniTwit's settings.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "minitwit_settings")]
+#[command(next_help_heading = "MiniTwit settings")]
+pub struct Flags {
+    /// MiniTwit's web pages: an address, or "off"
+    #[arg(long, env = "MINITWIT_WEB", default_value = "127.0.0.1:5000")]
+    pub minitwit_web: String,
+    /// MiniTwit's simulator API: an address, or "off"
+    #[arg(long, env = "MINITWIT_API", default_value = "127.0.0.1:5001")]
+    pub minitwit_api: String,
+    /// Mark MiniTwit's session cookie Secure (behind TLS)
+    #[arg(long, env = "MINITWIT_SECURE_COOKIES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub minitwit_secure_cookies: bool,
+    /// MiniTwit's pages as browsers reach them (https://minitwit.example.org), for its
+    /// cross-site check [default: from a trusted proxy's X-Forwarded-* headers, else Host]
+    #[arg(long, env = "MINITWIT_PUBLIC_URL")]
+    pub minitwit_public_url: Option<String>,
+}
+
+/// An address, or `None` for "off".
+fn optional_address(
+    name: &str,
+    text: &str,
+) -> conveyor_web::fail::Result<Option<std::net::SocketAddr>> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!("{name} must be an address like 127.0.0.1:5000, or off, not {text:?}").into()
+    })
 }
 
 impl conveyor_web::app::App for MinitwitApp {
@@ -271,5 +307,98 @@ impl conveyor_web::app::App for MinitwitApp {
 
     fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
         Some(self)
+    }
+
+    fn settings(&self, command: clap::Command) -> clap::Command {
+        <Flags as clap::Args>::augment_args(command)
+    }
+
+    fn configure(
+        &mut self,
+        matches: &clap::ArgMatches,
+        platform: &conveyor_web::app::Platform,
+    ) -> conveyor_web::fail::Result<()> {
+        use clap::FromArgMatches;
+        let flags = Flags::from_arg_matches(matches)?;
+        let public_origin = match flags.minitwit_public_url.as_deref() {
+            None | Some("") => None,
+            Some(url) => Some(
+                conveyor_web::client::normalize_origin(url)
+                    .filter(|o| o.starts_with("http://") || o.starts_with("https://"))
+                    .ok_or_else(|| {
+                        format!(
+                            "minitwit_public_url must be an http(s) URL like \
+                             https://minitwit.example.org, not {url:?}"
+                        )
+                    })?,
+            ),
+        };
+        self.web = optional_address("minitwit_web", &flags.minitwit_web)?;
+        self.api = optional_address("minitwit_api", &flags.minitwit_api)?;
+        self.settings = Settings {
+            secure_cookies: flags.minitwit_secure_cookies,
+            public_origin,
+            proxies: platform.proxies.clone(),
+            ..Settings::default()
+        };
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
+        use clap::Subcommand;
+        let own = clap::Command::new("minitwit")
+            .about("MiniTwit's tools: replay a simulator scenario, seed, flag messages")
+            .subcommand_required(true);
+        vec![(
+            conveyor_web::app::Mount::Top,
+            cli::MinitwitCommand::augment_subcommands(own)
+                .about("MiniTwit's tools: replay a simulator scenario, seed, flag messages"),
+        )]
+    }
+
+    fn run<'a>(
+        &'a self,
+        _mount: conveyor_web::app::Mount,
+        _name: &'a str,
+        matches: &'a clap::ArgMatches,
+        platform: &'a conveyor_web::app::Platform,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_web::fail::Result<()>> {
+        use clap::FromArgMatches;
+        Box::pin(async move {
+            cli::run(platform, cli::MinitwitCommand::from_arg_matches(matches)?).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+    use conveyor_web::app::{App, Platform};
+
+    fn configured(args: &[&str]) -> conveyor_web::fail::Result<MinitwitApp> {
+        let mut app = MinitwitApp::default();
+        let command = app.settings(clap::Command::new("up").no_binary_name(true));
+        let matches = command.try_get_matches_from(args)?;
+        app.configure(&matches, &Platform::default())?;
+        Ok(app)
+    }
+
+    #[test]
+    fn listeners_default_to_the_courses_ports_can_be_off_and_bad_addresses_are_named() {
+        let app = configured(&[]).unwrap();
+        assert_eq!(
+            app.web,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
+        );
+        assert_eq!(
+            app.api,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 5001)))
+        );
+        assert_eq!(configured(&["--minitwit-web", "off"]).unwrap().web, None);
+        let error = configured(&["--minitwit-api", "localhost"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("minitwit_api"), "{error}");
     }
 }

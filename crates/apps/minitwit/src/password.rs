@@ -36,9 +36,9 @@ impl Hasher {
     ///
     /// # Errors
     /// When the parameters are outside argon2's bounds.
-    pub fn new(memory_kib: u32, passes: u32, lanes: u32) -> anyhow::Result<Self> {
+    pub fn new(memory_kib: u32, passes: u32, lanes: u32) -> conveyor_web::fail::Result<Self> {
         let params = Params::new(memory_kib, passes, lanes, None)
-            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+            .map_err(|e| format!("argon2 parameters: {e}"))?;
         Ok(Self { params })
     }
 

@@ -16,7 +16,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
@@ -66,7 +67,7 @@ impl Command {
 ///
 /// # Errors
 /// On a line with too few fields, a non-integer id or an unknown command, naming the line.
-pub fn parse(text: &str) -> anyhow::Result<Vec<Action>> {
+pub fn parse(text: &str) -> conveyor_web::fail::Result<Vec<Action>> {
     let mut actions = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -166,7 +167,11 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// # Errors
 /// When the base URL is not `http://` or its host does not resolve; failed requests are
 /// counted in the report instead.
-pub fn replay(base: &str, actions: &[Action], timeout: Duration) -> anyhow::Result<Report> {
+pub fn replay(
+    base: &str,
+    actions: &[Action],
+    timeout: Duration,
+) -> conveyor_web::fail::Result<Report> {
     let base = Url::parse(base).with_context(|| format!("--url {base:?}"))?;
     if base.scheme() != "http" {
         bail!("--url {base}: the replay speaks plain HTTP (http://...)");

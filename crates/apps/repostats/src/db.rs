@@ -1,6 +1,6 @@
 //! repostats' rows: the same SQL on both backends.
 
-use conveyor_queue::{Store, dispatch};
+use conveyor_queue::{Sql, Store, Tx, dispatch};
 
 use crate::model::{Item, Languages};
 use crate::snapshot::{RepoView, Snapshot};
@@ -131,6 +131,14 @@ pub async fn version(store: &Store) -> sqlx::Result<i64> {
     })
 }
 
+/// The rows of a list of ids (a JSON array).
+const SNAPSHOT_ROWS: Sql = Sql {
+    postgres: "SELECT item, languages, languages_at FROM repostats_repo \
+               WHERE id IN (SELECT value::bigint FROM json_array_elements_text($1::json))",
+    sqlite: "SELECT item, languages, languages_at FROM repostats_repo \
+             WHERE id IN (SELECT value FROM json_each($1))",
+};
+
 /// Builds the snapshot of the current version: the newest repositories, newest first
 /// (by `created_at`, then id).
 pub async fn load_snapshot(store: &Store) -> sqlx::Result<Snapshot> {
@@ -141,16 +149,7 @@ pub async fn load_snapshot(store: &Store) -> sqlx::Result<Snapshot> {
             .await?
     });
     let ids: Vec<i64> = serde_json::from_str(&ids).unwrap_or_default();
-    let sql = match store.backend() {
-        conveyor_queue::Backend::Postgres => {
-            "SELECT item, languages, languages_at FROM repostats_repo \
-             WHERE id IN (SELECT value::bigint FROM json_array_elements_text($1::json))"
-        }
-        conveyor_queue::Backend::Sqlite => {
-            "SELECT item, languages, languages_at FROM repostats_repo \
-             WHERE id IN (SELECT value FROM json_each($1))"
-        }
-    };
+    let sql = store.sql(SNAPSHOT_ROWS);
     let rows: Vec<(String, Option<String>, Option<i64>)> = dispatch!(store.reader(), pool => {
         sqlx::query_as(sql)
         .bind(serde_json::to_string(&ids).expect("ids serialise"))
@@ -172,5 +171,183 @@ pub async fn load_snapshot(store: &Store) -> sqlx::Result<Snapshot> {
         refreshed_at,
         repos,
         rendered: Default::default(),
+    })
+}
+
+/// A token's bucket as stored.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct RateRow {
+    /// Requests a window.
+    pub budget: i64,
+    /// Left in this window.
+    pub remaining: i64,
+    /// When the window resets (ms).
+    pub reset_at: i64,
+    /// No request before this (ms; 0: none).
+    pub blocked_until: i64,
+}
+
+/// A token's bucket, locked for the transaction on PostgreSQL (against other workers);
+/// SQLite's single writer already holds the database.
+const RATE_ROW: Sql = Sql {
+    postgres: "SELECT budget, remaining, reset_at, blocked_until FROM repostats_rate \
+               WHERE token = $1 AND bucket = $2 FOR UPDATE",
+    sqlite: "SELECT budget, remaining, reset_at, blocked_until FROM repostats_rate \
+             WHERE token = $1 AND bucket = $2",
+};
+
+/// A token's bucket, if known (locked for `tx`).
+pub async fn rate_row(tx: &mut Tx, token: &str, bucket: &str) -> sqlx::Result<Option<RateRow>> {
+    let sql = tx.sql(RATE_ROW);
+    dispatch!(tx.conn(), conn => {
+        sqlx::query_as(sql).bind(token).bind(bucket).fetch_optional(conn).await
+    })
+}
+
+/// Records the first request of a bucket nothing is known of (reset 0 marks the window as
+/// unknown, so the answer's header sets it); false when another worker's probe got there
+/// first.
+pub async fn rate_probe(
+    tx: &mut Tx,
+    token: &str,
+    bucket: &str,
+    assumed: i64,
+    blocked_until: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let inserted: Option<(String,)> = dispatch!(tx.conn(), conn => {
+        sqlx::query_as(
+            "INSERT INTO repostats_rate \
+                 (token, bucket, budget, remaining, reset_at, blocked_until, updated_at) \
+             VALUES ($1, $2, $3, 0, 0, $4, $5) ON CONFLICT (token, bucket) DO NOTHING \
+             RETURNING token",
+        )
+        .bind(token)
+        .bind(bucket)
+        .bind(assumed)
+        .bind(blocked_until)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?
+    });
+    Ok(inserted.is_some())
+}
+
+/// Stores a bucket after one unit was taken from it.
+pub async fn rate_take(
+    tx: &mut Tx,
+    token: &str,
+    bucket: &str,
+    row: RateRow,
+    now: i64,
+) -> sqlx::Result<()> {
+    dispatch!(tx.conn(), conn => {
+        sqlx::query(
+            "INSERT INTO repostats_rate (token, bucket, budget, remaining, reset_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (token, bucket) DO UPDATE SET remaining = excluded.remaining, \
+                 reset_at = excluded.reset_at, updated_at = excluded.updated_at",
+        )
+        .bind(token)
+        .bind(bucket)
+        .bind(row.budget)
+        .bind(row.remaining)
+        .bind(row.reset_at)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// A bucket's strikes, remaining and reset, locked on PostgreSQL: a hand-out between this
+/// read and the answer's write would be lost.
+const RATE_STRIKES: Sql = Sql {
+    postgres: "SELECT CAST(strikes AS BIGINT), remaining, reset_at FROM repostats_rate \
+               WHERE token = $1 AND bucket = $2 FOR UPDATE",
+    sqlite: "SELECT CAST(strikes AS BIGINT), remaining, reset_at FROM repostats_rate \
+             WHERE token = $1 AND bucket = $2",
+};
+
+/// A bucket's strikes, remaining and reset (locked for `tx`).
+pub async fn rate_strikes(
+    tx: &mut Tx,
+    token: &str,
+    bucket: &str,
+) -> sqlx::Result<Option<(i64, i64, i64)>> {
+    let sql = tx.sql(RATE_STRIKES);
+    dispatch!(tx.conn(), conn => {
+        sqlx::query_as(sql).bind(token).bind(bucket).fetch_optional(conn).await
+    })
+}
+
+/// Gives a unit back (an answer that GitHub does not count) and clears the strikes.
+pub async fn rate_give_back(tx: &mut Tx, token: &str, bucket: &str) -> sqlx::Result<()> {
+    dispatch!(tx.conn(), conn => {
+        sqlx::query(
+            "UPDATE repostats_rate SET remaining = remaining + 1, strikes = 0 \
+             WHERE token = $1 AND bucket = $2",
+        )
+        .bind(token)
+        .bind(bucket)
+        .execute(conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// What an answer's headers stated (each only if present).
+#[derive(Debug, Clone, Copy)]
+pub struct Stated {
+    /// Left in the window.
+    pub remaining: Option<i64>,
+    /// When it resets (ms).
+    pub reset_at: Option<i64>,
+    /// Requests a window.
+    pub budget: Option<i64>,
+}
+
+/// Stores what an answer said of its bucket.
+pub async fn rate_record(
+    tx: &mut Tx,
+    token: &str,
+    bucket: &str,
+    stated: Stated,
+    blocked_until: i64,
+    strikes: i64,
+    now: i64,
+) -> sqlx::Result<()> {
+    dispatch!(tx.conn(), conn => {
+        sqlx::query(
+            "UPDATE repostats_rate \
+             SET remaining = COALESCE($3, remaining), reset_at = COALESCE($4, reset_at), \
+                 blocked_until = $5, strikes = $6, updated_at = $7, budget = COALESCE($8, budget) \
+             WHERE token = $1 AND bucket = $2",
+        )
+        .bind(token)
+        .bind(bucket)
+        .bind(stated.remaining)
+        .bind(stated.reset_at)
+        .bind(blocked_until)
+        .bind(strikes as i32)
+        .bind(now)
+        .bind(stated.budget)
+        .execute(conn)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The budget as stored: token, bucket, remaining, reset (ms), blocked until (ms).
+///
+/// # Errors
+/// The database's.
+pub async fn budget(store: &Store) -> sqlx::Result<Vec<(String, String, i64, i64, i64)>> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_as(
+            "SELECT token, bucket, remaining, reset_at, blocked_until FROM repostats_rate ORDER BY token, bucket",
+        )
+        .fetch_all(pool)
+        .await
     })
 }

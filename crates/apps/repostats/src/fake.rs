@@ -145,7 +145,7 @@ impl Fake {
     ///
     /// # Errors
     /// When a file is missing or not JSON.
-    pub fn from_dir(dir: &Path, config: FakeConfig) -> anyhow::Result<Self> {
+    pub fn from_dir(dir: &Path, config: FakeConfig) -> conveyor_web::fail::Result<Self> {
         let search: Value =
             serde_json::from_slice(&std::fs::read(dir.join("search-repositories.json"))?)?;
         let mut items: Vec<Value> = search["items"].as_array().cloned().unwrap_or_default();

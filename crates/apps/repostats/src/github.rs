@@ -12,10 +12,13 @@
 
 use std::time::Duration;
 
+use conveyor_queue::Store;
 use conveyor_queue::clock::now_ms;
-use conveyor_queue::{Backend, Store, dispatch};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::db;
 
 /// Waited beyond a stated reset, which GitHub gives in whole seconds.
 const RESET_MARGIN_MS: i64 = 1_000;
@@ -60,31 +63,24 @@ pub struct GithubConfig {
     /// `https://api.github.com`, or a fake's URL.
     pub api_url: String,
     /// Tokens, in the order to use them; empty for anonymous requests.
-    pub tokens: Vec<String>,
+    pub tokens: Vec<SecretString>,
     /// Longest one wait for a reset (a job waits in steps of this).
     pub max_wait: Duration,
 }
 
-impl GithubConfig {
-    /// From `GITHUB_API_URL` (default `https://api.github.com`) and `GITHUB_TOKENS`
-    /// (comma-separated, optional).
-    pub fn from_env() -> Self {
-        let api_url =
-            std::env::var("GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".to_owned());
-        let tokens = std::env::var("GITHUB_TOKENS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
+impl Default for GithubConfig {
+    /// GitHub itself, anonymously.
+    fn default() -> Self {
         Self {
-            api_url: api_url.trim_end_matches('/').to_owned(),
-            tokens,
+            api_url: GITHUB.to_owned(),
+            tokens: Vec::new(),
             max_wait: Duration::from_secs(60),
         }
     }
 }
+
+/// GitHub's API.
+pub const GITHUB: &str = "https://api.github.com";
 
 /// An answer: status, body, ETag.
 #[derive(Debug)]
@@ -126,7 +122,7 @@ impl Github {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: GithubConfig) -> anyhow::Result<Self> {
+    pub fn new(config: GithubConfig) -> conveyor_web::fail::Result<Self> {
         conveyor_web::install_tls_provider();
         let http = reqwest::Client::builder()
             .user_agent("conveyor-repostats")
@@ -193,7 +189,7 @@ impl Github {
             .and_then(|n| n.parse::<usize>().ok())
             && let Some(secret) = self.config.tokens.get(index - 1)
         {
-            request = request.bearer_auth(secret);
+            request = request.bearer_auth(secret.expose_secret());
         }
         if let Some(etag) = etag {
             request = request.header("If-None-Match", etag);
@@ -236,53 +232,23 @@ async fn acquire(
     tokens: &[String],
     anonymous: bool,
     max_wait: Duration,
-) -> anyhow::Result<String> {
+) -> conveyor_web::fail::Result<String> {
     loop {
         let now = now_ms();
         let mut earliest = i64::MAX;
         let mut tx = store.begin().await?;
         for token in tokens {
-            // PostgreSQL locks the row against other workers; SQLite's single writer already
-            // holds the database.
-            let sql = match store.backend() {
-                Backend::Postgres => {
-                    "SELECT budget, remaining, reset_at, blocked_until FROM repostats_rate \
-                     WHERE token = $1 AND bucket = $2 FOR UPDATE"
-                }
-                Backend::Sqlite => {
-                    "SELECT budget, remaining, reset_at, blocked_until FROM repostats_rate \
-                     WHERE token = $1 AND bucket = $2"
-                }
-            };
-            let row: Option<(i64, i64, i64, i64)> = dispatch!(tx.conn(), conn => {
-                sqlx::query_as(sql)
-                .bind(token)
-                .bind(bucket.name())
-                .fetch_optional(conn)
-                .await?
-            });
+            let row = db::rate_row(&mut tx, token, bucket.name()).await?;
             let (assumed, window) = bucket.assumed(anonymous);
             let (budget, remaining, reset_at, blocked_until) = match row {
                 // Nothing known yet: one request goes alone and its answer states the
                 // budget; the others look again within a second.
                 // (reset_at 0 marks the window as unknown, so the answer's header sets it.)
                 None => {
-                    let inserted: Option<(String,)> = dispatch!(tx.conn(), conn => {
-                        sqlx::query_as(
-                            "INSERT INTO repostats_rate \
-                                 (token, bucket, budget, remaining, reset_at, blocked_until, updated_at) \
-                             VALUES ($1, $2, $3, 0, 0, $4, $5) ON CONFLICT (token, bucket) DO NOTHING \
-                             RETURNING token",
-                        )
-                        .bind(token)
-                        .bind(bucket.name())
-                        .bind(assumed)
-                        .bind(now + PROBE_MS)
-                        .bind(now)
-                        .fetch_optional(conn)
-                        .await?
-                    });
-                    if inserted.is_some() {
+                    let inserted =
+                        db::rate_probe(&mut tx, token, bucket.name(), assumed, now + PROBE_MS, now)
+                            .await?;
+                    if inserted {
                         tx.commit().await?;
                         return Ok(token.clone());
                     }
@@ -292,10 +258,13 @@ async fn acquire(
                 }
                 // A window that has reset gives its whole budget again. GitHub states resets
                 // in whole seconds, so a second's margin keeps us from arriving early.
-                Some((budget, _, reset_at, blocked)) if reset_at + RESET_MARGIN_MS <= now => {
-                    (budget, budget, now + window, blocked)
-                }
-                Some(row) => row,
+                Some(db::RateRow {
+                    budget,
+                    reset_at,
+                    blocked_until: blocked,
+                    ..
+                }) if reset_at + RESET_MARGIN_MS <= now => (budget, budget, now + window, blocked),
+                Some(row) => (row.budget, row.remaining, row.reset_at, row.blocked_until),
             };
             if blocked_until > now {
                 earliest = earliest.min(blocked_until);
@@ -305,22 +274,13 @@ async fn acquire(
                 earliest = earliest.min(reset_at + RESET_MARGIN_MS);
                 continue;
             }
-            dispatch!(tx.conn(), conn => {
-                sqlx::query(
-                    "INSERT INTO repostats_rate (token, bucket, budget, remaining, reset_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (token, bucket) DO UPDATE SET remaining = excluded.remaining, \
-                         reset_at = excluded.reset_at, updated_at = excluded.updated_at",
-                )
-                .bind(token)
-                .bind(bucket.name())
-                .bind(budget)
-                .bind(remaining - 1)
-                .bind(reset_at)
-                .bind(now)
-                .execute(conn)
-                .await?;
-            });
+            let taken = db::RateRow {
+                budget,
+                remaining: remaining - 1,
+                reset_at,
+                blocked_until,
+            };
+            db::rate_take(&mut tx, token, bucket.name(), taken, now).await?;
             tx.commit().await?;
             return Ok(token.clone());
         }
@@ -343,7 +303,7 @@ async fn record(
     token: &str,
     status: StatusCode,
     headers: &HeaderMap,
-) -> anyhow::Result<()> {
+) -> conveyor_web::fail::Result<()> {
     let now = now_ms();
     let number =
         |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
@@ -358,24 +318,7 @@ async fn record(
         && retry_after.is_none()
         && remaining != Some(0);
     let mut tx = store.begin().await?;
-    // Locked on PostgreSQL: a hand-out between this read and the write below would be lost.
-    let sql = match store.backend() {
-        Backend::Postgres => {
-            "SELECT CAST(strikes AS BIGINT), remaining, reset_at FROM repostats_rate \
-             WHERE token = $1 AND bucket = $2 FOR UPDATE"
-        }
-        Backend::Sqlite => {
-            "SELECT CAST(strikes AS BIGINT), remaining, reset_at FROM repostats_rate \
-             WHERE token = $1 AND bucket = $2"
-        }
-    };
-    let row: Option<(i64, i64, i64)> = dispatch!(tx.conn(), conn => {
-        sqlx::query_as(sql)
-        .bind(token)
-        .bind(bucket.name())
-        .fetch_optional(conn)
-        .await?
-    });
+    let row = db::rate_strikes(&mut tx, token, bucket.name()).await?;
     let (strikes, known_remaining, known_reset) = row.unwrap_or((0, 0, 0));
     // Answers arrive after other units were handed out, and out of order: while our window
     // is current a header only ever lowers what is left. Only a window we consider over is
@@ -402,50 +345,26 @@ async fn record(
     };
     if status == StatusCode::NOT_MODIFIED {
         // Free on GitHub: give the unit back.
-        dispatch!(tx.conn(), conn => {
-            sqlx::query(
-                "UPDATE repostats_rate SET remaining = remaining + 1, strikes = 0 \
-                 WHERE token = $1 AND bucket = $2",
-            )
-            .bind(token)
-            .bind(bucket.name())
-            .execute(conn)
-            .await?;
-        });
+        db::rate_give_back(&mut tx, token, bucket.name()).await?;
     } else {
-        dispatch!(tx.conn(), conn => {
-            sqlx::query(
-                "UPDATE repostats_rate \
-                 SET remaining = COALESCE($3, remaining), reset_at = COALESCE($4, reset_at), \
-                     blocked_until = $5, strikes = $6, updated_at = $7, budget = COALESCE($8, budget) \
-                 WHERE token = $1 AND bucket = $2",
-            )
-            .bind(token)
-            .bind(bucket.name())
-            .bind(remaining)
-            .bind(reset_at)
-            .bind(blocked_until)
-            .bind(strikes as i32)
-            .bind(now)
-            .bind(budget)
-            .execute(conn)
-            .await?;
-        });
+        let stated = db::Stated {
+            remaining,
+            reset_at,
+            budget,
+        };
+        db::rate_record(
+            &mut tx,
+            token,
+            bucket.name(),
+            stated,
+            blocked_until,
+            strikes,
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// The budget as stored: token, bucket, remaining, reset (ms), blocked until (ms).
-///
-/// # Errors
-/// The database's.
-pub async fn budget(store: &Store) -> sqlx::Result<Vec<(String, String, i64, i64, i64)>> {
-    dispatch!(store.reader(), pool => {
-        sqlx::query_as(
-            "SELECT token, bucket, remaining, reset_at, blocked_until FROM repostats_rate ORDER BY token, bucket",
-        )
-        .fetch_all(pool)
-        .await
-    })
-}
+pub use crate::db::budget;

@@ -10,10 +10,12 @@
 //! - [`jobs`]: `repostats.refresh` (periodic) and `repostats.languages` (one per repository).
 //! - [`db`]: the rows; every write bumps a version.
 //! - [`snapshot`]: the immutable in-memory view, filters and statistics.
+//! - [`cli`]: `conveyor fake-github`, the fake GitHub for tests and demos.
 //! - [`api`]: `/ping`, `/repos`, `/stats` served from the snapshot; status and refresh.
 //! - [`fake`]: `conveyor fake-github`, GitHub's behaviour for tests and demos.
 
 pub mod api;
+pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod fake;
@@ -41,6 +43,7 @@ pub async fn migrate(store: &conveyor_queue::Store) -> conveyor_queue::Result<()
 }
 
 /// The app, as the binary lists it.
+#[derive(Clone)]
 pub struct Repostats {
     /// The GitHub client (`GITHUB_API_URL`, `GITHUB_TOKENS`).
     pub github: Github,
@@ -69,6 +72,46 @@ pub async fn budget_gauges(store: &conveyor_queue::Store) -> sqlx::Result<()> {
     Ok(())
 }
 
+impl Default for Repostats {
+    /// GitHub anonymously, no limit, no refresh: what [`App::configure`] then sets.
+    ///
+    /// [`App::configure`]: conveyor_web::app::App::configure
+    fn default() -> Self {
+        Self {
+            github: Github::new(GithubConfig::default()).expect("an HTTP client with no options"),
+            snapshot: SnapshotCell::default(),
+            per_ip: 0,
+            refresh: "off".to_owned(),
+        }
+    }
+}
+
+/// repostats' settings.
+#[derive(Debug, Clone, clap::Args)]
+#[group(id = "repostats_settings")]
+#[command(next_help_heading = "repostats settings")]
+pub struct Flags {
+    /// When repostats lists the newest repositories: a cron expression (UTC), or "off"
+    #[arg(long, env = "REPOSTATS_REFRESH", default_value = "*/10 * * * *")]
+    pub repostats_refresh: String,
+    /// repostats' /ping, /repos, /stats: requests a second per client IP, bursts of twice
+    /// that; 0 for no limit
+    #[arg(long, env = "REPOSTATS_PER_IP", default_value_t = 200)]
+    pub repostats_per_ip: u32,
+    /// GitHub's API, or a fake's URL (`conveyor fake-github`)
+    #[arg(long, env = "GITHUB_API_URL", default_value = github::GITHUB)]
+    pub github_api_url: String,
+    /// GitHub tokens, comma-separated, used in turn [default: none: anonymous, 60 requests
+    /// an hour]
+    #[arg(long, env = "GITHUB_TOKENS", value_parser = secret, hide_env_values = true)]
+    pub github_tokens: Option<secrecy::SecretString>,
+}
+
+/// A flag's value as a secret: never printed by `Debug`.
+fn secret(text: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(text))
+}
+
 impl conveyor_web::app::App for Repostats {
     fn name(&self) -> &'static str {
         "repostats"
@@ -95,6 +138,62 @@ impl conveyor_web::app::App for Repostats {
             &self.refresh,
             job,
         )?])
+    }
+
+    fn settings(&self, command: clap::Command) -> clap::Command {
+        <Flags as clap::Args>::augment_args(command)
+    }
+
+    fn configure(
+        &mut self,
+        matches: &clap::ArgMatches,
+        _platform: &conveyor_web::app::Platform,
+    ) -> conveyor_web::fail::Result<()> {
+        use clap::FromArgMatches;
+        use secrecy::ExposeSecret;
+        let flags = Flags::from_arg_matches(matches)?;
+        let tokens = flags.github_tokens.as_ref().map_or_else(Vec::new, |list| {
+            list.expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(secrecy::SecretString::from)
+                .collect()
+        });
+        self.github = Github::new(GithubConfig {
+            api_url: flags.github_api_url.trim_end_matches('/').to_owned(),
+            tokens,
+            ..GithubConfig::default()
+        })?;
+        self.per_ip = flags.repostats_per_ip;
+        self.refresh = flags.repostats_refresh;
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
+        use clap::Args;
+        let fake = clap::Command::new("fake-github").about(
+            "A fake GitHub API for repostats' tests and demos (rate limits, ETags, latency)",
+        );
+        vec![(
+            conveyor_web::app::Mount::Top,
+            cli::FakeGithubArgs::augment_args(fake).about(
+                "A fake GitHub API for repostats' tests and demos (rate limits, ETags, latency)",
+            ),
+        )]
+    }
+
+    fn run<'a>(
+        &'a self,
+        _mount: conveyor_web::app::Mount,
+        _name: &'a str,
+        matches: &'a clap::ArgMatches,
+        _platform: &'a conveyor_web::app::Platform,
+    ) -> futures_util::future::BoxFuture<'a, conveyor_web::fail::Result<()>> {
+        use clap::FromArgMatches;
+        Box::pin(
+            async move { cli::fake_github(cli::FakeGithubArgs::from_arg_matches(matches)?).await },
+        )
     }
 
     fn routes(&self, _store: &conveyor_queue::Store) -> conveyor_web::Surface {

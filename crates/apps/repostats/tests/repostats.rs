@@ -114,7 +114,7 @@ async fn setup_with_tokens(store: &Store, fake: Fake, tokens: Vec<String>) -> Se
 
     let github = Github::new(GithubConfig {
         api_url: url,
-        tokens,
+        tokens: tokens.into_iter().map(Into::into).collect(),
         max_wait: Duration::from_millis(500),
     })
     .unwrap();

@@ -79,3 +79,36 @@ pub async fn register_and_post(
         .unwrap();
     assert_eq!(posted.status(), 204);
 }
+
+/// The five apps as an in-process test wires them: average's files in `files`, repostats
+/// and mining as given (else unconfigured), the operator's tokens `auth`.
+pub fn apps(
+    files: conveyor_average::Storage,
+    repostats: Option<conveyor_repostats::Repostats>,
+    mining: Option<conveyor_mining::Mining>,
+    auth: conveyor_web::auth::Auth,
+) -> conveyor::app::Apps {
+    use std::sync::Arc;
+    let repostats = repostats.unwrap_or_default();
+    let mut mining_app = conveyor_mining::MiningApp {
+        auth,
+        index: "off".to_owned(),
+        ..conveyor_mining::MiningApp::default()
+    };
+    if let Some(mining) = mining {
+        mining_app.mining = mining;
+    }
+    let apps: Vec<Arc<dyn conveyor_web::app::App>> = vec![
+        Arc::new(conveyor_longtask::Longtask),
+        Arc::new(repostats),
+        Arc::new(conveyor_average::Average { files }),
+        Arc::new(mining_app),
+        Arc::new(conveyor_minitwit::MinitwitApp::default()),
+    ];
+    apps.into()
+}
+
+/// No chat: alerts are only logged.
+pub fn no_alerts() -> conveyor::alerts::Alerts {
+    conveyor::alerts::Alerts::new(conveyor::alerts::AlertConfig::default()).unwrap()
+}

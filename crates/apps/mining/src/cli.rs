@@ -4,14 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use crate::db;
 use clap::{Args, Subcommand};
-use conveyor_mining::db;
 use conveyor_queue::{QueueConfig, Registry, Worker};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use conveyor_web::app::Platform;
 
 /// `conveyor mining ...`
 #[derive(Debug, Subcommand)]
@@ -61,8 +62,15 @@ pub enum KeyCommand {
 ///
 /// # Errors
 /// An unreachable database, or (for `run`) a repository that failed.
-pub async fn run(config: &Config, command: MiningCommand) -> anyhow::Result<()> {
-    let store = crate::app::connect(config).await?;
+pub async fn run(
+    mining: &crate::MiningApp,
+    platform: &Platform,
+    command: MiningCommand,
+) -> conveyor_web::fail::Result<()> {
+    let store = platform.store().await?;
+    crate::migrate(&store)
+        .await
+        .context("applying mining's migrations")?;
     match command {
         MiningCommand::Key {
             command:
@@ -75,7 +83,7 @@ pub async fn run(config: &Config, command: MiningCommand) -> anyhow::Result<()> 
             if !(1..=1_000_000).contains(&per_minute) {
                 bail!("per_minute must be from 1 to 1000000");
             }
-            let (id, key) = conveyor_mining::key::create(&store, &name, per_minute, admin).await?;
+            let (id, key) = crate::key::create(&store, &name, per_minute, admin).await?;
             println!(
                 "key {id} for {name:?} ({per_minute}/min{}):",
                 if admin { ", admin" } else { "" }
@@ -83,39 +91,39 @@ pub async fn run(config: &Config, command: MiningCommand) -> anyhow::Result<()> 
             println!("{key}");
             Ok(())
         }
-        MiningCommand::Run(args) => analyse(config, store, args).await,
+        MiningCommand::Run(args) => analyse(mining, store, args).await,
     }
 }
 
 async fn analyse(
-    config: &Config,
+    app: &crate::MiningApp,
     store: conveyor_queue::Store,
     args: RunArgs,
-) -> anyhow::Result<()> {
+) -> conveyor_web::fail::Result<()> {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let threads = args.workers.unwrap_or(cores).max(1);
-    let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
-        downloads: config.mining_downloads.clone().into(),
+    let mining = crate::Mining::new(crate::Settings {
+        downloads: app.mining.settings.downloads.clone(),
         analysis_threads: threads,
         // What the operator runs here may clone local paths and private hosts.
-        sources: conveyor_mining::SourcePolicy::TRUSTING,
-        ..conveyor_mining::Settings::default()
+        sources: crate::SourcePolicy::TRUSTING,
+        ..crate::Settings::default()
     })?;
     let mut registry = Registry::new();
-    conveyor_mining::register(&mut registry, mining.clone());
+    crate::register(&mut registry, mining.clone());
     let worker_config = conveyor_queue::WorkerConfig {
         queues: vec![
             QueueConfig {
-                name: conveyor_mining::QUEUE.into(),
+                name: crate::QUEUE.into(),
                 // Twice the threads: while one task writes results, another feeds a thread.
                 concurrency: 2 * threads,
             },
             QueueConfig {
-                name: conveyor_mining::FETCH_QUEUE.into(),
+                name: crate::FETCH_QUEUE.into(),
                 concurrency: 2,
             },
         ],
-        ..crate::app::worker_config(config)
+        ..conveyor_queue::WorkerConfig::default()
     };
     let stop = CancellationToken::new();
     let worker = Worker::new(store.clone(), registry, worker_config);
@@ -127,9 +135,9 @@ async fn analyse(
     let started = Instant::now();
     let mut ids = Vec::new();
     for url in &args.repositories {
-        let id = conveyor_mining::api::add(&store, conveyor_mining::SourcePolicy::TRUSTING, url)
+        let id = crate::api::add(&store, crate::SourcePolicy::TRUSTING, url)
             .await
-            .map_err(|e| anyhow::anyhow!("{url}: {}", e.detail))?;
+            .map_err(|e| format!("{url}: {}", e.detail))?;
         ids.push(id);
     }
     let bar = ProgressBar::new(0);
@@ -151,7 +159,7 @@ async fn analyse(
         let (mut total, mut done) = (0u64, 0u64);
         for row in &rows {
             total += row.files_total.unwrap_or(0) as u64;
-            if row.state == "analyzing" {
+            if row.state == db::RepoState::Analyzing {
                 let pending = db::pending_files(&store, row.id).await? as u64;
                 done += (row.files_total.unwrap_or(0) as u64).saturating_sub(pending);
             } else if matches!(row.state.as_str(), "analyzed" | "failed") {
@@ -242,7 +250,7 @@ async fn analyse(
             files as f64 / seconds.max(1e-9)
         );
     }
-    if rows.iter().any(|r| r.state == "failed") {
+    if rows.iter().any(|r| r.state == db::RepoState::Failed) {
         bail!("some repositories failed");
     }
     Ok(())

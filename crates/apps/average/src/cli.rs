@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -45,9 +46,12 @@ pub struct RunArgs {
 ///
 /// # Errors
 /// When the server is unreachable, refuses the job, or the job fails.
-pub async fn run(config: &crate::config::Config, command: AverageCommand) -> anyhow::Result<()> {
+pub async fn run(
+    platform: &conveyor_web::app::Platform,
+    command: AverageCommand,
+) -> conveyor_web::fail::Result<()> {
     let AverageCommand::Run(args) = command;
-    let client = crate::api_client(config, Duration::from_secs(600))?;
+    let client = platform.api_client(Duration::from_secs(600))?;
     let base = args.url.trim_end_matches('/');
     let mut request = json!({
         "files": args.files,

@@ -11,16 +11,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 use serde_json::{Value, json};
-
-/// `conveyor load ...`
-#[derive(Debug, Subcommand)]
-pub enum LoadCommand {
-    /// The longtask seed's k6 scenarios
-    Longtask(LongtaskLoad),
-}
 
 /// The scenarios of the seed's `load-tests` folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,8 +191,7 @@ struct Load {
 ///
 /// # Errors
 /// A bad base URL or body.
-pub async fn run(command: LoadCommand) -> anyhow::Result<()> {
-    let LoadCommand::Longtask(options) = command;
+pub async fn run(options: LongtaskLoad) -> conveyor_web::fail::Result<()> {
     if !options.base_url.starts_with("http://") {
         bail!("--base-url must be an http:// URL");
     }
@@ -223,7 +216,11 @@ pub async fn run(command: LoadCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenario(name: &'static str, plan: Plan, options: &LongtaskLoad) -> anyhow::Result<Value> {
+async fn scenario(
+    name: &'static str,
+    plan: Plan,
+    options: &LongtaskLoad,
+) -> conveyor_web::fail::Result<Value> {
     conveyor_web::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -455,7 +452,7 @@ impl Load {
 /// Latencies in microseconds, 1 µs to an hour. Explicit bounds: on an auto-resizing
 /// histogram `saturating_record` clamps to the current bound instead of growing it, which made
 /// the early, small samples read as 0 ms.
-fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+fn latency_histogram() -> conveyor_web::fail::Result<hdrhistogram::Histogram<u64>> {
     hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram")
 }
 

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 
-use crate::config::Config;
+use conveyor_web::app::Platform;
 
 /// `conveyor minitwit ...`
 #[derive(Debug, Subcommand)]
@@ -58,19 +59,19 @@ pub struct SimulateArgs {
 ///
 /// # Errors
 /// An unreadable scenario, an unreachable database; a replay with errors exits non-zero.
-pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()> {
+pub async fn run(platform: &Platform, command: MinitwitCommand) -> conveyor_web::fail::Result<()> {
     match command {
         MinitwitCommand::Simulate(args) => {
             let text = std::fs::read_to_string(&args.scenario)
                 .with_context(|| format!("reading {}", args.scenario.display()))?;
-            let mut actions = conveyor_minitwit::simulate::parse(&text)?;
+            let mut actions = crate::simulate::parse(&text)?;
             if let Some(limit) = args.limit {
                 actions.truncate(limit);
             }
             let timeout = Duration::from_millis(args.timeout_ms);
             let url = args.url.clone();
             let report = tokio::task::spawn_blocking(move || {
-                conveyor_minitwit::simulate::replay(&url, &actions, timeout)
+                crate::simulate::replay(&url, &actions, timeout)
             })
             .await??;
             if args.json {
@@ -79,20 +80,19 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
                 print!("{report}");
             }
             if report.errors > 0 || !report.latest_matches {
-                anyhow::bail!("{} errors during the replay", report.errors);
+                bail!("{} errors during the replay", report.errors);
             }
             Ok(())
         }
         MinitwitCommand::Seed { users, messages } => {
-            anyhow::ensure!(
-                (1..=1_000_000).contains(&users) && (0..=100_000_000).contains(&messages),
-                "seed at most 1,000,000 users and 100,000,000 messages"
-            );
-            let store = crate::app::connect(config).await?;
-            let hash = conveyor_minitwit::Hasher::standard().hash("password");
+            if !((1..=1_000_000).contains(&users) && (0..=100_000_000).contains(&messages)) {
+                bail!("seed at most 1,000,000 users and 100,000,000 messages");
+            }
+            let store = connect(platform).await?;
+            let hash = crate::Hasher::standard().hash("password");
             let started = std::time::Instant::now();
-            let now = conveyor_minitwit::now_seconds();
-            let added = conveyor_minitwit::db::seed(&store, users, messages, &hash, now).await?;
+            let now = crate::now_seconds();
+            let added = crate::db::seed(&store, users, messages, &hash, now).await?;
             println!(
                 "added {added} messages over {users} users in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -101,8 +101,8 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
             Ok(())
         }
         MinitwitCommand::Flag { ids, unflag } => {
-            let store = crate::app::connect(config).await?;
-            let changed = conveyor_minitwit::db::set_flagged(&store, &ids, !unflag).await?;
+            let store = connect(platform).await?;
+            let changed = crate::db::set_flagged(&store, &ids, !unflag).await?;
             println!(
                 "{} {changed} of {} messages",
                 if unflag { "unflagged" } else { "flagged" },
@@ -112,4 +112,13 @@ pub async fn run(config: &Config, command: MinitwitCommand) -> anyhow::Result<()
             Ok(())
         }
     }
+}
+
+/// The database with the engine's and MiniTwit's tables.
+async fn connect(platform: &Platform) -> conveyor_web::fail::Result<conveyor_queue::Store> {
+    let store = platform.store().await?;
+    crate::migrate(&store)
+        .await
+        .context("applying MiniTwit's migrations")?;
+    Ok(store)
 }

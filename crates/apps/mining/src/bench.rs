@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use crate::analyzer::{self, Analyzers, Source};
 use clap::Args;
-use conveyor_mining::analyzer::{self, Analyzers, Source};
 use conveyor_queue::scratch::ScratchDb;
 use conveyor_queue::{QueueConfig, Registry, Worker, WorkerConfig};
+use conveyor_web::bail;
+use conveyor_web::fail::Context;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ pub struct MiningBench {
 ///
 /// # Errors
 /// When the directory cannot be copied or committed, or a pipeline run fails.
-pub async fn run(options: MiningBench) -> anyhow::Result<()> {
+pub async fn run(options: MiningBench) -> conveyor_web::fail::Result<()> {
     let report = measure(&options).await?;
     if options.json {
         println!("{report}");
@@ -61,7 +62,7 @@ pub async fn run(options: MiningBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+fn git(dir: &Path, args: &[&str]) -> conveyor_web::fail::Result<String> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -80,7 +81,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-async fn measure(options: &MiningBench) -> anyhow::Result<Value> {
+async fn measure(options: &MiningBench) -> conveyor_web::fail::Result<Value> {
     let threads = options
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
@@ -102,7 +103,7 @@ async fn measure(options: &MiningBench) -> anyhow::Result<Value> {
     git(&repo, &["commit", "-q", "-m", "bench"])?;
 
     // The files the pipeline will analyse: tracked, with an analyzer, under the size cap.
-    let settings = conveyor_mining::Settings::default();
+    let settings = crate::Settings::default();
     let analyzers = Analyzers::standard();
     let listed = git(&repo, &["ls-files", "-z"])?;
     let mut files: Vec<(String, &'static str, Vec<u8>)> = Vec::new();
@@ -179,33 +180,33 @@ async fn pipeline_rate(
     repo: &Path,
     downloads: &Path,
     threads: usize,
-) -> anyhow::Result<f64> {
+) -> conveyor_web::fail::Result<f64> {
     let db = match options.on.as_deref() {
         Some(url) if url.starts_with("postgres") => ScratchDb::new_postgres(url).await?,
         Some(_) => bail!("--on takes a postgres:// URL"),
         None => ScratchDb::new_sqlite().await?,
     };
     let store = db.store.clone();
-    conveyor_mining::migrate(&store).await?;
-    let mining = conveyor_mining::Mining::new(conveyor_mining::Settings {
+    crate::migrate(&store).await?;
+    let mining = crate::Mining::new(crate::Settings {
         downloads: downloads.to_path_buf(),
         analysis_threads: threads,
         // What the operator runs here may clone local paths and private hosts.
-        sources: conveyor_mining::SourcePolicy::TRUSTING,
-        ..conveyor_mining::Settings::default()
+        sources: crate::SourcePolicy::TRUSTING,
+        ..crate::Settings::default()
     })?;
     let mut registry = Registry::new();
-    conveyor_mining::register(&mut registry, mining);
+    crate::register(&mut registry, mining);
     let config = WorkerConfig {
         queues: vec![
             QueueConfig {
-                name: conveyor_mining::QUEUE.into(),
+                name: crate::QUEUE.into(),
                 // Twice the threads, as `conveyor up`: while one task writes its results,
                 // another keeps its thread busy.
                 concurrency: 2 * threads,
             },
             QueueConfig {
-                name: conveyor_mining::FETCH_QUEUE.into(),
+                name: crate::FETCH_QUEUE.into(),
                 concurrency: 1,
             },
         ],
@@ -220,17 +221,17 @@ async fn pipeline_rate(
     // Let the worker register before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let submitted = conveyor_queue::clock::now_ms();
-    let id = conveyor_mining::api::add(
+    let id = crate::api::add(
         &store,
-        conveyor_mining::SourcePolicy::TRUSTING,
+        crate::SourcePolicy::TRUSTING,
         repo.to_str().context("a UTF-8 path")?,
     )
     .await
-    .map_err(|e| anyhow::anyhow!(e.detail))?;
+    .map_err(|e| e.detail)?;
     // Timed by the row's own `analyzed_at` (milliseconds), so the wait can poll slowly: a
     // query every 2 ms took about 4 % of the two cores from the run it was timing.
     let row = loop {
-        let row = conveyor_mining::db::repo(&store, id)
+        let row = crate::db::repo(&store, id)
             .await?
             .context("the repository vanished")?;
         if matches!(row.state.as_str(), "analyzed" | "failed") {
@@ -241,7 +242,10 @@ async fn pipeline_rate(
     stop.cancel();
     handle.await??;
     db.finish().await;
-    let Some(analyzed_at) = row.analyzed_at.filter(|_| row.state == "analyzed") else {
+    let Some(analyzed_at) = row
+        .analyzed_at
+        .filter(|_| row.state == crate::db::RepoState::Analyzed)
+    else {
         bail!("the pipeline failed: {:?}", row.error);
     };
     let seconds = (analyzed_at - submitted).max(1) as f64 / 1000.0;
