@@ -86,6 +86,10 @@ pub struct Settings {
     pub pause: Duration,
     /// Which repository addresses may be cloned (network URLs to public hosts by default).
     pub sources: crate::source::SourcePolicy,
+    /// The GitHub indexer's token, if any.
+    pub github_token: Option<secrecy::SecretString>,
+    /// The GitLab indexer's token, if any.
+    pub gitlab_token: Option<secrecy::SecretString>,
 }
 
 impl Default for Settings {
@@ -109,6 +113,8 @@ impl Default for Settings {
             backlog_max: 1_000,
             pause: Duration::from_secs(30 * 60),
             sources: crate::source::SourcePolicy::default(),
+            github_token: None,
+            gitlab_token: None,
         }
     }
 }
@@ -140,10 +146,12 @@ impl Mining {
             .user_agent("conveyor-mining")
             .timeout(Duration::from_secs(30))
             .build()?;
+        let hosts =
+            Hosts::with_tokens(settings.github_token.clone(), settings.gitlab_token.clone());
         Ok(Self {
             settings: Arc::new(settings),
             analyzers: Analyzers::standard(),
-            hosts: Hosts::standard(),
+            hosts,
             http,
             pool: crate::pool::AnalysisPool::new(settings_threads),
         })

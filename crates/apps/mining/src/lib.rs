@@ -122,6 +122,17 @@ pub struct Flags {
     /// mining may clone from hosts on loopback, link-local or private addresses
     #[arg(long, env = "MINING_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub mining_allow_private: bool,
+    /// A token for the github indexer (higher rate limits) [default: none]
+    #[arg(long, env = "MINING_GITHUB_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub mining_github_token: Option<secrecy::SecretString>,
+    /// A token for the gitlab indexer [default: none]
+    #[arg(long, env = "GITLAB_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub gitlab_token: Option<secrecy::SecretString>,
+}
+
+/// A flag's value as a secret: never printed by `Debug`.
+fn secret(text: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(text))
 }
 
 impl conveyor_web::app::App for MiningApp {
@@ -187,6 +198,8 @@ impl conveyor_web::app::App for MiningApp {
                 allow_local: flags.mining_allow_local,
                 allow_private: flags.mining_allow_private,
             },
+            github_token: flags.mining_github_token,
+            gitlab_token: flags.gitlab_token,
             ..Settings::default()
         })?;
         self.require_key = flags.mining_require_key;

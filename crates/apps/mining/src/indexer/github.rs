@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitHub indexer.
-pub struct Github;
+pub struct Github {
+    /// Sent as a bearer token when set (`MINING_GITHUB_TOKEN`).
+    pub token: Option<secrecy::SecretString>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,12 +73,8 @@ impl Indexer for Github {
                 .get(url)
                 .query(&[("since", cursor.since)])
                 .header("accept", "application/vnd.github+json");
-            if let Some(token) = std::env::var("GITHUB_TOKENS")
-                .ok()
-                .and_then(|t| t.split(',').next().map(|s| s.trim().to_owned()))
-                .filter(|t| !t.is_empty())
-            {
-                request = request.bearer_auth(token);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(token));
             }
             let (body, _, pause_until) = get_json(request).await?;
             let repos: Vec<Repo> = serde_json::from_value(body)

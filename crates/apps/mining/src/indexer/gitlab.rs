@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitLab indexer.
-pub struct Gitlab;
+pub struct Gitlab {
+    /// Sent as `PRIVATE-TOKEN` when set (`GITLAB_TOKEN`).
+    pub token: Option<secrecy::SecretString>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,8 +73,9 @@ impl Indexer for Gitlab {
                 ("visibility", "public"),
                 ("id_after", id_after.as_str()),
             ]);
-            if let Ok(token) = std::env::var("GITLAB_TOKEN") {
-                request = request.header("PRIVATE-TOKEN", token);
+            if let Some(token) = &self.token {
+                request =
+                    request.header("PRIVATE-TOKEN", secrecy::ExposeSecret::expose_secret(token));
             }
             let (body, _, pause_until) = get_json(request).await?;
             let projects: Vec<Project> = serde_json::from_value(body)

@@ -8,7 +8,7 @@
 //! - [`bitbucket`]: `GET /2.0/repositories?after=<date>`.
 //! - [`list`]: a list of git URLs or local paths in its settings.
 //!
-//! Adding a host is a new file implementing [`Indexer`] and a line in [`Hosts::standard`].
+//! Adding a host is a new file implementing [`Indexer`] and a line in [`Hosts::with_tokens`].
 
 pub mod bitbucket;
 pub mod github;
@@ -102,11 +102,19 @@ impl std::fmt::Debug for Hosts {
 impl Hosts {
     /// GitHub, GitLab, Bitbucket and lists.
     pub fn standard() -> Self {
+        Self::with_tokens(None, None)
+    }
+
+    /// The standard hosts, GitHub's and GitLab's with these tokens.
+    pub fn with_tokens(
+        github: Option<secrecy::SecretString>,
+        gitlab: Option<secrecy::SecretString>,
+    ) -> Self {
         let mut hosts = Self {
             by_name: BTreeMap::new(),
         };
-        hosts.add(Arc::new(github::Github));
-        hosts.add(Arc::new(gitlab::Gitlab));
+        hosts.add(Arc::new(github::Github { token: github }));
+        hosts.add(Arc::new(gitlab::Gitlab { token: gitlab }));
         hosts.add(Arc::new(bitbucket::Bitbucket));
         hosts.add(Arc::new(list::List));
         hosts
