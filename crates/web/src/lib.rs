@@ -6,6 +6,7 @@
 //! - [`error`]: [`ApiError`], the one error type, rendered as `application/problem+json`.
 //! - [`auth`]: the API tokens, the dashboard's session cookie, the gates.
 //! - [`client`]: the client's address and public origin past trusted proxies.
+//! - [`keys`]: API keys for third parties, checked and throttled per key.
 //! - [`limit`]: per-client rate limiting.
 //! - [`page`]: [`page::PageError`], what a dashboard page answers when it fails.
 //! - [`sse`]: the one server-sent-events loop (poll, send what changed).
@@ -29,6 +30,7 @@ pub mod error;
 pub mod extract;
 pub mod fail;
 pub mod jobs;
+pub mod keys;
 pub mod limit;
 pub mod metrics;
 pub mod openapi;

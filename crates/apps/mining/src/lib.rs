@@ -174,7 +174,7 @@ impl conveyor_web::app::App for MiningApp {
 
     /// Public to the token gate: mining's own gate takes the operator's token or a key.
     fn routes(&self, store: &conveyor_queue::Store) -> conveyor_web::Surface {
-        let gate = KeyGate::new(store.clone(), self.require_key, self.auth.clone());
+        let gate = key::gate_over(store.clone(), self.require_key, self.auth.clone());
         conveyor_web::Surface {
             public: router(self.mining.clone(), gate),
             ..conveyor_web::Surface::default()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use conveyor_mining::{KeyGate, Mining, Settings};
+use conveyor_mining::{Mining, Settings};
 use conveyor_queue::testing::eventually;
 use conveyor_queue::{QueueConfig, Registry, Store, Worker, WorkerConfig};
 use conveyor_web::{AppState, WebSettings};
@@ -81,7 +81,11 @@ async fn setup(store: &Store, adjust: impl FnOnce(&mut Settings), require_key: b
     let mut registry = Registry::new();
     conveyor_mining::register(&mut registry, mining.clone());
     let state = AppState::new(store.clone(), registry.clone(), WebSettings::default());
-    let gate = KeyGate::new(store.clone(), require_key, conveyor_web::auth::Auth::open());
+    let gate = conveyor_mining::key::gate_over(
+        store.clone(),
+        require_key,
+        conveyor_web::auth::Auth::open(),
+    );
     let app = conveyor_web::router(state, conveyor_mining::router(mining, gate), true);
     let config = WorkerConfig {
         queues: vec![
