@@ -114,7 +114,9 @@ impl Fake {
                 "language": primary,
                 "license": license,
                 "description": format!("generated repository {n}"),
+                "html_url": format!("https://github.com/{full_name}"),
                 "stargazers_count": (n * 7) % 50,
+                "forks_count": (n * 3) % 20,
                 "open_issues_count": n % 4,
                 "allow_forking": n % 10 != 0,
                 "has_issues": n % 6 != 0,
@@ -296,34 +298,106 @@ async fn search(
         Err(refusal) => return *refusal,
     };
     let q = query.get("q").cloned().unwrap_or_default();
-    let since = q
-        .split_whitespace()
-        .find_map(|term| term.strip_prefix("created:>="))
-        .map(str::to_owned);
+    let filter = match SearchFilter::parse(&q) {
+        Ok(filter) => filter,
+        Err(message) => return unprocessable(&message),
+    };
     let per_page: usize = query
         .get("per_page")
         .and_then(|p| p.parse().ok())
         .unwrap_or(30)
-        .min(100);
+        .clamp(1, 100);
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    // GitHub shows the first 1,000 results of a query and refuses pages beyond.
+    if (page - 1) * per_page >= 1000 {
+        return unprocessable("Only the first 1000 search results are available");
+    }
     let matching: Vec<&Value> = fake
         .items
         .iter()
-        .filter(|item| {
-            since
-                .as_deref()
-                .is_none_or(|s| item["created_at"].as_str().unwrap_or("") >= s)
-        })
+        .filter(|item| filter.admits(item))
         .collect();
     let body = json!({
         "total_count": matching.len(),
         "incomplete_results": false,
-        "items": matching.iter().take(per_page).collect::<Vec<_>>(),
+        "items": matching.iter().skip((page - 1) * per_page).take(per_page).collect::<Vec<_>>(),
     });
     answer_headers.insert(
         header::ETAG,
         HeaderValue::from_str(&etag_of(&body)).expect("ASCII"),
     );
     (answer_headers, axum::Json(body)).into_response()
+}
+
+fn unprocessable(message: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({ "message": message })),
+    )
+        .into_response()
+}
+
+/// The search qualifiers the fake understands: `created:>=T`, `created:A..B`, `stars:>=N`,
+/// `forks:>=N` and `fork:false|only` (forks are included otherwise; GitHub leaves them out
+/// unless `fork:true`, which the fake also reads as "include"). Others (`is:public`) are
+/// accepted and ignored.
+#[derive(Debug, Default)]
+struct SearchFilter {
+    created_from: Option<String>,
+    created_to: Option<String>,
+    min_stars: Option<i64>,
+    min_forks: Option<i64>,
+    forks: Option<bool>,
+}
+
+impl SearchFilter {
+    fn parse(q: &str) -> Result<Self, String> {
+        let mut filter = Self::default();
+        let number = |text: &str, term: &str| {
+            text.parse::<i64>()
+                .map_err(|_| format!("{term}: not a number"))
+        };
+        for term in q.split_whitespace() {
+            if let Some(from) = term.strip_prefix("created:>=") {
+                filter.created_from = Some(from.to_owned());
+            } else if let Some(range) = term.strip_prefix("created:") {
+                let (from, to) = range
+                    .split_once("..")
+                    .ok_or_else(|| format!("{term}: expected created:A..B or created:>=A"))?;
+                filter.created_from = Some(from.to_owned());
+                filter.created_to = Some(to.to_owned());
+            } else if let Some(n) = term.strip_prefix("stars:>=") {
+                filter.min_stars = Some(number(n, term)?);
+            } else if let Some(n) = term.strip_prefix("forks:>=") {
+                filter.min_forks = Some(number(n, term)?);
+            } else if let Some(which) = term.strip_prefix("fork:") {
+                filter.forks = match which {
+                    "false" => Some(false),
+                    "only" => Some(true),
+                    _ => None,
+                };
+            }
+        }
+        Ok(filter)
+    }
+
+    fn admits(&self, item: &Value) -> bool {
+        let created = item["created_at"].as_str().unwrap_or("");
+        let count = |field: &str| item[field].as_i64().unwrap_or(0);
+        self.created_from.as_deref().is_none_or(|f| created >= f)
+            && self.created_to.as_deref().is_none_or(|t| created <= t)
+            && self
+                .min_stars
+                .is_none_or(|n| count("stargazers_count") >= n)
+            && self.min_forks.is_none_or(|n| count("forks_count") >= n)
+            && self
+                .forks
+                .is_none_or(|only| item["fork"].as_bool().unwrap_or(false) == only)
+    }
 }
 
 async fn repo_languages(
