@@ -36,6 +36,7 @@ pub fn router(mining: Mining, gate: KeyGate) -> OpenApiRouter<AppState> {
         .routes(routes!(show_repo))
         .routes(routes!(reprocess))
         .routes(routes!(list_files))
+        .routes(routes!(export))
         .routes(routes!(show_file))
         .routes(routes!(languages))
         .routes(routes!(progress))
@@ -344,8 +345,44 @@ async fn list_files(
     Query(query): Query<FileQuery>,
 ) -> Result<axum::Json<FilePage>, ApiError> {
     let limit = page_limit(query.limit)?;
-    let given = one_of("state", query.state, &["pending", "analyzed", "failed"])?;
-    let implied = match (query.analyzed, query.failed) {
+    let filter = file_filter(
+        query.repository,
+        query.language,
+        query.state,
+        query.analyzed,
+        query.failed,
+    )?;
+    let filter = db::FileFilter {
+        after: query.cursor,
+        ..filter
+    };
+    let mut rows = db::files(&state.store, &filter, limit).await?;
+    if query.failed == Some(false) {
+        rows.retain(|f| f.state != db::FileState::Failed);
+    }
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|f| f.id))
+        .flatten();
+    let files = rows
+        .into_iter()
+        .map(|mut file| {
+            file.metrics = None;
+            FileView { file }
+        })
+        .collect();
+    Ok(axum::Json(FilePage { files, next_cursor }))
+}
+
+/// The files the list's filters select: a state, or the analyzed/failed flags.
+fn file_filter(
+    repository: Option<i64>,
+    language: Option<String>,
+    state: Option<String>,
+    analyzed: Option<bool>,
+    failed: Option<bool>,
+) -> Result<db::FileFilter, ApiError> {
+    let given = one_of("state", state, &["pending", "analyzed", "failed"])?;
+    let implied = match (analyzed, failed) {
         (Some(true), Some(true)) => {
             return Err(ApiError::bad_request(
                 "analyzed=true contradicts failed=true",
@@ -364,27 +401,94 @@ async fn list_files(
         }
         (g, i) => g.or(i.map(str::to_owned)),
     };
-    let filter = db::FileFilter {
-        repo: query.repository,
-        language: query.language,
+    Ok(db::FileFilter {
+        repo: repository,
+        language,
         state: wanted,
-        after: query.cursor,
-    };
-    let mut rows = db::files(&state.store, &filter, limit).await?;
-    if query.failed == Some(false) {
-        rows.retain(|f| f.state != db::FileState::Failed);
-    }
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|f| f.id))
-        .flatten();
-    let files = rows
-        .into_iter()
-        .map(|mut file| {
-            file.metrics = None;
-            FileView { file }
+        after: None,
+    })
+}
+
+/// `GET /api/mining/export` parameters: the files list's filters, a format and a level.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ExportQuery {
+    /// `ndjson` (default) or `csv`.
+    pub format: Option<String>,
+    /// `file` (default): a row per file; `function`: a row per function an analyzer listed.
+    pub level: Option<String>,
+    /// Of this repository.
+    pub repository: Option<i64>,
+    /// In this language (case-insensitive, tokei's names).
+    pub language: Option<String>,
+    /// pending, analyzed or failed.
+    pub state: Option<String>,
+    /// `true`: analysed only; `false`: not yet analysed (pending).
+    pub analyzed: Option<bool>,
+    /// `true`: failed only; `false`: leave failed files out.
+    pub failed: Option<bool>,
+}
+
+impl ExportQuery {
+    /// What to export.
+    ///
+    /// # Errors
+    /// A bad format, level or filter, named.
+    pub fn export(self) -> Result<crate::export::Export, ApiError> {
+        use crate::export::{Export, Format, Level};
+        let format = Format::parse(self.format.as_deref().unwrap_or("ndjson"))
+            .map_err(ApiError::bad_request)?;
+        let level =
+            Level::parse(self.level.as_deref().unwrap_or("file")).map_err(ApiError::bad_request)?;
+        let skip_failed = self.failed == Some(false);
+        let filter = file_filter(
+            self.repository,
+            self.language,
+            self.state,
+            self.analyzed,
+            self.failed,
+        )?;
+        Ok(Export {
+            filter,
+            skip_failed,
+            level,
+            format,
         })
-        .collect();
-    Ok(axum::Json(FilePage { files, next_cursor }))
+    }
+}
+
+/// Stream every selected file with its metrics, or every function, as NDJSON or CSV.
+///
+/// Rows come a page of files at a time, in file id order, so any number of files is
+/// exported in bounded memory. File rows: id, repository, path, language, bytes, state,
+/// error, the line counts and the summed metrics. Function rows (`level=function`): the
+/// file's id, repository, path and language, the analyzer, and the function's name, lines,
+/// complexity, arguments, exits, Halstead volume and maintainability index.
+#[utoipa::path(get, path = "/api/mining/export", tag = "mining", params(ExportQuery),
+    responses((status = 200, description = "NDJSON or CSV rows",
+                content((String = "application/x-ndjson"), (String = "text/csv"))),
+              (status = 400, description = "a bad parameter")))]
+async fn export(
+    State(state): State<AppState>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let export = query.export()?;
+    let (content_type, name) = match export.format {
+        crate::export::Format::Ndjson => (export.format.content_type(), "mining.ndjson"),
+        crate::export::Format::Csv => (export.format.content_type(), "mining.csv"),
+    };
+    let stream = export.stream(state.store.clone());
+    let body = axum::body::Body::from_stream(stream);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// A file with every analyzer's report.

@@ -19,12 +19,38 @@ use conveyor_web::app::Platform;
 pub enum MiningCommand {
     /// Clone and analyse repositories here and now, then print a summary
     Run(RunArgs),
+    /// Write every file's metrics, or every function's, to a file (NDJSON or CSV), as
+    /// GET /api/mining/export streams them
+    Export(ExportArgs),
     /// API keys for /api/mining
     Key {
         /// Which key command.
         #[command(subcommand)]
         command: KeyCommand,
     },
+}
+
+/// `conveyor mining export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Where to write
+    #[arg(long, short)]
+    pub output: std::path::PathBuf,
+    /// ndjson or csv
+    #[arg(long, default_value = "ndjson")]
+    pub format: String,
+    /// file (a row per file) or function (a row per function)
+    #[arg(long, default_value = "file")]
+    pub level: String,
+    /// Only this repository (its id)
+    #[arg(long)]
+    pub repository: Option<i64>,
+    /// Only this language (tokei's names: Rust, C++, ...)
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Only this state: pending, analyzed or failed
+    #[arg(long)]
+    pub state: Option<String>,
 }
 
 /// `conveyor mining run` options.
@@ -92,6 +118,7 @@ pub async fn run(
             Ok(())
         }
         MiningCommand::Run(args) => analyse(mining, store, args).await,
+        MiningCommand::Export(args) => export(&store, args).await,
     }
 }
 
@@ -253,5 +280,59 @@ async fn analyse(
     if rows.iter().any(|r| r.state == db::RepoState::Failed) {
         bail!("some repositories failed");
     }
+    Ok(())
+}
+
+/// Writes the export to a file, a page of files at a time, with a progress bar.
+async fn export(store: &conveyor_queue::Store, args: ExportArgs) -> conveyor_web::fail::Result<()> {
+    use std::io::Write;
+    let query = crate::api::ExportQuery {
+        format: Some(args.format),
+        level: Some(args.level),
+        repository: args.repository,
+        language: args.language,
+        state: args.state,
+        analyzed: None,
+        failed: None,
+    };
+    let export = query.export().map_err(|e| e.detail)?;
+    let total = crate::export::count(store, &export.filter).await?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if let Some(header) = export.header() {
+        out.write_all(header.as_bytes())?;
+    }
+    let mut after = None;
+    let mut rows = 0_usize;
+    loop {
+        let filter = db::FileFilter {
+            after,
+            ..export.filter.clone()
+        };
+        let files = db::files(store, &filter, crate::export::PAGE).await?;
+        for file in &files {
+            let text = export.rows(file);
+            rows += text.lines().count();
+            out.write_all(text.as_bytes())?;
+            bar.inc(1);
+        }
+        if (files.len() as i64) < crate::export::PAGE {
+            break;
+        }
+        after = files.last().map(|f| f.id);
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "{rows} rows from {total} files written to {}",
+        args.output.display()
+    );
     Ok(())
 }

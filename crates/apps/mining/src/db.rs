@@ -630,6 +630,20 @@ pub async fn files(store: &Store, filter: &FileFilter, limit: i64) -> sqlx::Resu
     })
 }
 
+/// How many files `filter` selects (its cursor ignored).
+pub async fn count_files(store: &Store, filter: &FileFilter) -> sqlx::Result<i64> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mining_file \
+             WHERE ($1 IS NULL OR repo_id = $1) \
+               AND ($2 IS NULL OR LOWER(language) = LOWER($2)) \
+               AND ($3 IS NULL OR state = $3)",
+        )
+        .bind(filter.repo).bind(filter.language.as_deref()).bind(filter.state.as_deref())
+        .fetch_one(pool).await
+    })
+}
+
 /// Files of a repository not analysed yet.
 pub async fn pending_files(store: &Store, repo: i64) -> sqlx::Result<i64> {
     dispatch!(store.reader(), pool => {

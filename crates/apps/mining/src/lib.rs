@@ -16,6 +16,7 @@
 //! - [`db`]: the rows.
 //! - [`cli`]: `conveyor mining run|key`, analyse repositories here, make API keys.
 //! - [`bench`]: `conveyor bench mining`, the pipeline against its analyzers called directly.
+//! - [`export`]: every file or function as NDJSON or CSV, streamed.
 //! - [`api`]: `/api/mining/...`; [`key`]: API keys and their throttle.
 
 pub mod analyzer;
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod dashboard;
 pub mod db;
+pub mod export;
 pub mod git;
 pub mod indexer;
 pub mod jobs;

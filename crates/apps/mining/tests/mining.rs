@@ -35,6 +35,7 @@ conveyor_queue::on_both_backends!(
     bad_parameters_are_refused_naming_them,
     the_source_policy_refuses_urls_naming_the_rule,
     internal_tasks_touch_only_their_own_clone,
+    the_data_set_comes_out_as_ndjson_and_csv,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1220,5 +1221,116 @@ async fn internal_tasks_touch_only_their_own_clone(store: Store) {
         "the directory outside the area is untouched"
     );
     assert!(other.is_dir(), "another run's clone is untouched");
+    setup.finish().await;
+}
+
+async fn get_text(app: &Router, uri: &str) -> (StatusCode, HeaderMap, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 26)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// More files than a page of the list (100) and of the export (200): every file comes out
+/// once, as NDJSON and CSV, and every function at `level=function`.
+async fn the_data_set_comes_out_as_ndjson_and_csv(store: Store) {
+    const FILES: usize = 260;
+    let setup = setup(&store, |_| {}, false).await;
+    let sources: Vec<(String, String)> = (0..FILES)
+        .map(|n| {
+            let text = format!(
+                "pub fn add_{n}(a: i32, b: i32) -> i32 {{\n    a + b\n}}\n\n\
+                 pub fn sign_{n}(x: i32) -> i32 {{\n    if x > 0 {{ 1 }} else {{ 0 }}\n}}\n"
+            );
+            (format!("src/m{n:03}.rs"), text)
+        })
+        .collect();
+    let mut files: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    files.push(("README.md", "# Many\n\nFiles, one, two.\n"));
+    let repo = repository(&setup.dir.join("many"), &files, "many files");
+    let id = add_repo(&setup.app, repo.to_str().unwrap()).await;
+    assert_eq!(wait_ended(&setup.app, id).await["state"], "analyzed");
+
+    let (status, headers, text) = get_text(
+        &setup.app,
+        &format!("/api/mining/export?repository={id}&language=rust"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/x-ndjson");
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), FILES);
+    let paths: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), FILES, "each file once");
+    let m007 = rows.iter().find(|r| r["path"] == "src/m007.rs").unwrap();
+    assert_eq!(m007["repository"], id);
+    assert_eq!(m007["state"], "analyzed");
+    assert_eq!(m007["functions"], 2.0);
+    // Summed over the spaces: the file (1) and its two functions (1 and 2).
+    assert_eq!(m007["cyclomatic"], 4.0, "{m007}");
+
+    let (_, _, all) = get_text(&setup.app, &format!("/api/mining/export?repository={id}")).await;
+    assert_eq!(all.lines().count(), FILES + 1, "the README too");
+
+    let (status, headers, csv) = get_text(
+        &setup.app,
+        &format!("/api/mining/export?repository={id}&language=Rust&format=csv"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let mut lines = csv.lines();
+    let header_line = lines.next().unwrap();
+    assert!(
+        header_line.starts_with("id,repository,path,language,"),
+        "{header_line}"
+    );
+    assert_eq!(lines.count(), FILES);
+
+    let (_, _, functions) = get_text(
+        &setup.app,
+        &format!("/api/mining/export?repository={id}&language=Rust&level=function"),
+    )
+    .await;
+    let functions: Vec<Value> = functions
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(functions.len(), 2 * FILES);
+    let sign = functions
+        .iter()
+        .find(|f| f["name"] == "sign_42")
+        .expect("sign_42 is listed");
+    assert_eq!(sign["path"], "src/m042.rs");
+    assert_eq!(sign["cyclomatic"], 2.0);
+    assert_eq!(sign["nargs"], 1.0);
+
+    for bad in [
+        "format=xml",
+        "level=repo",
+        "state=gone",
+        "analyzed=true&failed=true",
+    ] {
+        let (status, _, text) = get_text(&setup.app, &format!("/api/mining/export?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
+    }
     setup.finish().await;
 }
