@@ -72,6 +72,16 @@ pub struct QueueRow {
     pub per_minute: i64,
     /// No live worker serves it: its jobs wait (a typo, or no worker for it started).
     pub unserved: bool,
+    /// Completed and failed attempts in the last hour, and the last day (with separators).
+    pub hour: (String, String),
+    /// See `hour`.
+    pub day: (String, String),
+    /// Wait (due to started) and run time, p50 / p95, over its last 200 ended jobs.
+    pub wait: String,
+    /// See `wait`.
+    pub run: String,
+    /// How long its oldest due job has waited, or "-".
+    pub oldest: String,
 }
 
 /// A live worker.
@@ -104,6 +114,56 @@ pub struct OverviewData {
     pub workers: Vec<WorkerRow>,
     /// The ten newest failed jobs.
     pub failures: Vec<JobRow>,
+    /// Completed and failed per minute over the last hour, every queue (SVG).
+    pub chart_hour: String,
+    /// Completed and failed per hour over the last day (SVG).
+    pub chart_day: String,
+}
+
+/// `n` with thousands separators: `12,345`.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration in milliseconds for people: `850 ms`, `4.2 s`, `3 min`, `2 h`.
+pub fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}
+
+/// Completed and failed summed over queues, one value per bucket from `first`.
+fn series(
+    counts: &std::collections::BTreeMap<String, Vec<(i64, conveyor_queue::stats::Counts)>>,
+    first: i64,
+    step: i64,
+    buckets: usize,
+) -> (Vec<i64>, Vec<i64>) {
+    let (mut completed, mut failed) = (vec![0; buckets], vec![0; buckets]);
+    for (at, c) in counts.values().flatten() {
+        let index = (at - first) / step;
+        if let Ok(i) = usize::try_from(index)
+            && i < buckets
+        {
+            completed[i] += c.completed;
+            failed[i] += c.failed;
+        }
+    }
+    (completed, failed)
 }
 
 /// Reads the overview.
@@ -117,11 +177,31 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
         live.iter()
             .any(|w| w.queues.as_object().is_some_and(|q| q.contains_key(queue)))
     };
-    let queues = store
-        .queue_counts()
-        .await?
-        .into_iter()
-        .map(|q| QueueRow {
+    use conveyor_queue::stats::MINUTE_MS;
+    let now = conveyor_queue::clock::now_ms();
+    let hour_first = (now - 3_600_000) / MINUTE_MS * MINUTE_MS + MINUTE_MS;
+    let day_first = (now - 86_400_000) / 3_600_000 * 3_600_000 + 3_600_000;
+    let by_minute = store.queue_counts_since(hour_first, MINUTE_MS).await?;
+    let by_hour = store.queue_counts_since(day_first, 3_600_000).await?;
+    let oldest = store.oldest_waiting().await?;
+    let total = |counts: Option<&Vec<(i64, conveyor_queue::stats::Counts)>>| {
+        let (c, f) = counts
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(c, f), (_, n)| (c + n.completed, f + n.failed));
+        (thousands(c), thousands(f))
+    };
+    let mut queues = Vec::new();
+    for q in store.queue_counts().await? {
+        let latency = store.latency(&q.queue, 200).await?;
+        let pair = |a: i64, b: i64| {
+            if latency.jobs == 0 {
+                "-".to_owned()
+            } else {
+                format!("{} / {}", duration(a), duration(b))
+            }
+        };
+        queues.push(QueueRow {
             counts: states
                 .iter()
                 .map(|s| {
@@ -132,10 +212,46 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
                 })
                 .collect(),
             unserved: !served(&q.queue),
+            hour: total(by_minute.get(&q.queue)),
+            day: total(by_hour.get(&q.queue)),
+            wait: pair(latency.wait_p50, latency.wait_p95),
+            run: pair(latency.run_p50, latency.run_p95),
+            oldest: oldest
+                .get(&q.queue)
+                .map_or_else(|| "-".to_owned(), |due| duration(now - due)),
             name: q.queue,
             per_minute: q.completed_last_minute,
-        })
-        .collect();
+        });
+    }
+    let (hour_done, hour_failed) = series(&by_minute, hour_first, MINUTE_MS, 60);
+    let (day_done, day_failed) = series(&by_hour, day_first, 3_600_000, 24);
+    let chart = |title: &str, done: Vec<i64>, failed: Vec<i64>, first: &str| {
+        if done.iter().chain(&failed).all(|v| *v == 0) {
+            String::new()
+        } else {
+            crate::chart::lines(
+                title,
+                &[
+                    ("completed", "#2e7d32", done),
+                    ("failed", "#c62828", failed),
+                ],
+                first,
+                "now",
+            )
+        }
+    };
+    let chart_hour = chart(
+        "jobs completed and attempts failed per minute, last hour",
+        hour_done,
+        hour_failed,
+        "an hour ago",
+    );
+    let chart_day = chart(
+        "jobs completed and attempts failed per hour, last day",
+        day_done,
+        day_failed,
+        "a day ago",
+    );
     let workers = live
         .into_iter()
         .map(|w| WorkerRow {
@@ -171,6 +287,8 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
         queues,
         workers,
         failures,
+        chart_hour,
+        chart_day,
     })
 }
 
@@ -180,4 +298,21 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
 /// The database's.
 pub async fn jobs(store: &Store, filter: &JobFilter) -> conveyor_queue::Result<Vec<JobRow>> {
     Ok(store.list(filter).await?.iter().map(JobRow::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_separators_and_durations_units() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(-1_234_567), "-1,234,567");
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(4_200), "4.2 s");
+        assert_eq!(duration(180_000), "3 min");
+        assert_eq!(duration(7_200_000), "2.0 h");
+    }
 }

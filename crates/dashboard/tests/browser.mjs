@@ -156,6 +156,13 @@ try {
   await page.waitForSelector("tr:has-text(\"defualt\") .badge", { timeout: 10000 });
   await page.screenshot({ path: `${shots}/overview-unserved.png`, fullPage: true });
 
+  // The throughput charts (stored per-minute counts) have points above zero after jobs ran.
+  const lines = await page.$$eval("#throughput-h ~ .figures svg polyline", (found) =>
+    found.map((l) => l.getAttribute("points").split(" ").map((p) => Number(p.split(",")[1]))));
+  check(lines.length === 4, `throughput lines: ${lines.length}`);
+  check(lines[0].length === 60 && lines[2].length === 24, `buckets: ${lines.map((l) => l.length)}`);
+  check(lines[0].some((y) => y < 160) && lines[2].some((y) => y < 160), "completed jobs are drawn above zero");
+
   // Phone width: one column, nothing wider than the screen.
   const phone = await context.newPage();
   await phone.setViewportSize({ width: 390, height: 844 });

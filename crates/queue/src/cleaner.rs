@@ -62,6 +62,7 @@ impl Store {
                 .execute(pool)
                 .await?;
         });
+        self.prune_counts().await?;
         if deleted > 0 && self.backend() == Backend::Sqlite {
             // Hand freed pages back without blocking: at most 1,000 per run.
             dispatch!(self.writer(), pool => {

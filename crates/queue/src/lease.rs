@@ -117,6 +117,8 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub id: i64,
+    /// The job's queue (for the per-minute counts).
+    pub queue: String,
     pub group_id: Option<i64>,
     pub end: End,
     /// Progress not yet written when the attempt ended.
@@ -269,11 +271,34 @@ impl Store {
             })
             .partition(|c| c.2.is_some());
         let updated = tx.complete(worker, now, &loners).await?;
+        // Counted per queue as the outcomes say; a completion fenced off (its lease lost,
+        // so it runs again) is not counted, taken from the batch's first queues.
+        let mut counts: std::collections::BTreeMap<String, crate::stats::Counts> =
+            std::collections::BTreeMap::new();
+        let mut uncounted = loners.len() - updated;
+        for outcome in outcomes {
+            let entry = counts.entry(outcome.queue.clone()).or_default();
+            match &outcome.end {
+                End::Completed(_) if outcome.group_id.is_none() && uncounted > 0 => uncounted -= 1,
+                End::Completed(_) if outcome.group_id.is_none() => entry.completed += 1,
+                End::Completed(_) | End::Cancelled(_) => {}
+                End::Failed { .. } => entry.failed += 1,
+            }
+        }
         report.recorded += updated;
         report.fenced_off += loners.len() - updated;
         let done = tx.complete_returning(worker, now, &members).await?;
         report.recorded += done.len();
         report.fenced_off += members.len() - done.len();
+        if !done.is_empty() {
+            let queue_of: std::collections::HashMap<i64, &str> =
+                outcomes.iter().map(|o| (o.id, o.queue.as_str())).collect();
+            for (id, _) in &done {
+                if let Some(queue) = queue_of.get(id) {
+                    counts.entry((*queue).to_owned()).or_default().completed += 1;
+                }
+            }
+        }
         settled_groups.extend(done.iter().filter_map(|d| d.1));
 
         for outcome in outcomes {
@@ -316,6 +341,8 @@ impl Store {
                 report.fenced_off += 1;
             }
         }
+        counts.retain(|_, c| c.completed + c.failed > 0);
+        tx.count_outcomes(&counts).await?;
         tx.settle_groups(settled_groups).await?;
         tx.commit().await?;
         Ok(report)

@@ -37,6 +37,7 @@ pub mod job;
 pub mod lease;
 pub mod periodic;
 pub mod scratch;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

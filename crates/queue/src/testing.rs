@@ -182,6 +182,7 @@ impl Store {
     pub async fn finish_for_test(&self, worker: &str, id: i64) -> (usize, usize) {
         let outcome = crate::lease::Outcome {
             id,
+            queue: crate::job::DEFAULT_QUEUE.to_owned(),
             group_id: None,
             end: crate::lease::End::Completed(None),
             progress: None,

@@ -568,10 +568,11 @@ impl Shared {
             ),
         }
         metrics::counter!("conveyor_jobs_finished_total", "queue" => queue.clone(), "kind" => kind.clone(), "outcome" => outcome_label).increment(1);
-        metrics::histogram!("conveyor_job_duration_seconds", "queue" => queue, "kind" => kind)
+        metrics::histogram!("conveyor_job_duration_seconds", "queue" => queue.clone(), "kind" => kind)
             .record(elapsed.as_secs_f64());
         let outcome = Outcome {
             id,
+            queue,
             group_id: ctx.inner.job.group_id,
             end,
             progress: ctx.inner.take_dirty_progress(),

@@ -54,6 +54,7 @@ conveyor_queue::on_both_backends!(
     a_rescued_job_goes_before_newer_jobs_of_its_priority,
     values_outside_their_ranges_are_refused_naming_them,
     units_of_work_share_transactions_and_fail_alone,
+    ended_jobs_are_counted_per_queue_and_minute,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1397,4 +1398,69 @@ async fn units_of_work_share_transactions_and_fail_alone(store: Store) {
             .any(|j| j.args == json!({"unit": 21}) || j.args == json!({"after": 21})),
         "the failed unit left nothing"
     );
+}
+
+async fn ended_jobs_are_counted_per_queue_and_minute(store: Store) {
+    let since = conveyor_queue::clock::now_ms() - 60_000;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            enqueue_id(
+                &store,
+                NewJob::new("echo", json!({"n": n})).queue("counted"),
+            )
+            .await,
+        );
+    }
+    // Fails twice, then completes: two failed attempts and one completion.
+    ids.push(
+        enqueue_id(
+            &store,
+            NewJob::new("fail", json!({"times": 2}))
+                .queue("counted")
+                .max_attempts(3),
+        )
+        .await,
+    );
+    // Fails its only attempt.
+    let failed = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 5}))
+            .queue("counted")
+            .max_attempts(1),
+    )
+    .await;
+    let worker = spawn_worker(&store, registry(), quick_config("counted", 4));
+    for id in &ids {
+        wait_for_state(&store, *id, JobState::Completed, WAIT).await;
+    }
+    wait_for_state(&store, failed, JobState::Failed, WAIT).await;
+    stop_worker(worker).await;
+
+    let counts = store.queue_counts_since(since, 3_600_000).await.unwrap();
+    let buckets = &counts["counted"];
+    let completed: i64 = buckets.iter().map(|(_, c)| c.completed).sum();
+    let failures: i64 = buckets.iter().map(|(_, c)| c.failed).sum();
+    assert_eq!((completed, failures), (6, 3), "{buckets:?}");
+    assert!(
+        buckets.iter().all(|(at, _)| *at % 3_600_000 == 0),
+        "hour buckets"
+    );
+
+    let latency = store.latency("counted", 100).await.unwrap();
+    assert_eq!(latency.jobs, 7);
+    assert!(latency.run_p50 <= latency.run_p95);
+    assert!(latency.wait_p50 <= latency.wait_p95);
+    assert!(
+        !store
+            .oldest_waiting()
+            .await
+            .unwrap()
+            .contains_key("counted")
+    );
+
+    let waiting = enqueue_id(&store, NewJob::new("echo", json!({})).queue("counted")).await;
+    let oldest = store.oldest_waiting().await.unwrap();
+    let job = store.get(waiting).await.unwrap().unwrap();
+    assert_eq!(oldest.get("counted"), Some(&job.run_at));
 }
