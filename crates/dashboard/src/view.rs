@@ -72,6 +72,8 @@ pub struct QueueRow {
     pub per_minute: i64,
     /// No live worker serves it: its jobs wait (a typo, or no worker for it started).
     pub unserved: bool,
+    /// Its concurrency is set to 0: no job starts until it resumes.
+    pub paused: bool,
     /// Completed and failed attempts in the last hour, and the last day (with separators).
     pub hour: (String, String),
     /// See `hour`.
@@ -184,6 +186,7 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
     let by_minute = store.queue_counts_since(hour_first, MINUTE_MS).await?;
     let by_hour = store.queue_counts_since(day_first, 3_600_000).await?;
     let oldest = store.oldest_waiting().await?;
+    let settings = store.queue_settings().await?;
     let total = |counts: Option<&Vec<(i64, conveyor_queue::stats::Counts)>>| {
         let (c, f) = counts
             .into_iter()
@@ -212,6 +215,7 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
                 })
                 .collect(),
             unserved: !served(&q.queue),
+            paused: settings.iter().any(|(name, c)| *name == q.queue && *c == 0),
             hour: total(by_minute.get(&q.queue)),
             day: total(by_hour.get(&q.queue)),
             wait: pair(latency.wait_p50, latency.wait_p95),

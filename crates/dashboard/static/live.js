@@ -40,7 +40,8 @@ for (const box of document.querySelectorAll("[data-job]")) {
 
 // <form data-api="/api/..." data-method="POST">: fields become a JSON body (numbers for
 // type=number, booleans for checkboxes, JSON for data-json textareas; empty fields are
-// left out); the answer shows in the form's .notice, and data-then="/jobs/{id}" follows it.
+// left out; data-number makes a hidden field a number); the answer shows in the form's
+// .notice, data-then="/jobs/{id}" follows it, data-reload reloads the page.
 // Delegated, so forms that arrive in a live region's update work too.
 document.addEventListener("submit", async (event) => {
     const form = event.target.closest("form[data-api]");
@@ -50,7 +51,7 @@ document.addEventListener("submit", async (event) => {
     for (const field of form.querySelectorAll("input[name], select[name], textarea[name]")) {
       if (field.type === "checkbox") { body[field.name] = field.checked; continue; }
       if (field.value === "") { continue; }
-      if (field.type === "number") { body[field.name] = Number(field.value); }
+      if (field.type === "number" || field.dataset.number !== undefined) { body[field.name] = Number(field.value); }
       else if (field.dataset.json !== undefined) {
         try { body[field.name] = JSON.parse(field.value); } catch (e) { return note(form, `${field.name}: not JSON (${e.message})`, true); }
       } else { body[field.name] = field.value; }
@@ -69,6 +70,7 @@ document.addEventListener("submit", async (event) => {
     let answer = null;
     try { answer = JSON.parse(text); } catch (e) { answer = null; }
     if (!response.ok) { return note(form, (answer && answer.detail) || `${response.status} ${text}`, true); }
+    if (form.dataset.reload !== undefined) { location.reload(); return; }
     if (form.dataset.then && answer) {
       const target = form.dataset.then.replace(/\{([\w.]+)\}/g, (_, path) => path.split(".").reduce((v, k) => (v == null ? v : v[k]), answer));
       location.assign(target);

@@ -148,6 +148,25 @@ try {
   check(set && set.concurrency === 5, `concurrency of ${queue}: ${JSON.stringify(set)}`);
   await page.screenshot({ path: `${shots}/workers.png`, fullPage: true });
 
+  // Pause a queue: a job waits; resume it: the job runs.
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text(\"Pause default\")")]);
+  await page.waitForSelector("tr:has-text(\"default\") .badge.paused");
+  await page.waitForTimeout(2500); // a heartbeat applies it (lease 2 s: every 0.7 s)
+  const held = await page.evaluate(async () => (await (await fetch("/api/jobs", { method: "POST",
+    headers: { "content-type": "application/json" }, body: JSON.stringify({ kind: "noop" }) })).json()).id);
+  await page.waitForTimeout(2500);
+  const waiting = await page.evaluate(async (id) => (await (await fetch(`/api/jobs/${id}`)).json()).state, held);
+  check(waiting === "available", `a job of a paused queue is ${waiting}`);
+  await page.screenshot({ path: `${shots}/workers-paused.png`, fullPage: true });
+  await Promise.all([page.waitForNavigation(), page.click("button:has-text(\"Resume default\")")]);
+  const resumedBy = Date.now() + 10000;
+  for (;;) {
+    const now = await page.evaluate(async (id) => (await (await fetch(`/api/jobs/${id}`)).json()).state, held);
+    if (now === "completed") { break; }
+    check(Date.now() < resumedBy, `the job of a resumed queue is still ${now}`);
+    await page.waitForTimeout(200);
+  }
+
   // A job for a queue nobody serves: accepted with a warning, and the queue is badged.
   const typo = await page.evaluate(async () => (await (await fetch("/api/jobs", { method: "POST",
     headers: { "content-type": "application/json" }, body: JSON.stringify({ kind: "noop", queue: "defualt" }) })).json()));

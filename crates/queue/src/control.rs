@@ -289,6 +289,22 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the concurrency set for `queue`: workers go back to their own configured
+    /// value at their next heartbeat (how a paused queue resumes). Whether one was set.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn clear_concurrency(&self, queue: &str) -> Result<bool> {
+        let deleted = dispatch!(self.writer(), pool => {
+            sqlx::query("DELETE FROM queue_setting WHERE name = $1")
+                .bind(queue)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(deleted > 0)
+    }
+
     /// Concurrency set through the API, by queue.
     ///
     /// # Errors

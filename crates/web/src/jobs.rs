@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_job))
         .routes(routes!(job_events))
         .routes(routes!(list_queues))
-        .routes(routes!(set_concurrency))
+        .routes(routes!(set_concurrency, clear_concurrency))
         .routes(routes!(list_workers))
         .routes(routes!(list_kinds))
 }
@@ -673,19 +673,30 @@ pub struct Concurrency {
     pub concurrency: u32,
 }
 
+/// A queue's concurrency as set, with a warning when no live worker serves the queue.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct ConcurrencySet {
+    /// Jobs of the queue each worker runs at once (0: paused).
+    pub concurrency: u32,
+    /// Set when no live worker serves the queue, so the setting changes nothing yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 /// Change a queue's concurrency on every worker, without a restart (applied within a
-/// heartbeat, a third of the lease).
+/// heartbeat, a third of the lease); 0 pauses the queue (running jobs finish, no new ones
+/// start) until `DELETE` resumes it.
 #[utoipa::path(put, path = "/queues/{queue}/concurrency", tag = "queues", params(("queue" = String, Path)),
     request_body = Concurrency,
     responses(
-        (status = 200, body = Concurrency),
+        (status = 200, body = ConcurrencySet),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn set_concurrency(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     Json(body): Json<Concurrency>,
-) -> Result<Json<Concurrency>, ApiError> {
+) -> Result<Json<ConcurrencySet>, ApiError> {
     if body.concurrency > CONCURRENCY_MAX {
         return Err(ApiError::unprocessable(format!(
             "concurrency must be at most {CONCURRENCY_MAX}"
@@ -698,7 +709,33 @@ async fn set_concurrency(
         .store
         .set_concurrency(&queue, body.concurrency)
         .await?;
-    Ok(Json(body))
+    let warning = (!state.is_served(&queue).await.unwrap_or(true)).then(|| {
+        format!("no live worker serves queue {queue:?}: the setting applies when one does")
+    });
+    Ok(Json(ConcurrencySet {
+        concurrency: body.concurrency,
+        warning,
+    }))
+}
+
+/// Forget the concurrency set for a queue: every worker goes back to its own configured
+/// value within a heartbeat (this resumes a paused queue).
+#[utoipa::path(delete, path = "/queues/{queue}/concurrency", tag = "queues", params(("queue" = String, Path)),
+    responses(
+        (status = 204, description = "Workers use their configured concurrency again"),
+        (status = 404, description = "No concurrency was set for the queue", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn clear_concurrency(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.clear_concurrency(&queue).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no concurrency is set for queue {queue:?}"
+        )))
+    }
 }
 
 /// A live worker process.

@@ -22,6 +22,7 @@ conveyor_queue::on_both_backends!(
     a_unique_key_answers_with_the_live_job,
     jobs_are_cancelled_and_retried,
     queues_show_counts_and_take_concurrency,
+    a_paused_queue_resumes_and_an_unserved_one_is_named,
     probes_metrics_and_docs_answer,
     the_event_stream_follows_a_job_to_its_end,
     the_token_guards_every_operator_route_and_nothing_else,
@@ -1007,4 +1008,31 @@ async fn a_job_for_a_queue_nobody_serves_carries_a_warning(store: Store) {
     assert!(warning.contains("\"defualt\""), "{warning}");
     stop.cancel();
     worker.await.unwrap().unwrap();
+}
+
+async fn a_paused_queue_resumes_and_an_unserved_one_is_named(store: Store) {
+    let app = app(&store);
+    let (status, _, set) = call(
+        &app,
+        Method::PUT,
+        "/api/queues/nobody/concurrency",
+        Some(r#"{"concurrency": 0}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(set["concurrency"], 0);
+    assert!(
+        set["warning"].as_str().unwrap().contains("no live worker"),
+        "{set}"
+    );
+    let (status, _, _) = call(&app, Method::DELETE, "/api/queues/nobody/concurrency", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(store.queue_settings().await.unwrap().is_empty(), "resumed");
+    let (status, _, problem) =
+        call(&app, Method::DELETE, "/api/queues/nobody/concurrency", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("nobody"),
+        "{problem}"
+    );
 }
