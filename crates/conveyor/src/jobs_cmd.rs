@@ -107,6 +107,7 @@ pub async fn run(
                 queue,
                 before: None,
                 limit,
+                ..JobFilter::default()
             };
             let jobs: Vec<JobView> = store
                 .list(&filter)

@@ -135,7 +135,49 @@ struct JobsQuery {
     kind: String,
     #[serde(default)]
     queue: String,
+    /// Text the arguments' JSON contains.
+    #[serde(default)]
+    args: String,
+    /// "1": show the apps' internal kinds too.
+    #[serde(default)]
+    internal: String,
     before: Option<i64>,
+}
+
+impl JobsQuery {
+    fn internal(&self) -> bool {
+        matches!(self.internal.as_str(), "1" | "true" | "on")
+    }
+
+    /// The query string without the cursor (links to the next page, the live region).
+    fn query_string(&self) -> String {
+        let pairs = [
+            ("state", &self.state),
+            ("kind", &self.kind),
+            ("queue", &self.queue),
+            ("args", &self.args),
+            ("internal", &self.internal),
+        ];
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Template)]
@@ -143,6 +185,7 @@ struct JobsQuery {
 struct JobsPage {
     states: Vec<String>,
     kinds: Vec<String>,
+    queues: Vec<String>,
     filter: JobsQuery,
     jobs: Vec<JobRow>,
     next: Option<String>,
@@ -150,7 +193,7 @@ struct JobsPage {
 
 const PAGE: i64 = 50;
 
-fn job_filter(query: &JobsQuery) -> Result<JobFilter, PageError> {
+fn job_filter(query: &JobsQuery, state: &AppState) -> Result<JobFilter, PageError> {
     let job_state = match query.state.as_str() {
         "" => None,
         s => Some(
@@ -165,10 +208,26 @@ fn job_filter(query: &JobsQuery) -> Result<JobFilter, PageError> {
         ),
     };
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    // The apps' internal kinds (a reduction's hundreds of sums, a tick a minute) stay out
+    // of the list unless asked for, or unless one is picked.
+    let exclude_kinds = (!query.internal() && query.kind.is_empty()).then(|| {
+        let public = state.registry.public_kinds();
+        state
+            .registry
+            .kinds()
+            .into_iter()
+            .filter(|k| !public.contains(k))
+            .map(str::to_owned)
+            .collect()
+    });
+    let args_contain = conveyor_web::jobs::check_args_contain(some(&query.args))
+        .map_err(|e| PageError::bad_request(e.detail))?;
     Ok(JobFilter {
         state: job_state,
         kind: some(&query.kind),
         queue: some(&query.queue),
+        exclude_kinds,
+        args_contain,
         before: query.before,
         limit: PAGE,
     })
@@ -194,14 +253,19 @@ async fn jobs(
     Extension(apps): Extension<Apps>,
     Query(query): Query<JobsQuery>,
 ) -> PageResult {
-    let jobs = view::jobs(&state.store, &job_filter(&query)?).await?;
+    let jobs = view::jobs(&state.store, &job_filter(&query, &state)?).await?;
     let next = (jobs.len() as i64 == PAGE).then(|| {
         let last = jobs.last().map_or(0, |j| j.id);
-        format!(
-            "/jobs?state={}&kind={}&queue={}&before={last}",
-            query.state, query.kind, query.queue
-        )
+        format!("/jobs?{}&before={last}", query.query_string())
     });
+    let mut queues: Vec<String> = state
+        .store
+        .queue_counts()
+        .await?
+        .into_iter()
+        .map(|q| q.queue)
+        .collect();
+    queues.sort();
     let body = JobsPage {
         states: JobState::ALL.iter().map(ToString::to_string).collect(),
         kinds: state
@@ -210,6 +274,7 @@ async fn jobs(
             .into_iter()
             .map(str::to_owned)
             .collect(),
+        queues,
         filter: query,
         jobs,
         next,
@@ -220,6 +285,14 @@ async fn jobs(
 
 struct JobDetail {
     id: i64,
+    /// Not ended: it can be cancelled.
+    active: bool,
+    /// Ended or waiting: it can be run again or now.
+    retryable: bool,
+    /// It reported progress (a bar is shown).
+    reports_progress: bool,
+    /// Run time so far or in all, or "-".
+    duration: String,
     kind: String,
     queue: String,
     state: String,
@@ -256,12 +329,37 @@ async fn job(
         .ok_or_else(|| PageError::not_found(format!("no job {id}")))?;
     let (done, total) = (job.progress_done.unwrap_or(0), job.progress_total);
     let progress_text = match total {
-        Some(t) if t > 0 => format!("{} % ({done} of {t})", done * 100 / t),
-        _ => done.to_string(),
+        Some(t) if t > 0 => format!(
+            "{} % ({} of {})",
+            done * 100 / t,
+            view::thousands(done),
+            view::thousands(t)
+        ),
+        _ => view::thousands(done),
+    };
+    let duration = match (job.started_at, job.finished_at) {
+        (Some(start), Some(end)) => view::duration(end - start),
+        (Some(start), None) if job.state == JobState::Running => format!(
+            "{} so far",
+            view::duration(conveyor_queue::clock::now_ms() - start)
+        ),
+        _ => "-".to_owned(),
     };
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let detail = JobDetail {
         id: job.id,
+        active: !job.state.is_final(),
+        retryable: matches!(
+            job.state,
+            JobState::Completed
+                | JobState::Failed
+                | JobState::Cancelled
+                | JobState::Available
+                | JobState::Scheduled
+                | JobState::Retryable
+        ),
+        reports_progress: job.progress_done.is_some() || total.is_some(),
+        duration,
         kind: job.kind.clone(),
         queue: job.queue.clone(),
         state: job.state.to_string(),
@@ -361,7 +459,7 @@ impl Region {
             "jobs" => {
                 let query: JobsQuery = serde_urlencoded_query(&self.query)?;
                 JobsLive {
-                    jobs: view::jobs(store, &job_filter(&query)?).await?,
+                    jobs: view::jobs(store, &job_filter(&query, &self.state)?).await?,
                 }
                 .render()?
             }

@@ -39,14 +39,22 @@ pub struct JobRow {
     pub created: String,
     /// Last error.
     pub error: String,
+    /// When it ended, relative, or "-".
+    pub finished: String,
+    /// How long its last attempt ran, or "-".
+    pub duration: String,
 }
 
 impl From<&Job> for JobRow {
     fn from(job: &Job) -> Self {
         let percent = match (job.progress_done, job.progress_total) {
+            // Only kinds that report progress get a bar.
             (Some(done), Some(total)) if total > 0 => Some((done * 100 / total).clamp(0, 100)),
-            _ if job.state == JobState::Completed => Some(100),
             _ => None,
+        };
+        let duration = match (job.started_at, job.finished_at) {
+            (Some(start), Some(end)) => duration(end - start),
+            _ => "-".to_owned(),
         };
         Self {
             id: job.id,
@@ -57,6 +65,10 @@ impl From<&Job> for JobRow {
             attempt: job.attempt,
             created: ago(Some(job.created_at)),
             error: job.error.clone().unwrap_or_default(),
+            finished: job
+                .finished_at
+                .map_or_else(|| "-".to_owned(), |at| ago(Some(at))),
+            duration,
         }
     }
 }

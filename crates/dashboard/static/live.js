@@ -11,12 +11,14 @@ for (const region of document.querySelectorAll("[data-live]")) {
 // <div data-job="42">: the job's state and progress, as GET /api/jobs/42/events streams them.
 for (const box of document.querySelectorAll("[data-job]")) {
   const source = new EventSource(`/api/jobs/${box.dataset.job}/events`);
+  const number = (n) => Number(n).toLocaleString("en-US");
   const show = (done, total, message) => {
+    box.querySelector("[data-progress]").hidden = false;
     const bar = box.querySelector("progress");
     const text = box.querySelector("[data-progress-text]");
     if (total) { bar.max = total; bar.value = done; } else { bar.removeAttribute("value"); }
     const percent = total ? Math.round((100 * done) / total) : null;
-    text.textContent = percent === null ? `${done}` : `${percent} % (${done} of ${total})` + (message ? ` ${message}` : "");
+    text.textContent = percent === null ? number(done) : `${percent} % (${number(done)} of ${number(total)})` + (message ? ` ${message}` : "");
   };
   source.addEventListener("progress", (event) => {
     const p = JSON.parse(event.data);
@@ -28,12 +30,23 @@ for (const box of document.querySelectorAll("[data-job]")) {
     state.textContent = job.state;
     state.className = `state state-${job.state}`;
     if (job.progress) { show(job.progress.done, job.progress.total, job.progress.message); }
-    if (["completed", "failed", "cancelled"].includes(job.state)) {
+    // Buttons that fit the state: Cancel while it has not ended; Retry once it has (or
+    // "Run now" while it waits).
+    const ended = ["completed", "failed", "cancelled"].includes(job.state);
+    for (const form of box.querySelectorAll("form[data-when]")) {
+      form.hidden = form.dataset.when === "active" ? ended
+        : !(ended || ["available", "scheduled", "retryable"].includes(job.state));
+      if (form.dataset.when === "retryable") { form.querySelector("button").textContent = ended ? "Retry" : "Run now"; }
+    }
+    const error = document.querySelector("[data-error]");
+    if (error && job.error) { error.textContent = job.error; error.closest("section").hidden = false; }
+    if (ended) {
       source.close();
       const result = document.querySelector("[data-result]");
-      if (result && job.result !== undefined && job.result !== null) { result.textContent = JSON.stringify(job.result, null, 2); }
-      const error = document.querySelector("[data-error]");
-      if (error && job.error) { error.textContent = job.error; }
+      if (result && job.result !== undefined && job.result !== null) {
+        result.textContent = JSON.stringify(job.result, null, 2);
+        result.closest("section").hidden = false;
+      }
     }
   });
 }

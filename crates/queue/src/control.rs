@@ -17,10 +17,60 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// None of these kinds (the dashboard hides apps' internal kinds unless asked).
+    pub exclude_kinds: Option<Vec<String>>,
+    /// Only jobs whose arguments' JSON text contains this (bounded by the caller).
+    pub args_contain: Option<String>,
     /// The cursor: only ids lower than this.
     pub before: Option<i64>,
     /// Page size (the caller bounds it).
     pub limit: i64,
+}
+
+/// `SELECT` of [`Store::list`], with the list of excluded kinds read from JSON (`$6`) and
+/// the arguments' text matched with `LIKE` (`$7`, `\` escapes).
+macro_rules! list_sql {
+    ($excluded:literal, $args:literal) => {
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM job \
+             WHERE ($1 IS NULL OR state = $1) \
+               AND ($2 IS NULL OR kind = $2) \
+               AND ($3 IS NULL OR queue = $3) \
+               AND id < $4 \
+               AND ($6 IS NULL OR kind NOT IN (",
+            $excluded,
+            ")) \
+               AND ($7 IS NULL OR ",
+            $args,
+            " LIKE $7 ESCAPE '\\') \
+             ORDER BY id DESC \
+             LIMIT $5"
+        )
+    };
+}
+
+const LIST: crate::store::Sql = crate::store::Sql {
+    postgres: list_sql!(
+        "SELECT json_array_elements_text(CAST($6 AS json))",
+        "CAST(args AS text)"
+    ),
+    sqlite: list_sql!("SELECT value FROM json_each($6)", "args"),
+};
+
+/// `%text%` with `LIKE`'s wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Counts of one queue's jobs by state.
@@ -74,22 +124,21 @@ impl Store {
     /// [`Error::Database`].
     pub async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         // NULL parameters switch a condition off, so one statement serves every filter.
+        let sql = self.sql(LIST);
+        let excluded = filter
+            .exclude_kinds
+            .as_ref()
+            .map(|kinds| serde_json::to_string(kinds).expect("strings serialise"));
+        let pattern = filter.args_contain.as_deref().map(like_pattern);
         Ok(dispatch!(self.reader(), pool => {
-            sqlx::query_as(concat!(
-                "SELECT ", job_columns!(),
-                " FROM job \
-                 WHERE ($1 IS NULL OR state = $1) \
-                   AND ($2 IS NULL OR kind = $2) \
-                   AND ($3 IS NULL OR queue = $3) \
-                   AND id < $4 \
-                 ORDER BY id DESC \
-                 LIMIT $5"
-            ))
+            sqlx::query_as(sql)
             .bind(filter.state.map(JobState::as_str))
             .bind(filter.kind.as_deref())
             .bind(filter.queue.as_deref())
             .bind(filter.before.unwrap_or(i64::MAX))
             .bind(filter.limit)
+            .bind(excluded.as_deref())
+            .bind(pattern.as_deref())
             .fetch_all(pool)
             .await?
         }))

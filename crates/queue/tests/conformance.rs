@@ -55,6 +55,7 @@ conveyor_queue::on_both_backends!(
     values_outside_their_ranges_are_refused_naming_them,
     units_of_work_share_transactions_and_fail_alone,
     ended_jobs_are_counted_per_queue_and_minute,
+    lists_leave_out_kinds_and_search_arguments,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1463,4 +1464,49 @@ async fn ended_jobs_are_counted_per_queue_and_minute(store: Store) {
     let oldest = store.oldest_waiting().await.unwrap();
     let job = store.get(waiting).await.unwrap().unwrap();
     assert_eq!(oldest.get("counted"), Some(&job.run_at));
+}
+
+async fn lists_leave_out_kinds_and_search_arguments(store: Store) {
+    let ann = enqueue_id(&store, NewJob::new("echo", json!({"who": "ann_%1"}))).await;
+    let bob = enqueue_id(&store, NewJob::new("echo", json!({"who": "bob"}))).await;
+    let noop = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
+    let ids = |jobs: Vec<conveyor_queue::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let list = |filter: JobFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list(&JobFilter {
+                    limit: 50,
+                    ..filter
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let without_echo = list(JobFilter {
+        exclude_kinds: Some(vec!["echo".into(), "steps".into()]),
+        ..JobFilter::default()
+    })
+    .await;
+    assert_eq!(ids(without_echo), vec![noop]);
+    // LIKE's wildcards in the text are literal: "_%" matches only ann's arguments.
+    let literal = list(JobFilter {
+        args_contain: Some("ann_%".into()),
+        ..JobFilter::default()
+    })
+    .await;
+    assert_eq!(ids(literal), vec![ann]);
+    let nothing = list(JobFilter {
+        args_contain: Some("a_n".into()),
+        ..JobFilter::default()
+    })
+    .await;
+    assert!(nothing.is_empty());
+    let both = list(JobFilter {
+        args_contain: Some("\"who\"".into()),
+        exclude_kinds: Some(Vec::new()),
+        ..JobFilter::default()
+    })
+    .await;
+    assert_eq!(ids(both), vec![bob, ann]);
 }

@@ -449,11 +449,31 @@ pub struct ListParams {
     pub kind: Option<String>,
     /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs whose arguments (as JSON text) contain this, 1 to 200 characters.
+    #[param(max_length = 200)]
+    pub args_contain: Option<String>,
+    /// `false`: leave out the apps' internal kinds (`average.sum`, `mining.tick`, ...).
+    pub internal: Option<bool>,
     /// Cursor: only jobs with a lower id (pass the previous page's `next_cursor`).
     pub before: Option<i64>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
 }
+
+/// Bounds `args_contain`: 1 to [`ARGS_CONTAIN_MAX`] characters.
+pub fn check_args_contain(text: Option<String>) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(t) if t.is_empty() || t.chars().count() > ARGS_CONTAIN_MAX => {
+            Err(ApiError::bad_request(format!(
+                "args_contain must be 1 to {ARGS_CONTAIN_MAX} characters"
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Longest `args_contain`.
+pub const ARGS_CONTAIN_MAX: usize = 200;
 
 /// A page of jobs.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -480,10 +500,22 @@ async fn list_jobs(
             "limit must be between 1 and {PAGE_MAX}"
         )));
     }
+    let exclude_kinds = (params.internal == Some(false)).then(|| {
+        let public = state.registry.public_kinds();
+        state
+            .registry
+            .kinds()
+            .into_iter()
+            .filter(|k| !public.contains(k))
+            .map(str::to_owned)
+            .collect()
+    });
     let filter = JobFilter {
         state: params.state,
         kind: params.kind,
         queue: params.queue,
+        exclude_kinds,
+        args_contain: check_args_contain(params.args_contain)?,
         before: params.before,
         limit,
     };
