@@ -311,10 +311,21 @@ struct JobDetail {
     error: String,
 }
 
+/// A row of the job's attempt table.
+struct AttemptRow {
+    attempt: i32,
+    started: String,
+    duration: String,
+    worker: String,
+    outcome: String,
+    error: String,
+}
+
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobPage {
     job: JobDetail,
+    attempts: Vec<AttemptRow>,
 }
 
 async fn job(
@@ -381,10 +392,30 @@ async fn job(
         result: job.result.as_ref().map(pretty).unwrap_or_default(),
         error: job.error.clone().unwrap_or_default(),
     };
+    let attempts = state
+        .store
+        .attempts(id)
+        .await?
+        .into_iter()
+        .map(|a| AttemptRow {
+            attempt: a.attempt,
+            started: ago(a.started_at),
+            duration: a
+                .started_at
+                .map_or_else(|| "-".to_owned(), |s| view::duration(a.finished_at - s)),
+            worker: a.worker.unwrap_or_else(|| "-".into()),
+            outcome: a.outcome,
+            error: a.error.unwrap_or_default(),
+        })
+        .collect();
     framed(
         &apps,
         &format!("Job {id}"),
-        &JobPage { job: detail }.render()?,
+        &JobPage {
+            job: detail,
+            attempts,
+        }
+        .render()?,
     )
 }
 

@@ -88,6 +88,20 @@ try {
   await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "cancelled", null, { timeout: 30000 });
   await page.screenshot({ path: `${shots}/job-cancelled.png`, fullPage: true });
 
+  // A job that failed twice, then succeeded: its page lists the three attempts.
+  const flaky = await page.evaluate(async () => (await (await fetch("/api/jobs", { method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ kind: "fail", args: { times: 2 }, max_attempts: 3 }) })).json()).id);
+  await page.goto(`${base}/jobs/${flaky}`);
+  await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "completed", null, { timeout: 30000 });
+  await page.reload();
+  const attempts = await page.$$eval("#attempts-h ~ table tbody tr", (rows) =>
+    rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent)));
+  check(attempts.length === 3, `attempt rows: ${JSON.stringify(attempts)}`);
+  check(attempts.map((a) => a[4]).join() === "failed,failed,completed", `outcomes: ${JSON.stringify(attempts)}`);
+  check(attempts[0][5].includes("attempt 1"), `the first attempt's error: ${attempts[0][5]}`);
+  await page.screenshot({ path: `${shots}/job-attempts.png`, fullPage: true });
+
   // W changed from the average page, then a job submitted there completes and validates.
   await page.goto(`${base}/apps/average`);
   await page.fill("input[name=w]", "3");

@@ -205,7 +205,8 @@ impl Store {
     }
 
     /// Runs an ended job (completed, failed or cancelled) again now, with a fresh count of
-    /// attempts, or moves a waiting one's `run_at` to now. Its last error is kept.
+    /// attempts (and a fresh attempt history), or moves a waiting one's `run_at` to now. Its
+    /// last error is kept.
     ///
     /// # Errors
     /// [`Error::WrongState`] for a running or pending job; [`Error::Duplicate`] when another
@@ -227,6 +228,15 @@ impl Store {
         });
         match result {
             Ok(Some(job)) => {
+                if job.attempt == 0 {
+                    // Fresh attempts: the history starts again with them.
+                    dispatch!(self.writer(), pool => {
+                        sqlx::query("DELETE FROM job_attempt WHERE job_id = $1")
+                            .bind(id)
+                            .execute(pool)
+                            .await?;
+                    });
+                }
                 self.notify_queue(&job.queue).await?;
                 Ok(Some(job))
             }

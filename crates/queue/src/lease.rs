@@ -119,6 +119,8 @@ pub(crate) struct Outcome {
     pub id: i64,
     /// The job's queue (for the per-minute counts).
     pub queue: String,
+    /// The attempt that ended (from 1).
+    pub attempt: i32,
     pub group_id: Option<i64>,
     pub end: End,
     /// Progress not yet written when the attempt ended.
@@ -270,6 +272,14 @@ impl Store {
                 _ => None,
             })
             .partition(|c| c.2.is_some());
+        // Jobs completing after a failed attempt keep this last one in their history too.
+        let retried: Vec<i64> = outcomes
+            .iter()
+            .filter(|o| o.attempt > 1 && matches!(o.end, End::Completed(_)))
+            .map(|o| o.id)
+            .collect();
+        tx.record_attempts(worker, now, &retried, "completed", None)
+            .await?;
         let updated = tx.complete(worker, now, &loners).await?;
         // Counted per queue as the outcomes say; a completion fenced off (its lease lost,
         // so it runs again) is not counted, taken from the batch's first queues.
@@ -315,6 +325,12 @@ impl Store {
                 End::Cancelled(reason) => (JobState::Cancelled, now, reason.as_str()),
             };
             let finished_at = state.is_final().then_some(now);
+            let how = match state {
+                JobState::Cancelled => "cancelled",
+                _ => "failed",
+            };
+            tx.record_attempts(worker, now, &[outcome.id], how, Some(error))
+                .await?;
             let row: Option<(i64,)> = dispatch!(tx.conn(), conn => {
                 sqlx::query_as(
                     "UPDATE job \

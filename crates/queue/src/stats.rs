@@ -39,7 +39,78 @@ pub struct Latency {
     pub run_p95: i64,
 }
 
+/// One attempt of a job, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Attempt {
+    /// Its number, from 1.
+    pub attempt: i32,
+    /// When it started (ms).
+    pub started_at: Option<i64>,
+    /// When it ended (ms).
+    pub finished_at: i64,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// completed, failed or cancelled.
+    pub outcome: String,
+    /// Its error.
+    pub error: Option<String>,
+}
+
+/// Copies running jobs' current attempt into their history (before the outcome's update
+/// clears the lease): PostgreSQL takes the ids as an array, SQLite as JSON.
+const RECORD_ATTEMPTS: crate::store::Sql = crate::store::Sql {
+    postgres: "INSERT INTO job_attempt \
+                   (job_id, attempt, started_at, finished_at, worker, outcome, error) \
+               SELECT id, attempt, started_at, $2, lease_owner, $3, $4 FROM job \
+               WHERE id = ANY($1) AND lease_owner = $5 AND state = 'running' \
+               ON CONFLICT (job_id, attempt) DO NOTHING",
+    sqlite: "INSERT INTO job_attempt \
+                 (job_id, attempt, started_at, finished_at, worker, outcome, error) \
+             SELECT id, attempt, started_at, $2, lease_owner, $3, $4 FROM job \
+             WHERE id IN (SELECT value FROM json_each($1)) AND lease_owner = $5 \
+               AND state = 'running' \
+             ON CONFLICT (job_id, attempt) DO NOTHING",
+};
+
 impl Tx {
+    /// Records the attempt now ending of each of `ids` that `worker` runs.
+    pub(crate) async fn record_attempts(
+        &mut self,
+        worker: &str,
+        now: i64,
+        ids: &[i64],
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = self.sql(RECORD_ATTEMPTS);
+        match self.conn() {
+            crate::store::Db::Pg(conn) => {
+                sqlx::query(sql)
+                    .bind(ids)
+                    .bind(now)
+                    .bind(outcome)
+                    .bind(error)
+                    .bind(worker)
+                    .execute(conn)
+                    .await?;
+            }
+            crate::store::Db::Lite(conn) => {
+                sqlx::query(sql)
+                    .bind(serde_json::to_string(ids).expect("ids serialise"))
+                    .bind(now)
+                    .bind(outcome)
+                    .bind(error)
+                    .bind(worker)
+                    .execute(conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds `counts` to each queue's current minute.
     pub(crate) async fn count_outcomes(&mut self, counts: &BTreeMap<String, Counts>) -> Result<()> {
         let minute = now_ms() / MINUTE_MS * MINUTE_MS;
@@ -151,6 +222,23 @@ impl Store {
             .await?
         });
         Ok(rows.into_iter().collect())
+    }
+
+    /// Job `id`'s recorded attempts, oldest first (none for a job that completed on its
+    /// first attempt, or that has not ended an attempt).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn attempts(&self, id: i64) -> Result<Vec<Attempt>> {
+        Ok(dispatch!(self.reader(), pool => {
+            sqlx::query_as(
+                "SELECT attempt, started_at, finished_at, worker, outcome, error \
+                 FROM job_attempt WHERE job_id = $1 ORDER BY attempt",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Deletes counts older than [`KEPT_MS`].

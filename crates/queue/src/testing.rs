@@ -183,6 +183,7 @@ impl Store {
         let outcome = crate::lease::Outcome {
             id,
             queue: crate::job::DEFAULT_QUEUE.to_owned(),
+            attempt: 1,
             group_id: None,
             end: crate::lease::End::Completed(None),
             progress: None,

@@ -573,6 +573,7 @@ impl Shared {
         let outcome = Outcome {
             id,
             queue,
+            attempt: ctx.attempt(),
             group_id: ctx.inner.job.group_id,
             end,
             progress: ctx.inner.take_dirty_progress(),

@@ -56,6 +56,7 @@ conveyor_queue::on_both_backends!(
     units_of_work_share_transactions_and_fail_alone,
     ended_jobs_are_counted_per_queue_and_minute,
     lists_leave_out_kinds_and_search_arguments,
+    attempts_of_a_retried_job_are_kept,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1509,4 +1510,58 @@ async fn lists_leave_out_kinds_and_search_arguments(store: Store) {
     })
     .await;
     assert_eq!(ids(both), vec![bob, ann]);
+}
+
+async fn attempts_of_a_retried_job_are_kept(store: Store) {
+    let first_time = enqueue_id(&store, NewJob::new("echo", json!({}))).await;
+    let retried = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 2})).max_attempts(3),
+    )
+    .await;
+    let failed = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 5})).max_attempts(2),
+    )
+    .await;
+    let worker = spawn_worker(&store, registry(), quick_config("default", 2));
+    wait_for_state(&store, first_time, JobState::Completed, WAIT).await;
+    wait_for_state(&store, retried, JobState::Completed, WAIT).await;
+    wait_for_state(&store, failed, JobState::Failed, WAIT).await;
+    stop_worker(worker).await;
+
+    assert!(
+        store.attempts(first_time).await.unwrap().is_empty(),
+        "its row says it all"
+    );
+    let attempts = store.attempts(retried).await.unwrap();
+    let outcomes: Vec<(i32, &str)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, "failed"), (2, "failed"), (3, "completed")]
+    );
+    assert!(attempts[0].error.as_deref().unwrap().contains("attempt 1"));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.worker.is_some() && a.started_at.is_some())
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.started_at.unwrap() <= a.finished_at)
+    );
+    let failures = store.attempts(failed).await.unwrap();
+    assert_eq!(failures.len(), 2);
+
+    // A retry by hand starts a fresh history; pruning the job takes its history along.
+    store.retry(failed).await.unwrap();
+    assert!(store.attempts(failed).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.prune(Duration::ZERO).await.unwrap();
+    assert!(store.get(retried).await.unwrap().is_none());
+    assert!(store.attempts(retried).await.unwrap().is_empty());
 }
