@@ -293,20 +293,34 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
             .unwrap()
             .success()
     );
-    // A claim or completion the worker sent just before it froze may still commit.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let held: Vec<i64> = store
-        .list(&JobFilter {
-            state: Some(JobState::Running),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|j| j.lease_owner.as_ref() == Some(&victim.id))
-        .map(|j| j.id)
-        .collect();
+    // A claim or completion the worker sent just before it froze may still commit: read
+    // what it holds until three reads 100 ms apart agree.
+    let holding = || async {
+        store
+            .list(&JobFilter {
+                state: Some(JobState::Running),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.lease_owner.as_ref() == Some(&victim.id))
+            .map(|j| j.id)
+            .collect::<Vec<i64>>()
+    };
+    let settled_by = Instant::now() + Duration::from_secs(10);
+    let (mut held, mut same) = (holding().await, 0);
+    while same < 2 {
+        assert!(
+            Instant::now() < settled_by,
+            "the frozen worker's jobs never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = holding().await;
+        same = if now == held { same + 1 } else { 0 };
+        held = now;
+    }
     let mut killed = workers.remove(index);
     killed.0.kill().unwrap();
     killed.0.wait().unwrap();
