@@ -25,6 +25,7 @@ struct RepostatsQuery {
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Content {
+    offline: Option<String>,
     freshness: String,
     query: RepostatsQuery,
     error: Option<String>,
@@ -35,6 +36,7 @@ struct Content {
 
 async fn content(
     state: &AppState,
+    offline: Option<&str>,
     cell: &SnapshotCell,
     pairs: Vec<(String, String)>,
 ) -> Result<String, PageError> {
@@ -125,6 +127,7 @@ async fn content(
         chart::bars("languages by bytes", &items)
     };
     Ok(Content {
+        offline: offline.map(str::to_owned),
         freshness,
         query,
         error,
@@ -147,7 +150,7 @@ impl Page for Repostats {
                 .map_err(|_| PageError::bad_request("a bad query string"))?;
             let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri)
                 .map_err(|e| PageError::bad_request(e.body_text()))?;
-            content(state, &self.snapshot, pairs).await
+            content(state, self.offline.as_deref(), &self.snapshot, pairs).await
         })
     }
 }

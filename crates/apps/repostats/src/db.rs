@@ -122,6 +122,16 @@ pub async fn record_languages(
     tx.commit().await.map_err(into_sqlx)
 }
 
+/// When the snapshot was last refreshed (ms), if ever.
+pub async fn refreshed_at(store: &Store) -> sqlx::Result<Option<i64>> {
+    dispatch!(store.reader(), pool => {
+        sqlx::query_scalar("SELECT refreshed_at FROM repostats_state WHERE id = 1")
+            .fetch_optional(pool)
+            .await
+            .map(Option::flatten)
+    })
+}
+
 /// The current version.
 pub async fn version(store: &Store) -> sqlx::Result<i64> {
     dispatch!(store.reader(), pool => {

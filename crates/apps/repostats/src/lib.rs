@@ -53,6 +53,8 @@ pub struct Repostats {
     pub per_ip: u32,
     /// When to refresh: a cron expression (UTC), or `off`.
     pub refresh: String,
+    /// Why it does not refresh on a schedule, when its settings turned that off.
+    pub offline: Option<String>,
 }
 
 /// Publishes the GitHub budget as stored (so every server reports the one budget, not what
@@ -82,6 +84,7 @@ impl Default for Repostats {
             snapshot: SnapshotCell::default(),
             per_ip: 0,
             refresh: "off".to_owned(),
+            offline: None,
         }
     }
 }
@@ -128,6 +131,35 @@ impl conveyor_web::app::App for Repostats {
         register(registry, self.github.clone());
     }
 
+    /// A refresh at start when the stored data is older than the schedule's period (or
+    /// there is none), so `/repos` is not empty until the next tick.
+    fn prepare<'a>(
+        &'a self,
+        store: &'a conveyor_queue::Store,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), conveyor_web::app::SetupError>> {
+        Box::pin(async move {
+            let Some(schedule) = self.schedules()?.into_iter().next() else {
+                return Ok(());
+            };
+            let now = conveyor_queue::clock::now_ms();
+            let period = match schedule.next_after(now) {
+                Some(next) => schedule.next_after(next).map_or(0, |after| after - next),
+                None => 0,
+            };
+            let stale = db::refreshed_at(store)
+                .await?
+                .is_none_or(|at| now - at > period);
+            if stale {
+                let job = conveyor_queue::NewJob::new(jobs::REFRESH, serde_json::json!({}))
+                    .queue(QUEUE)
+                    .unique_key("repostats-refresh-at-start");
+                store.enqueue(job).await?;
+                tracing::info!("repostats: data older than the refresh period; refreshing now");
+            }
+            Ok(())
+        })
+    }
+
     fn schedules(&self) -> Result<Vec<conveyor_queue::Schedule>, conveyor_queue::Error> {
         if self.refresh == "off" {
             return Ok(Vec::new());
@@ -167,6 +199,19 @@ impl conveyor_web::app::App for Repostats {
         })?;
         self.per_ip = flags.repostats_per_ip;
         self.refresh = flags.repostats_refresh;
+        // Anonymous GitHub allows 60 requests an hour, which one refresh spends: a schedule
+        // that is not asked for (no token, GitHub's own address by default) stays off, said
+        // once here and on the page.
+        let explicit_url =
+            matches.value_source("github_api_url") != Some(clap::parser::ValueSource::DefaultValue);
+        if self.refresh != "off" && flags.github_tokens.is_none() && !explicit_url {
+            let reason = "repostats does not call GitHub on a schedule without a token \
+                          (GITHUB_TOKENS) or an explicit GITHUB_API_URL (conveyor fake-github \
+                          serves one); \"Refresh now\" still works";
+            tracing::warn!("{reason}");
+            self.offline = Some(reason.to_owned());
+            self.refresh = "off".to_owned();
+        }
         Ok(())
     }
 
@@ -227,5 +272,46 @@ impl conveyor_web::app::App for Repostats {
 
     fn page(&self) -> Option<&dyn conveyor_web::app::Page> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use conveyor_web::app::{App, Platform};
+
+    use super::Repostats;
+
+    fn configured(args: &[&str]) -> Repostats {
+        let mut app = Repostats::default();
+        let command = app.settings(clap::Command::new("up").no_binary_name(true));
+        let matches = command.try_get_matches_from(args).unwrap();
+        app.configure(&matches, &Platform::default()).unwrap();
+        app
+    }
+
+    #[test]
+    fn no_schedule_calls_github_anonymously_unless_asked() {
+        if std::env::var_os("GITHUB_TOKENS").is_some()
+            || std::env::var_os("GITHUB_API_URL").is_some()
+        {
+            eprintln!("skipped: GITHUB_TOKENS or GITHUB_API_URL is set in this environment");
+            return;
+        }
+        let anonymous = configured(&[]);
+        assert_eq!(anonymous.refresh, "off");
+        assert!(
+            anonymous
+                .offline
+                .as_deref()
+                .unwrap()
+                .contains("GITHUB_TOKENS")
+        );
+        let fake = configured(&["--github-api-url", "http://127.0.0.1:7000"]);
+        assert_eq!(fake.refresh, "*/10 * * * *");
+        assert!(fake.offline.is_none());
+        let token = configured(&["--github-tokens", "ghp_x"]);
+        assert_eq!(token.refresh, "*/10 * * * *");
+        let off = configured(&["--repostats-refresh", "off"]);
+        assert!(off.offline.is_none(), "off by choice says nothing");
     }
 }

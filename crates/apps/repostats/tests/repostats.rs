@@ -17,6 +17,7 @@ use tower::ServiceExt;
 
 conveyor_queue::on_both_backends!(
     store:
+    a_start_refreshes_data_older_than_the_period,
     a_refresh_lists_the_newest_and_fetches_every_language,
     the_api_filters_case_insensitively_and_refuses_bad_values,
     a_small_budget_is_spent_across_windows_without_a_refusal,
@@ -521,4 +522,33 @@ async fn the_next_token_is_used_only_when_one_is_spent(store: Store) {
         "token values are never shown"
     );
     setup.finish().await;
+}
+
+/// At start, data older than the schedule's period (or none) is refreshed at once, and
+/// starting replicas enqueue that refresh once.
+async fn a_start_refreshes_data_older_than_the_period(store: Store) {
+    use conveyor_web::app::App;
+    conveyor_repostats::migrate(&store).await.unwrap();
+    let app = conveyor_repostats::Repostats {
+        refresh: "*/10 * * * *".to_owned(),
+        ..conveyor_repostats::Repostats::default()
+    };
+    app.prepare(&store).await.unwrap();
+    app.prepare(&store).await.unwrap();
+    let refreshes = store
+        .list(&conveyor_queue::JobFilter {
+            kind: Some(conveyor_repostats::jobs::REFRESH.to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshes.len(),
+        1,
+        "one refresh however many processes start"
+    );
+    let off = conveyor_repostats::Repostats::default();
+    assert_eq!(off.refresh, "off");
+    off.prepare(&store).await.unwrap();
 }
