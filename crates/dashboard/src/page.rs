@@ -210,16 +210,8 @@ fn job_filter(query: &JobsQuery, state: &AppState) -> Result<JobFilter, PageErro
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     // The apps' internal kinds (a reduction's hundreds of sums, a tick a minute) stay out
     // of the list unless asked for, or unless one is picked.
-    let exclude_kinds = (!query.internal() && query.kind.is_empty()).then(|| {
-        let public = state.registry.public_kinds();
-        state
-            .registry
-            .kinds()
-            .into_iter()
-            .filter(|k| !public.contains(k))
-            .map(str::to_owned)
-            .collect()
-    });
+    let exclude_kinds = (!query.internal() && query.kind.is_empty())
+        .then(|| conveyor_web::jobs::internal_kinds(state));
     let args_contain = conveyor_web::jobs::check_args_contain(some(&query.args))
         .map_err(|e| PageError::bad_request(e.detail))?;
     Ok(JobFilter {

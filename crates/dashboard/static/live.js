@@ -76,6 +76,14 @@ document.addEventListener("submit", async (event) => {
       return value;
     });
     const method = form.dataset.method || "POST";
+    // data-confirm-count="Retry {n} jobs?": count first (dry_run), then ask.
+    if (form.dataset.confirmCount !== undefined) {
+      const counted = await fetch(url, { method, headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...body, dry_run: true }) });
+      const count = await counted.json().catch(() => null);
+      if (!counted.ok) { return note(form, (count && count.detail) || `${counted.status}`, true); }
+      if (!confirm(form.dataset.confirmCount.replace("{n}", count.matched))) { return; }
+    }
     const init = { method, headers: { "content-type": "application/json" } };
     if (method !== "GET" && form.dataset.nobody === undefined) { init.body = JSON.stringify(body); }
     const response = await fetch(url, init);

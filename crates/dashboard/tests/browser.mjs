@@ -102,6 +102,36 @@ try {
   check(attempts[0][5].includes("attempt 1"), `the first attempt's error: ${attempts[0][5]}`);
   await page.screenshot({ path: `${shots}/job-attempts.png`, fullPage: true });
 
+  // Bulk retry of the failed jobs: counted, confirmed, done; they run again.
+  for (let i = 0; i < 3; i++) {
+    await page.evaluate(async () => fetch("/api/jobs", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ kind: "fail", args: { times: 1 }, max_attempts: 1 }) }));
+  }
+  const failedBy = Date.now() + 20000;
+  let failedNow = 0;
+  while ((failedNow = (await page.evaluate(async () => (await (await fetch("/api/jobs?state=failed&kind=fail")).json()).jobs.length))) < 3) {
+    check(Date.now() < failedBy, `failed jobs: ${failedNow}`);
+    await page.waitForTimeout(200);
+  }
+  const clicked = Date.now();
+  await page.goto(`${base}/jobs?state=failed&kind=fail`);
+  let asked = null;
+  page.once("dialog", (dialog) => { asked = dialog.message(); dialog.accept(); });
+  await page.click("button:has-text(\"Retry all\")");
+  await page.waitForSelector("text=done: 3");
+  check(asked === "Retry 3 jobs?", `the confirmation: ${asked}`);
+  // They fail again (their attempts start afresh), later than the click: they ran again.
+  const retriedBy = Date.now() + 20000;
+  for (;;) {
+    const jobs = (await page.evaluate(async () => (await (await fetch("/api/jobs?kind=fail&state=failed")).json()).jobs));
+    const again = jobs.filter((j) => j.finished_at && Date.parse(j.finished_at) > clicked);
+    if (again.length >= 3) { break; }
+    check(Date.now() < retriedBy, `jobs run again after the bulk retry: ${again.length}`);
+    await page.waitForTimeout(200);
+  }
+  await page.reload();
+  await page.screenshot({ path: `${shots}/jobs-bulk-retried.png`, fullPage: true });
+
   // W changed from the average page, then a job submitted there completes and validates.
   await page.goto(`${base}/apps/average`);
   await page.fill("input[name=w]", "3");

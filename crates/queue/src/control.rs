@@ -380,3 +380,114 @@ impl Store {
             .collect())
     }
 }
+
+/// What [`Store::bulk`] does to each job the filter selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    /// [`Store::retry`]: ended jobs run again, waiting ones now.
+    Retry,
+    /// [`Store::cancel`]: jobs that have not ended.
+    Cancel,
+    /// [`Store::delete`]: ended jobs.
+    Delete,
+}
+
+/// Most jobs one bulk action touches; the answer says when more matched.
+pub const BULK_MAX: usize = 10_000;
+
+/// What [`Store::bulk`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkOutcome {
+    /// Jobs the filter selected (at most [`BULK_MAX`]).
+    pub matched: usize,
+    /// Jobs the action changed (the others were in a state it does not apply to).
+    pub done: usize,
+    /// More than [`BULK_MAX`] matched: run it again for the rest.
+    pub more: bool,
+}
+
+impl Store {
+    /// Deletes an ended job (and, with it, its attempt history). A group member whose
+    /// continuation still waits is kept, as the cleaner keeps it.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] for a job that has not ended or that its group still needs;
+    /// [`Error::Database`].
+    pub async fn delete(&self, id: i64) -> Result<Option<()>> {
+        let deleted = dispatch!(self.writer(), pool => {
+            sqlx::query(
+                "DELETE FROM job \
+                 WHERE id = $1 AND state IN ('completed', 'failed', 'cancelled') \
+                   AND NOT EXISTS ( \
+                       SELECT 1 FROM job_group \
+                       JOIN job AS continuation ON continuation.id = job_group.continuation_id \
+                       WHERE job_group.id = job.group_id \
+                         AND continuation.state NOT IN ('completed', 'failed', 'cancelled'))",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if deleted > 0 {
+            return Ok(Some(()));
+        }
+        match self.get(id).await? {
+            Some(job) => Err(Error::WrongState {
+                id,
+                state: job.state.to_string(),
+                action: "delete",
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `action` to every job `filter` selects (its cursor and page size ignored), at
+    /// most [`BULK_MAX`], newest first; with `dry_run`, only counts them. A job in a state the
+    /// action does not apply to is skipped, not an error.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn bulk(
+        &self,
+        action: BulkAction,
+        filter: &JobFilter,
+        dry_run: bool,
+    ) -> Result<BulkOutcome> {
+        let mut outcome = BulkOutcome::default();
+        let mut before = None;
+        loop {
+            let page = self
+                .list(&JobFilter {
+                    before,
+                    limit: 500,
+                    ..filter.clone()
+                })
+                .await?;
+            for job in &page {
+                if outcome.matched == BULK_MAX {
+                    outcome.more = true;
+                    return Ok(outcome);
+                }
+                outcome.matched += 1;
+                if dry_run {
+                    continue;
+                }
+                let applied = match action {
+                    BulkAction::Retry => self.retry(job.id).await.map(|j| j.is_some()),
+                    BulkAction::Cancel => self.cancel(job.id).await.map(|j| j.is_some()),
+                    BulkAction::Delete => self.delete(job.id).await.map(|j| j.is_some()),
+                };
+                match applied {
+                    Ok(true) => outcome.done += 1,
+                    Ok(false) | Err(Error::WrongState { .. } | Error::Duplicate(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => before = Some(last.id),
+                _ => return Ok(outcome),
+            }
+        }
+    }
+}

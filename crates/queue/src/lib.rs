@@ -47,7 +47,7 @@ pub mod worker;
 
 pub use backoff::Backoff;
 pub use context::{JobContext, Progress, StopReason};
-pub use control::{JobFilter, QueueCounts, WorkerInfo};
+pub use control::{BULK_MAX, BulkAction, BulkOutcome, JobFilter, QueueCounts, WorkerInfo};
 pub use enqueue::{Enqueued, GroupEnqueued};
 pub use error::{Error, Result};
 pub use group::MemberOutcome;

@@ -28,7 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_job, list_jobs))
         .routes(routes!(create_jobs))
-        .routes(routes!(get_job))
+        .routes(routes!(get_job, delete_job))
+        .routes(routes!(bulk_jobs))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
         .routes(routes!(job_events))
@@ -500,16 +501,7 @@ async fn list_jobs(
             "limit must be between 1 and {PAGE_MAX}"
         )));
     }
-    let exclude_kinds = (params.internal == Some(false)).then(|| {
-        let public = state.registry.public_kinds();
-        state
-            .registry
-            .kinds()
-            .into_iter()
-            .filter(|k| !public.contains(k))
-            .map(str::to_owned)
-            .collect()
-    });
+    let exclude_kinds = (params.internal == Some(false)).then(|| internal_kinds(&state));
     let filter = JobFilter {
         state: params.state,
         kind: params.kind,
@@ -531,6 +523,108 @@ async fn list_jobs(
 
 fn not_found(id: i64) -> ApiError {
     ApiError::not_found(format!("no job with id {id}"))
+}
+
+/// Delete an ended job (with its attempt history).
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = i64, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not ended, or its group still needs it", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_job(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete(id).await?.ok_or_else(|| not_found(id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A bulk action: what to do to every job the filters select.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bulk {
+    /// `retry` (ended jobs run again, waiting ones now), `cancel` (jobs not ended) or
+    /// `delete` (ended jobs).
+    pub action: String,
+    /// Only jobs in this state.
+    #[schema(value_type = Option<String>)]
+    pub state: Option<JobState>,
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Only jobs of this queue.
+    pub queue: Option<String>,
+    /// Only jobs whose arguments (as JSON text) contain this, 1 to 200 characters.
+    #[schema(max_length = 200)]
+    pub args_contain: Option<String>,
+    /// `false`: leave out the apps' internal kinds.
+    pub internal: Option<bool>,
+    /// Only count what would be touched (to confirm first).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BulkDone {
+    /// Jobs the filters selected (at most 10,000).
+    pub matched: usize,
+    /// Jobs changed (0 with `dry_run`; jobs in a state the action does not apply to are
+    /// skipped).
+    pub done: usize,
+    /// More than 10,000 matched: send it again for the rest.
+    pub more: bool,
+}
+
+/// Retry, cancel or delete every job the filters select (at most 10,000 a call, newest
+/// first); `dry_run` counts them first.
+#[utoipa::path(post, path = "/jobs/bulk", tag = "jobs", request_body = Bulk,
+    responses(
+        (status = 200, body = BulkDone),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn bulk_jobs(
+    State(state): State<AppState>,
+    Json(body): Json<Bulk>,
+) -> Result<Json<BulkDone>, ApiError> {
+    let action = match body.action.as_str() {
+        "retry" => conveyor_queue::BulkAction::Retry,
+        "cancel" => conveyor_queue::BulkAction::Cancel,
+        "delete" => conveyor_queue::BulkAction::Delete,
+        other => {
+            return Err(ApiError::unprocessable(format!(
+                "action must be retry, cancel or delete, not {other:?}"
+            )));
+        }
+    };
+    let filter = JobFilter {
+        state: body.state,
+        kind: body.kind,
+        queue: body.queue,
+        exclude_kinds: (body.internal == Some(false)).then(|| internal_kinds(&state)),
+        args_contain: check_args_contain(body.args_contain)?,
+        before: None,
+        limit: 0,
+    };
+    let outcome = state.store.bulk(action, &filter, body.dry_run).await?;
+    Ok(Json(BulkDone {
+        matched: outcome.matched,
+        done: outcome.done,
+        more: outcome.more,
+    }))
+}
+
+/// The apps' internal kinds (registered, not public).
+pub fn internal_kinds(state: &AppState) -> Vec<String> {
+    let public = state.registry.public_kinds();
+    state
+        .registry
+        .kinds()
+        .into_iter()
+        .filter(|k| !public.contains(k))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Read one job.

@@ -23,6 +23,7 @@ conveyor_queue::on_both_backends!(
     jobs_are_cancelled_and_retried,
     queues_show_counts_and_take_concurrency,
     a_paused_queue_resumes_and_an_unserved_one_is_named,
+    jobs_are_deleted_and_acted_on_in_bulk,
     probes_metrics_and_docs_answer,
     the_event_stream_follows_a_job_to_its_end,
     the_token_guards_every_operator_route_and_nothing_else,
@@ -1034,5 +1035,60 @@ async fn a_paused_queue_resumes_and_an_unserved_one_is_named(store: Store) {
     assert!(
         problem["detail"].as_str().unwrap().contains("nobody"),
         "{problem}"
+    );
+}
+
+async fn jobs_are_deleted_and_acted_on_in_bulk(store: Store) {
+    let app = app(&store);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (_, _, job) = call(
+            &app,
+            Method::POST,
+            "/api/jobs",
+            Some(&format!(
+                r#"{{"kind": "noop", "queue": "bulk", "args": {{"who": "person-{n}"}}}}"#
+            )),
+        )
+        .await;
+        ids.push(job["id"].as_i64().unwrap());
+    }
+    let (status, _, problem) =
+        call(&app, Method::DELETE, &format!("/api/jobs/{}", ids[0]), None).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a waiting job is not deleted: {problem}"
+    );
+    let (status, _, _) = call(&app, Method::DELETE, "/api/jobs/999999", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let bulk = |body: &'static str| call(&app, Method::POST, "/api/jobs/bulk", Some(body));
+    let (status, _, counted) =
+        bulk(r#"{"action": "cancel", "queue": "bulk", "dry_run": true}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (counted["matched"].as_i64(), counted["done"].as_i64()),
+        (Some(3), Some(0))
+    );
+    let (_, _, one) =
+        bulk(r#"{"action": "cancel", "queue": "bulk", "args_contain": "person-1"}"#).await;
+    assert_eq!(one["done"], 1, "{one}");
+    let (_, _, rest) = bulk(r#"{"action": "cancel", "queue": "bulk"}"#).await;
+    assert_eq!(
+        (rest["matched"].as_i64(), rest["done"].as_i64()),
+        (Some(3), Some(2))
+    );
+    let (_, _, deleted) =
+        bulk(r#"{"action": "delete", "queue": "bulk", "state": "cancelled"}"#).await;
+    assert_eq!(deleted["done"], 3, "{deleted}");
+    assert!(store.get(ids[1]).await.unwrap().is_none());
+    let (status, _, problem) = bulk(r#"{"action": "explode"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("retry, cancel or delete")
     );
 }
