@@ -48,6 +48,7 @@ pub fn routers(apps: Apps) -> (Router<AppState>, Router<AppState>) {
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/workers", get(workers))
+        .route("/schedules", get(schedules))
         .route("/apps/{app}", get(app_page))
         .route("/dashboard/live/{region}/events", get(live))
         .layer(Extension(apps));
@@ -436,6 +437,55 @@ async fn workers(State(state): State<AppState>, Extension(apps): Extension<Apps>
     }
     settings.sort();
     framed(&apps, "Workers", &WorkersPage { data, settings }.render()?)
+}
+
+/// A row of the schedules page.
+struct ScheduleView {
+    name: String,
+    expression: String,
+    next: String,
+    job: Option<i64>,
+    state: String,
+    ended: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "schedules.html")]
+struct SchedulesPage {
+    schedules: Vec<ScheduleView>,
+}
+
+async fn schedules(State(state): State<AppState>, Extension(apps): Extension<Apps>) -> PageResult {
+    let rows = state.store.schedules().await?;
+    let now = conveyor_queue::clock::now_ms();
+    let schedules = rows
+        .into_iter()
+        .map(|s| ScheduleView {
+            next: if s.next_run_at >= now {
+                format!("in {}", view::duration(s.next_run_at - now))
+            } else {
+                "due".to_owned()
+            },
+            job: s.last_job.as_ref().map(|j| j.id),
+            state: s
+                .last_job
+                .as_ref()
+                .map_or("-".into(), |j| j.state.to_string()),
+            ended: s
+                .last_job
+                .as_ref()
+                .map_or("-".into(), |j| ago(j.finished_at)),
+            error: s
+                .last_job
+                .as_ref()
+                .and_then(|j| j.error.clone())
+                .unwrap_or_default(),
+            name: s.name,
+            expression: s.expression,
+        })
+        .collect();
+    framed(&apps, "Schedules", &SchedulesPage { schedules }.render()?)
 }
 
 /// The live region's query string (the page's filters) as `T`.

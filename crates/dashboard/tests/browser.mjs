@@ -37,7 +37,7 @@ try {
   const session = cookies.find((c) => c.name === "conveyor_session");
   check(session && session.httpOnly && session.sameSite === "Strict", `session cookie: ${JSON.stringify(session)}`);
 
-  for (const [path, heading] of [["/", "Overview"], ["/jobs", "Jobs"], ["/workers", "Workers"],
+  for (const [path, heading] of [["/", "Overview"], ["/jobs", "Jobs"], ["/workers", "Workers"], ["/schedules", "Schedules"],
       ["/apps/longtask", "longtask"], ["/apps/repostats", "repostats"], ["/apps/average", "average"],
       ["/apps/mining", "mining"], ["/apps/minitwit", "minitwit"]]) {
     const response = await page.goto(base + path);

@@ -134,6 +134,13 @@ impl Scheduler {
             });
             if won == 1 {
                 let job = tx.enqueue(schedule.job.clone()).await?;
+                dispatch!(tx.conn(), conn => {
+                    sqlx::query("UPDATE periodic SET last_job_id = $1 WHERE name = $2")
+                        .bind(job.job.id)
+                        .bind(&schedule.name)
+                        .execute(conn)
+                        .await?;
+                });
                 tx.commit().await?;
                 tracing::info!(schedule = %schedule.name, job = job.job.id, "periodic job enqueued");
                 fired.push(job.job.id);
@@ -198,5 +205,46 @@ mod tests {
             every_two_seconds.next_after(start + 1_000),
             Some(start + 3_000)
         );
+    }
+}
+
+/// A schedule as stored, with its last tick's job.
+#[derive(Debug, Clone)]
+pub struct ScheduleRow {
+    /// Its name.
+    pub name: String,
+    /// Its cron expression (UTC).
+    pub expression: String,
+    /// When it fires next (ms).
+    pub next_run_at: i64,
+    /// The job its last tick enqueued, if it still exists.
+    pub last_job: Option<crate::Job>,
+}
+
+impl Store {
+    /// Every installed schedule, by name, with its last tick's job.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = dispatch!(self.reader(), pool => {
+            sqlx::query_as("SELECT name, expression, next_run_at, last_job_id FROM periodic ORDER BY name")
+                .fetch_all(pool)
+                .await?
+        });
+        let mut schedules = Vec::with_capacity(rows.len());
+        for (name, expression, next_run_at, last) in rows {
+            let last_job = match last {
+                Some(id) => self.get(id).await?,
+                None => None,
+            };
+            schedules.push(ScheduleRow {
+                name,
+                expression,
+                next_run_at,
+                last_job,
+            });
+        }
+        Ok(schedules)
     }
 }

@@ -703,6 +703,15 @@ async fn two_schedulers_enqueue_one_job_per_tick(store: Store) {
     );
     let seconds: HashSet<i64> = jobs.iter().map(|j| j.created_at / 1000).collect();
     assert_eq!(seconds.len(), jobs.len(), "one job per tick");
+    // The schedule's row names its last tick's job, and the next tick is ahead.
+    let rows = store.schedules().await.unwrap();
+    let row = rows.iter().find(|r| r.name == "every-second").unwrap();
+    assert_eq!(row.expression, "* * * * * *");
+    assert_eq!(
+        row.last_job.as_ref().map(|j| j.id),
+        jobs.iter().map(|j| j.id).max()
+    );
+    assert!(row.next_run_at > started);
 }
 
 async fn progress_is_recorded_while_running_and_at_the_end(store: Store) {
