@@ -330,10 +330,20 @@ pub async fn run_roles(config: &Config, apps: &Apps, roles: Roles) -> anyhow::Re
     if roles.work {
         let worker = Worker::new(store.clone(), registry(apps), worker_config(config));
         let stop = shutdown.clone();
+        let only_work = !roles.http;
         tasks.spawn(async move {
-            if let Err(error) = worker.run(stop.clone()).await {
-                tracing::error!(%error, "worker failed; stopping the process");
-                stop.cancel();
+            match worker.run(stop.clone()).await {
+                Err(error) => {
+                    tracing::error!(%error, "worker failed; stopping the process");
+                    stop.cancel();
+                }
+                // Asked to stop through the API: a `work` process exits (its orchestrator
+                // decides what comes next); `up` keeps serving.
+                Ok(()) if only_work && !stop.is_cancelled() => {
+                    tracing::info!("the worker stopped on request; exiting");
+                    stop.cancel();
+                }
+                Ok(()) => {}
             }
         });
         let scheduler = Scheduler::new(store.clone(), schedules(apps)?);

@@ -491,3 +491,21 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Asks worker `id` to finish its running jobs and stop; it reads this at its next
+    /// heartbeat (a third of a lease). Whether such a worker is registered.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn request_worker_stop(&self, id: &str) -> Result<bool> {
+        let updated = dispatch!(self.writer(), pool => {
+            sqlx::query("UPDATE worker SET stop_requested = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(updated > 0)
+    }
+}

@@ -265,6 +265,8 @@ impl Worker {
     /// [`crate::Error::Database`] when the worker cannot register itself; later database
     /// errors are logged and retried, never fatal.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        // An operator's stop request (read at a heartbeat) drains like a shutdown.
+        let shutdown = shutdown.child_token();
         let shared = self.shared;
         shared.register().await?;
         let queues = shared
@@ -282,7 +284,11 @@ impl Worker {
             shared.store.clone(),
             background.clone(),
         ));
-        agents.spawn(shared.clone().heartbeat_loop(background.clone()));
+        agents.spawn(
+            shared
+                .clone()
+                .heartbeat_loop(background.clone(), shutdown.clone()),
+        );
         agents.spawn(shared.clone().progress_loop(background.clone()));
         agents.spawn(shared.clone().cancel_listener(background.clone()));
         if shared.config.rescue {
@@ -627,7 +633,7 @@ impl Shared {
         }
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken, drain: CancellationToken) {
         let mut last_ok = Instant::now();
         let mut tick = tokio::time::interval(self.config.heartbeat_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -639,7 +645,13 @@ impl Shared {
             let sent = Instant::now();
             // Renewing the worker's row renews the lease of every job it runs.
             match self.register().await {
-                Ok(()) => last_ok = sent,
+                Ok(asked_to_stop) => {
+                    last_ok = sent;
+                    if asked_to_stop && !drain.is_cancelled() {
+                        tracing::info!("asked to stop: finishing the running jobs, taking no more");
+                        drain.cancel();
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "heartbeat failed");
                     if last_ok.elapsed() > self.config.lease {
@@ -739,20 +751,22 @@ impl Shared {
         }
     }
 
-    async fn register(&self) -> Result<()> {
+    /// Registers or renews the worker's row; whether an operator asked it to stop.
+    async fn register(&self) -> Result<bool> {
         let queues: serde_json::Map<String, serde_json::Value> = self
             .slots
             .iter()
             .map(|(name, slots)| (name.clone(), slots.limit().into()))
             .collect();
         let running = self.running_count() as i64;
-        dispatch!(self.store.writer(), pool => {
-            sqlx::query(
+        let asked: bool = dispatch!(self.store.writer(), pool => {
+            sqlx::query_scalar(
                 "INSERT INTO worker (id, host, pid, lease_until, queues, running, started_at, last_seen_at) \
                  VALUES ($1, $2, $3, $8, $4, $5, $6, $7) \
                  ON CONFLICT (id) DO UPDATE \
                  SET lease_until = excluded.lease_until, queues = excluded.queues, \
-                     running = excluded.running, last_seen_at = excluded.last_seen_at",
+                     running = excluded.running, last_seen_at = excluded.last_seen_at \
+                 RETURNING stop_requested",
             )
             .bind(&self.id)
             .bind(&self.host)
@@ -762,11 +776,10 @@ impl Shared {
             .bind(self.started_at)
             .bind(now_ms())
             .bind(self.lease_until())
-            .execute(pool)
+            .fetch_one(pool)
             .await?
-            .rows_affected()
         });
-        Ok(())
+        Ok(asked)
     }
 
     async fn unregister(&self) {

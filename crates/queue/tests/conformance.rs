@@ -57,6 +57,7 @@ conveyor_queue::on_both_backends!(
     ended_jobs_are_counted_per_queue_and_minute,
     lists_leave_out_kinds_and_search_arguments,
     attempts_of_a_retried_job_are_kept,
+    a_worker_asked_to_stop_finishes_its_jobs_and_stops,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1573,4 +1574,28 @@ async fn attempts_of_a_retried_job_are_kept(store: Store) {
     store.prune(Duration::ZERO).await.unwrap();
     assert!(store.get(retried).await.unwrap().is_none());
     assert!(store.attempts(retried).await.unwrap().is_empty());
+}
+
+async fn a_worker_asked_to_stop_finishes_its_jobs_and_stops(store: Store) {
+    let long = enqueue_id(&store, NewJob::new("sleep", json!({"ms": 800}))).await;
+    let (stop, handle) = spawn_worker(&store, registry(), quick_config("default", 2));
+    wait_for_state(&store, long, JobState::Running, WAIT).await;
+    let workers = store.workers(60_000).await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert!(store.request_worker_stop(&workers[0].id).await.unwrap());
+    assert!(!store.request_worker_stop("no-such-worker").await.unwrap());
+    // It stops by itself (nobody cancels `stop`), after the running job completed.
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("the worker stops within the deadline")
+        .unwrap();
+    assert!(!stop.is_cancelled());
+    let job = store.get(long).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Completed, "the running job finished");
+    let later = enqueue_id(&store, NewJob::new("noop", json!({}))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get(later).await.unwrap().unwrap().state,
+        JobState::Available
+    );
 }

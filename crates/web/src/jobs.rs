@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_queues))
         .routes(routes!(set_concurrency, clear_concurrency))
         .routes(routes!(list_workers))
+        .routes(routes!(stop_worker))
         .routes(routes!(list_kinds))
 }
 
@@ -882,6 +883,24 @@ pub struct WorkerView {
     pub started_at: String,
     /// Last heartbeat.
     pub last_seen_at: String,
+}
+
+/// Ask a worker to finish its running jobs and stop (read at its next heartbeat, a third
+/// of the lease). A `work` process whose worker stops exits; `up` keeps its other roles.
+#[utoipa::path(post, path = "/workers/{id}/stop", tag = "workers", params(("id" = String, Path)),
+    responses(
+        (status = 202, description = "Asked; it stops within a heartbeat and the grace period"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stop_worker(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.request_worker_stop(&id).await? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::not_found(format!("no worker {id:?}")))
+    }
 }
 
 /// Workers that heartbeated within the last minute.
