@@ -76,13 +76,38 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
                 .join(", ")
         }
     };
-    // The last hour in one-minute buckets, empty minutes included, so the x axis is time.
+    // A window that shows the activity: the last hour by minute when everything of the day
+    // happened in it, else the last day by half hour (one spike in an hour told little).
     let now = conveyor_queue::clock::now_ms();
-    let first = (now - 3_600_000) / 60_000 * 60_000 + 60_000;
-    let timeline = db::timeline(store, first, 60_000).await?;
-    let minutes: Vec<i64> = (0..60).map(|i| first + i * 60_000).collect();
+    let day_first = (now - 86_400_000) / 1_800_000 * 1_800_000 + 1_800_000;
+    let day = db::timeline(store, day_first, 1_800_000).await?;
+    let hour_first = (now - 3_600_000) / 60_000 * 60_000 + 60_000;
+    let recent = day.iter().all(|b| b.0 + 1_800_000 > hour_first);
+    let (first, step, buckets, title, since) = if recent {
+        (
+            hour_first,
+            60_000,
+            60,
+            "repositories and files per minute, last hour",
+            "an hour ago",
+        )
+    } else {
+        (
+            day_first,
+            1_800_000,
+            48,
+            "repositories and files per half hour, last day",
+            "a day ago",
+        )
+    };
+    let timeline = if recent {
+        db::timeline(store, first, step).await?
+    } else {
+        day
+    };
+    let starts: Vec<i64> = (0..buckets).map(|i| first + i * step).collect();
     let column = |f: fn(&(i64, i64, i64, i64, i64)) -> i64| {
-        minutes
+        starts
             .iter()
             .map(|m| timeline.iter().find(|b| b.0 == *m).map_or(0, f))
             .collect::<Vec<_>>()
@@ -91,14 +116,14 @@ async fn mining_data(store: &Store) -> Result<MiningData, PageError> {
         String::new()
     } else {
         chart::lines(
-            "repositories and files per minute, last hour",
+            title,
             &[
                 ("discovered", "#8250df", column(|b| b.1)),
                 ("fetched", "#bf8700", column(|b| b.2)),
                 ("analysed", "#2e7d32", column(|b| b.3)),
                 ("files / 10", "#1f6feb", column(|b| b.4 / 10)),
             ],
-            "an hour ago",
+            since,
             "now",
         )
     };
