@@ -282,21 +282,21 @@ impl Store {
             .await?;
         let updated = tx.complete(worker, now, &loners).await?;
         // Counted per queue as the outcomes say; a completion fenced off (its lease lost,
-        // so it runs again) is not counted, taken from the batch's first queues.
-        let mut counts: std::collections::BTreeMap<String, crate::stats::Counts> =
+        // so it runs again) is not counted, taken from the batch's first queues. Keyed by
+        // the outcomes' own names: no allocation per job.
+        let mut counts: std::collections::BTreeMap<&str, crate::stats::Counts> =
             std::collections::BTreeMap::new();
         let mut uncounted = loners.len() - updated;
         for outcome in outcomes {
-            let entry = counts.entry(outcome.queue.clone()).or_default();
             match &outcome.end {
                 End::Completed(_) if outcome.group_id.is_none() && uncounted > 0 => uncounted -= 1,
-                End::Completed(_) if outcome.group_id.is_none() => entry.completed += 1,
+                End::Completed(_) if outcome.group_id.is_none() => {
+                    counts.entry(&outcome.queue).or_default().completed += 1;
+                }
                 End::Completed(_) | End::Cancelled(_) => {}
-                End::Failed { .. } => entry.failed += 1,
+                End::Failed { .. } => counts.entry(&outcome.queue).or_default().failed += 1,
             }
         }
-        report.recorded += updated;
-        report.fenced_off += loners.len() - updated;
         let done = tx.complete_returning(worker, now, &members).await?;
         report.recorded += done.len();
         report.fenced_off += members.len() - done.len();
@@ -305,7 +305,7 @@ impl Store {
                 outcomes.iter().map(|o| (o.id, o.queue.as_str())).collect();
             for (id, _) in &done {
                 if let Some(queue) = queue_of.get(id) {
-                    counts.entry((*queue).to_owned()).or_default().completed += 1;
+                    counts.entry(queue).or_default().completed += 1;
                 }
             }
         }
@@ -357,7 +357,6 @@ impl Store {
                 report.fenced_off += 1;
             }
         }
-        counts.retain(|_, c| c.completed + c.failed > 0);
         tx.count_outcomes(&counts).await?;
         tx.settle_groups(settled_groups).await?;
         tx.commit().await?;

@@ -112,7 +112,7 @@ impl Tx {
     }
 
     /// Adds `counts` to each queue's current minute.
-    pub(crate) async fn count_outcomes(&mut self, counts: &BTreeMap<String, Counts>) -> Result<()> {
+    pub(crate) async fn count_outcomes(&mut self, counts: &BTreeMap<&str, Counts>) -> Result<()> {
         let minute = now_ms() / MINUTE_MS * MINUTE_MS;
         for (queue, c) in counts {
             dispatch!(self.conn(), conn => {
