@@ -281,6 +281,8 @@ impl Store {
         tx.record_attempts(worker, now, &retried, "completed", None)
             .await?;
         let updated = tx.complete(worker, now, &loners).await?;
+        report.recorded += updated;
+        report.fenced_off += loners.len() - updated;
         // Counted per queue as the outcomes say; a completion fenced off (its lease lost,
         // so it runs again) is not counted, taken from the batch's first queues. Keyed by
         // the outcomes' own names: no allocation per job.

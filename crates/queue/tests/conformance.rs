@@ -836,6 +836,12 @@ async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
         (job.state, job.lease_owner.as_deref()),
         (JobState::Running, Some("alive"))
     );
+    // The holder's own outcome counts.
+    assert_eq!(store.finish_for_test("alive", id).await, (1, 0));
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
     // With its attempts spent, a rescued job fails instead.
     let spent = enqueue_id(&store, NewJob::new("noop", json!({})).max_attempts(1)).await;
     store.claim_expired_for_test("default", "dead").await;
