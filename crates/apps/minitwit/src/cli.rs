@@ -39,8 +39,19 @@ pub enum MinitwitCommand {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// The scenario: tab-separated id, delay, timestamp, command, user, arguments
+    #[arg(
+        long,
+        required_unless_present = "generate",
+        conflicts_with = "generate"
+    )]
+    pub scenario: Option<PathBuf>,
+    /// Instead of a file, a scenario of the course's shape made here with this many actions
+    /// (registrations, tweets, follows, unfollows; the same for the same --seed)
     #[arg(long)]
-    pub scenario: PathBuf,
+    pub generate: Option<usize>,
+    /// Seed of --generate
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// The simulator API's base URL
     #[arg(long, default_value = "http://127.0.0.1:5001")]
     pub url: String,
@@ -62,9 +73,17 @@ pub struct SimulateArgs {
 pub async fn run(platform: &Platform, command: MinitwitCommand) -> conveyor_web::fail::Result<()> {
     match command {
         MinitwitCommand::Simulate(args) => {
-            let text = std::fs::read_to_string(&args.scenario)
-                .with_context(|| format!("reading {}", args.scenario.display()))?;
-            let mut actions = crate::simulate::parse(&text)?;
+            let mut actions = match (&args.scenario, args.generate) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    crate::simulate::parse(&text)?
+                }
+                (None, Some(n)) if (1..=10_000_000).contains(&n) => {
+                    crate::simulate::generate(n, args.seed)
+                }
+                (None, _) => bail!("--generate takes 1 to 10000000 actions"),
+            };
             if let Some(limit) = args.limit {
                 actions.truncate(limit);
             }

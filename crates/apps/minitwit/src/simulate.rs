@@ -63,6 +63,61 @@ impl Command {
     }
 }
 
+/// A scenario of the course's shape, made here (`simulate --generate N`): `n` actions, the
+/// same for the same `seed`. About a tenth are registrations (each user registers before it
+/// acts), most of the rest tweets, then follows of registered users and unfollows of whom
+/// the user follows: every action is one the API accepts, so a replay should see no error.
+pub fn generate(n: usize, seed: u64) -> Vec<Action> {
+    // A small linear congruential generator: no dependency, the same sequence everywhere.
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut next = |bound: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % bound.max(1)
+    };
+    let mut users: Vec<String> = Vec::new();
+    let mut follows: Vec<(usize, usize)> = Vec::new();
+    let mut actions = Vec::with_capacity(n);
+    for id in 1..=n {
+        let roll = next(100);
+        let command_for = |users: &Vec<String>| users.len() < 2 || roll < 10;
+        let (username, command) = if command_for(&users) {
+            let name = format!("sim user {}", users.len() + 1);
+            users.push(name.clone());
+            let command = Command::Register {
+                email: format!("sim{}@example.com", users.len()),
+                password: format!("pw{}", users.len()),
+            };
+            (name, command)
+        } else if roll < 70 {
+            let who = next(users.len());
+            let words = ["hello", "devops", "rust", "queue", "minitwit", "ship", "it"];
+            let text: Vec<&str> = (0..1 + next(8)).map(|_| words[next(words.len())]).collect();
+            (users[who].clone(), Command::Tweet(text.join(" ")))
+        } else if roll < 90 || follows.is_empty() {
+            let who = next(users.len());
+            let mut whom = next(users.len());
+            if whom == who {
+                whom = (whom + 1) % users.len();
+            }
+            if !follows.contains(&(who, whom)) {
+                follows.push((who, whom));
+            }
+            (users[who].clone(), Command::Follow(users[whom].clone()))
+        } else {
+            let (who, whom) = follows.swap_remove(next(follows.len()));
+            (users[who].clone(), Command::Unfollow(users[whom].clone()))
+        };
+        actions.push(Action {
+            id: i64::try_from(id).unwrap_or(i64::MAX),
+            command,
+            username,
+        });
+    }
+    actions
+}
+
 /// Parses a scenario file's text.
 ///
 /// # Errors
@@ -523,5 +578,53 @@ mod tests {
         );
         let error = parse("1\t0\n").unwrap_err().to_string();
         assert!(error.contains("6 tab-separated"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod generate_tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_scenario_acts_only_as_registered_users_would() {
+        let actions = generate(2_000, 7);
+        assert_eq!(actions.len(), 2_000);
+        assert_eq!(
+            actions,
+            generate(2_000, 7),
+            "the same seed, the same scenario"
+        );
+        assert_ne!(actions, generate(2_000, 8));
+        let mut registered = std::collections::HashSet::new();
+        let mut following = std::collections::HashSet::new();
+        let mut counts = BTreeMap::new();
+        for (i, action) in actions.iter().enumerate() {
+            assert_eq!(action.id, i as i64 + 1);
+            *counts.entry(action.command.name()).or_insert(0) += 1;
+            match &action.command {
+                Command::Register { .. } => {
+                    assert!(
+                        registered.insert(action.username.clone()),
+                        "registered twice"
+                    );
+                }
+                other => {
+                    assert!(registered.contains(&action.username), "{action:?}");
+                    match other {
+                        Command::Follow(whom) => {
+                            assert!(registered.contains(whom));
+                            assert_ne!(whom, &action.username);
+                            following.insert((action.username.clone(), whom.clone()));
+                        }
+                        Command::Unfollow(whom) => {
+                            assert!(following.remove(&(action.username.clone(), whom.clone())));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(counts["tweet"] > counts["register"], "{counts:?}");
+        assert!(counts["follow"] > 0 && counts["unfollow"] > 0, "{counts:?}");
     }
 }

@@ -943,6 +943,18 @@ async fn the_replay_tool_plays_a_scenario_against_a_live_api(store: Store) {
     .await;
     assert_eq!(list.json()[0]["content"], "Hej <b>ünï</b> & \"co\"");
 
+    // A generated scenario of the course's shape replays without an error.
+    let generated = conveyor_minitwit::simulate::generate(500, 3);
+    let report = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || replay(&url, &generated, Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!((report.actions, report.errors), (500, 0), "{report}");
+    assert!(report.latest_matches, "{report}");
+
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../../shared/data/minitwit/minitwit_scenario.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
