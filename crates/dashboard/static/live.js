@@ -42,6 +42,14 @@ for (const box of document.querySelectorAll("[data-job]")) {
     if (error && job.error) { error.textContent = job.error; error.closest("section").hidden = false; }
     if (ended) {
       source.close();
+      // The time line follows too: ended just now, after this long.
+      const finished = box.querySelector("[data-finished]");
+      if (finished) { finished.textContent = "just now"; }
+      const ran = box.querySelector("[data-duration]");
+      if (ran && job.started_at && job.finished_at) {
+        const ms = Date.parse(job.finished_at) - Date.parse(job.started_at);
+        ran.textContent = ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+      }
       const result = document.querySelector("[data-result]");
       if (result && job.result !== undefined && job.result !== null) {
         result.textContent = JSON.stringify(job.result, null, 2);

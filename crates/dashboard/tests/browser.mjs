@@ -86,6 +86,8 @@ try {
   await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "running", null, { timeout: 30000 });
   await page.click("button:has-text(\"Cancel\")");
   await page.waitForFunction(() => document.querySelector("[data-state]").textContent === "cancelled", null, { timeout: 30000 });
+  await page.waitForFunction(() => !document.querySelector("[data-duration]").textContent.includes("so far"), null, { timeout: 5000 });
+  check((await page.textContent("[data-finished]")) === "just now", "the time line follows the end");
   await page.screenshot({ path: `${shots}/job-cancelled.png`, fullPage: true });
 
   // A job that failed twice, then succeeded: its page lists the three attempts.
