@@ -89,6 +89,17 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// An app's command `name` whose subcommands are `S`'s (`conveyor average run`). The
+/// `about` is set after the derive's, which would otherwise take `S`'s doc comment.
+pub fn command_of<S: clap::Subcommand>(name: &'static str, about: &'static str) -> clap::Command {
+    S::augment_subcommands(clap::Command::new(name).subcommand_required(true)).about(about)
+}
+
+/// An app's command `name` whose arguments are `A`'s (`conveyor bench mining --path`).
+pub fn command_with<A: clap::Args>(name: &'static str, about: &'static str) -> clap::Command {
+    A::augment_args(clap::Command::new(name)).about(about)
+}
+
 /// Where an app's command goes on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mount {

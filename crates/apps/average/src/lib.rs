@@ -138,14 +138,12 @@ impl conveyor_web::app::App for Average {
     }
 
     fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
-        use clap::Subcommand;
-        let command = clap::Command::new("average")
-            .about("average: submit an averaging job and watch it")
-            .subcommand_required(true);
         vec![(
             conveyor_web::app::Mount::Top,
-            cli::AverageCommand::augment_subcommands(command)
-                .about("average: submit an averaging job and watch it"),
+            conveyor_web::app::command_of::<cli::AverageCommand>(
+                "average",
+                "average: submit an averaging job and watch it",
+            ),
         )]
     }
 

@@ -58,19 +58,18 @@ impl conveyor_web::app::App for Longtask {
     }
 
     fn commands(&self) -> Vec<(Mount, clap::Command)> {
-        use clap::Args;
-        let bench = clap::Command::new("longtask")
-            .about("The longtask count with progress reporting against the bare loop");
-        let load = clap::Command::new("longtask").about("The longtask seed's k6 scenarios");
+        use conveyor_web::app::command_with;
         vec![
             (
                 Mount::Bench,
-                bench::LongtaskBench::augment_args(bench)
-                    .about("The longtask count with progress reporting against the bare loop"),
+                command_with::<bench::LongtaskBench>(
+                    "longtask",
+                    "The longtask count with progress reporting against the bare loop",
+                ),
             ),
             (
                 Mount::Load,
-                load::LongtaskLoad::augment_args(load).about("The longtask seed's k6 scenarios"),
+                command_with::<load::LongtaskLoad>("longtask", "The longtask seed's k6 scenarios"),
             ),
         ]
     }

@@ -211,22 +211,19 @@ impl conveyor_web::app::App for MiningApp {
     }
 
     fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
-        use clap::{Args, Subcommand};
-        use conveyor_web::app::Mount;
-        let own = clap::Command::new("mining")
-            .about("mining: analyse repositories end to end here; API keys")
-            .subcommand_required(true);
-        let bench = clap::Command::new("mining")
-            .about("mining's pipeline against its analyzers called directly on the same files");
+        use conveyor_web::app::{Mount, command_of, command_with};
         vec![
             (
                 Mount::Top,
-                cli::MiningCommand::augment_subcommands(own)
-                    .about("mining: analyse repositories end to end here; API keys"),
+                command_of::<cli::MiningCommand>(
+                    "mining",
+                    "mining: analyse repositories end to end here; export; API keys",
+                ),
             ),
             (
                 Mount::Bench,
-                bench::MiningBench::augment_args(bench).about(
+                command_with::<bench::MiningBench>(
+                    "mining",
                     "mining's pipeline against its analyzers called directly on the same files",
                 ),
             ),

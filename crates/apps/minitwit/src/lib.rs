@@ -345,14 +345,12 @@ impl conveyor_web::app::App for MinitwitApp {
     }
 
     fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
-        use clap::Subcommand;
-        let own = clap::Command::new("minitwit")
-            .about("MiniTwit's tools: replay a simulator scenario, seed, flag messages")
-            .subcommand_required(true);
         vec![(
             conveyor_web::app::Mount::Top,
-            cli::MinitwitCommand::augment_subcommands(own)
-                .about("MiniTwit's tools: replay a simulator scenario, seed, flag messages"),
+            conveyor_web::app::command_of::<cli::MinitwitCommand>(
+                "minitwit",
+                "MiniTwit's tools: replay a simulator scenario, seed, flag messages",
+            ),
         )]
     }
 

@@ -216,13 +216,10 @@ impl conveyor_web::app::App for Repostats {
     }
 
     fn commands(&self) -> Vec<(conveyor_web::app::Mount, clap::Command)> {
-        use clap::Args;
-        let fake = clap::Command::new("fake-github").about(
-            "A fake GitHub API for repostats' tests and demos (rate limits, ETags, latency)",
-        );
         vec![(
             conveyor_web::app::Mount::Top,
-            cli::FakeGithubArgs::augment_args(fake).about(
+            conveyor_web::app::command_with::<cli::FakeGithubArgs>(
+                "fake-github",
                 "A fake GitHub API for repostats' tests and demos (rate limits, ETags, latency)",
             ),
         )]
