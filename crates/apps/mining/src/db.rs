@@ -137,7 +137,7 @@ pub struct FileRow {
     pub comments: Option<i64>,
     /// Blank lines (tokei).
     pub blanks: Option<i64>,
-    /// Source lines (rust-code-analysis).
+    /// Source lines (tree-sitter).
     pub sloc: Option<f64>,
     /// Physical lines of code.
     pub ploc: Option<f64>,
@@ -679,7 +679,7 @@ pub struct LanguageTotals {
     pub comments: Option<i64>,
     /// Blank lines (tokei).
     pub blanks: Option<i64>,
-    /// Functions (rust-code-analysis).
+    /// Functions (tree-sitter).
     pub functions: Option<f64>,
     /// Cyclomatic complexity summed over files.
     pub cyclomatic: Option<f64>,

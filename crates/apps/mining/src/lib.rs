@@ -8,7 +8,7 @@
 //! ## Layout (reading order)
 //! - [`indexer`]: the [`indexer::Indexer`] trait and the GitHub, GitLab, Bitbucket and list
 //!   indexers (no SQL, no queue).
-//! - [`analyzer`]: the [`analyzer::Analyzer`] trait, tokei, rust-code-analysis, commit
+//! - [`analyzer`]: the [`analyzer::Analyzer`] trait, tokei, tree-sitter, commit
 //!   messages (no SQL, no queue).
 //! - [`git`]: clone within bounds, HEAD, files, commits.
 //! - [`jobs`]: the pipeline as job kinds; the feeder's back-pressure.

@@ -343,7 +343,7 @@ async fn a_local_repository_is_analyzed_with_known_metrics(store: Store) {
         "no grammar for Markdown: tokei only"
     );
 
-    // Per function, from rust-code-analysis' report.
+    // Per function, from the tree-sitter analyzer's report.
     let (_, detail) = call(
         app,
         Method::GET,
@@ -351,7 +351,7 @@ async fn a_local_repository_is_analyzed_with_known_metrics(store: Store) {
         None,
     )
     .await;
-    let functions = detail["reports"]["rust-code-analysis"]["functions"]
+    let functions = detail["reports"]["tree-sitter"]["functions"]
         .as_array()
         .unwrap();
     let named = |name: &str| {
@@ -366,12 +366,21 @@ async fn a_local_repository_is_analyzed_with_known_metrics(store: Store) {
             named("add")["cyclomatic"].clone(),
             named("add")["nargs"].clone()
         ),
-        (json!(1.0), json!(2.0))
+        (json!(1), json!(2))
     );
-    assert_eq!(named("sign")["cyclomatic"], 3.0);
-    assert!(detail["reports"]["rust-code-analysis"]["metrics"]["halstead"].is_object());
-    assert!(detail["reports"]["rust-code-analysis"]["metrics"]["mi"].is_object());
-    assert_eq!(detail["reports"]["tokei"]["code"], 12);
+    assert_eq!(named("sign")["cyclomatic"], 3);
+    let report = &detail["reports"]["tree-sitter"];
+    assert!(
+        report["halstead"]["volume"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let mi = report["mi"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&mi), "{mi}");
+    assert_eq!(report["loc"]["ploc"], 12);
+    assert!(
+        detail["reports"]["tokei"].is_null(),
+        "one pass: the tree counts lines"
+    );
     let (_, detail) = call(
         app,
         Method::GET,
@@ -379,14 +388,14 @@ async fn a_local_repository_is_analyzed_with_known_metrics(store: Store) {
         None,
     )
     .await;
-    let greet = &detail["reports"]["rust-code-analysis"]["functions"][0];
+    let greet = &detail["reports"]["tree-sitter"]["functions"][0];
     assert_eq!(
-        (greet["name"].as_str(), greet["cyclomatic"].as_f64()),
-        (Some("greet"), Some(2.0))
+        (greet["name"].as_str(), greet["cyclomatic"].as_u64()),
+        (Some("greet"), Some(2))
     );
     assert_eq!(
-        (greet["nargs"].as_f64(), greet["nexits"].as_f64()),
-        (Some(1.0), Some(2.0))
+        (greet["nargs"].as_u64(), greet["nexits"].as_u64()),
+        (Some(1), Some(2))
     );
     let (_, detail) = call(
         app,
@@ -396,8 +405,8 @@ async fn a_local_repository_is_analyzed_with_known_metrics(store: Store) {
     )
     .await;
     assert_eq!(
-        detail["reports"]["rust-code-analysis"]["functions"][0]["cyclomatic"],
-        2.0
+        detail["reports"]["tree-sitter"]["functions"][0]["cyclomatic"],
+        2
     );
 
     // Aggregates, filters, and the clone is gone.
@@ -1279,8 +1288,8 @@ async fn the_data_set_comes_out_as_ndjson_and_csv(store: Store) {
     assert_eq!(m007["repository"], id);
     assert_eq!(m007["state"], "analyzed");
     assert_eq!(m007["functions"], 2.0);
-    // Summed over the spaces: the file (1) and its two functions (1 and 2).
-    assert_eq!(m007["cyclomatic"], 4.0, "{m007}");
+    // Summed over its two functions (1 and 2); no decision outside them.
+    assert_eq!(m007["cyclomatic"], 3.0, "{m007}");
 
     let (_, _, all) = get_text(&setup.app, &format!("/api/mining/export?repository={id}")).await;
     assert_eq!(all.lines().count(), FILES + 1, "the README too");
@@ -1320,8 +1329,8 @@ async fn the_data_set_comes_out_as_ndjson_and_csv(store: Store) {
         .find(|f| f["name"] == "sign_42")
         .expect("sign_42 is listed");
     assert_eq!(sign["path"], "src/m042.rs");
-    assert_eq!(sign["cyclomatic"], 2.0);
-    assert_eq!(sign["nargs"], 1.0);
+    assert_eq!(sign["cyclomatic"], 2);
+    assert_eq!(sign["nargs"], 1);
 
     for bad in [
         "format=xml",

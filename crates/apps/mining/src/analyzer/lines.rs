@@ -1,4 +1,5 @@
-//! tokei's line counts: code, comments and blank lines, for every language tokei knows.
+//! tokei's line counts: code, comments and blank lines, for the languages tokei knows and no
+//! grammar of [`super::code`] parses (the syntax tree gives those their counts).
 
 use serde_json::json;
 
@@ -16,7 +17,7 @@ impl Analyzer for Lines {
     }
 
     fn serves(&self, language: &str) -> bool {
-        language.parse::<tokei::LanguageType>().is_ok()
+        language.parse::<tokei::LanguageType>().is_ok() && !super::code::Code.serves(language)
     }
 
     fn analyze(&self, source: &Source<'_>) -> Result<Output, String> {
@@ -50,12 +51,12 @@ mod tests {
     #[test]
     fn python_lines_are_counted_by_kind() {
         let source = Source {
-            path: "a.py",
-            language: "Python",
-            bytes: b"# comment\n\ndef f(x):\n    return x  # trailing\n",
+            path: "a.sh",
+            language: "Shell",
+            bytes: b"# comment\n\nf() {\n    echo x  # trailing\n}\n",
         };
         let output = Lines::default().analyze(&source).unwrap();
-        assert_eq!(output.summary.code, Some(2));
+        assert_eq!(output.summary.code, Some(3));
         assert_eq!(output.summary.comments, Some(1));
         assert_eq!(output.summary.blanks, Some(1));
     }

@@ -1,9 +1,9 @@
 //! Analyzers: file bytes in, metrics out. They know nothing of SQL or the queue.
 //!
-//! - [`lines`]: tokei's code / comment / blank counts, for every language tokei knows.
-//! - [`code`]: rust-code-analysis (cyclomatic and cognitive complexity, Halstead, LOC, NOM,
-//!   NARGS, NEXITS, maintainability index), per file and per function, for the languages
-//!   its grammars parse.
+//! - [`code`]: metrics from tree-sitter syntax trees (lines, functions, cyclomatic and
+//!   cognitive complexity, Halstead, maintainability index), per file and per function, for
+//!   the fourteen languages with a grammar; one parse and one walk a file.
+//! - [`lines`]: tokei's code / comment / blank counts, for the other languages tokei knows.
 //! - [`commit`]: commit messages: a type (merge, feature, fix, config, other) and a
 //!   readability score.
 //!
@@ -40,7 +40,7 @@ pub struct Summary {
     pub comments: Option<i64>,
     /// Blank lines (tokei).
     pub blanks: Option<i64>,
-    /// Source lines (rust-code-analysis).
+    /// Source lines (tree-sitter).
     pub sloc: Option<f64>,
     /// Physical lines of code.
     pub ploc: Option<f64>,
@@ -54,7 +54,7 @@ pub struct Summary {
     pub cyclomatic: Option<f64>,
     /// Cognitive complexity, summed.
     pub cognitive: Option<f64>,
-    /// Maintainability index (original formula).
+    /// Maintainability index (0-100).
     pub mi: Option<f64>,
 }
 
@@ -105,10 +105,10 @@ impl std::fmt::Debug for Analyzers {
 }
 
 impl Analyzers {
-    /// tokei's line counts and rust-code-analysis.
+    /// The tree-sitter metrics, and tokei's line counts where no grammar serves.
     pub fn standard() -> Self {
         Self {
-            list: vec![Arc::new(lines::Lines::default()), Arc::new(code::Code)],
+            list: vec![Arc::new(code::Code), Arc::new(lines::Lines::default())],
         }
     }
 
@@ -187,10 +187,21 @@ mod tests {
         };
         let analysis = analyzers.analyze(&source);
         assert!(analysis.errors.is_empty(), "{:?}", analysis.errors);
-        assert!(analysis.reports.contains_key("tokei"));
-        assert!(analysis.reports.contains_key("rust-code-analysis"));
+        // One pass: the tree gives the line counts too, so tokei does not read the file.
+        assert!(!analysis.reports.contains_key("tokei"));
+        assert!(analysis.reports.contains_key("tree-sitter"));
         assert_eq!(analysis.summary.code, Some(3));
         assert_eq!(analysis.summary.comments, Some(1));
         assert_eq!(analysis.summary.functions, Some(1.0));
+        // Shell has no grammar: tokei counts its lines.
+        let shell = analyzers.analyze(&Source {
+            path: "run.sh",
+            language: "Shell",
+            bytes: b"# run\n\necho hi\n",
+        });
+        assert!(shell.reports.contains_key("tokei"));
+        assert!(!shell.reports.contains_key("tree-sitter"));
+        assert_eq!(shell.summary.code, Some(1));
+        assert_eq!(shell.summary.functions, None);
     }
 }

@@ -1,0 +1,735 @@
+//! Code metrics from tree-sitter syntax trees, for the fourteen languages the Frege POC
+//! measured (lizard's thirteen and Python): one parse and one walk a file.
+//!
+//! Per file: lines (SLOC, PLOC, LLOC, CLOC, blank; and tokei's code/comments/blanks, so tokei
+//! need not read the file again), functions, cyclomatic and cognitive complexity (summed
+//! over the functions and the code outside them), Halstead's measures, the maintainability
+//! index. Per function (at most [`FUNCTIONS_MAX`] listed): name, lines, parameters, exits,
+//! cyclomatic and cognitive complexity, Halstead volume, maintainability index. What counts
+//! as what, language by language, is in [`grammars`].
+//!
+//! Halstead: operators are a grammar's anonymous tokens (keywords, punctuation), operands
+//! its named leaves (identifiers, literals), comments excluded. The maintainability index is
+//! the 0-100 variant: `max(0, (171 - 5.2 ln V - 0.23 G - 16.2 ln L) * 100 / 171)` with V
+//! the Halstead volume, G the cyclomatic complexity and L the lines.
+//!
+//! A file that is not valid in its language still gets metrics (tree-sitter recovers); its
+//! report counts the `syntax_errors`. A file with NUL bytes is refused as binary, and a
+//! parse over [`PARSE_TIME_MAX`] stops with an error.
+
+mod grammars;
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashSet;
+use serde_json::{Value, json};
+use tree_sitter::{Node, ParseOptions, Parser, Tree};
+
+use self::grammars::{Lang, Spec};
+use super::{Analyzer, Output, Source, Summary};
+
+/// Most functions listed per file (a generated file can have tens of thousands).
+pub const FUNCTIONS_MAX: usize = 1_000;
+
+/// Longest a file's parse may take.
+pub const PARSE_TIME_MAX: Duration = Duration::from_secs(10);
+
+/// Bytes looked at for a NUL, which marks a binary file.
+const BINARY_SNIFF: usize = 8_000;
+
+/// The tree-sitter analyzer.
+pub struct Code;
+
+impl Analyzer for Code {
+    fn name(&self) -> &'static str {
+        "tree-sitter"
+    }
+
+    fn serves(&self, language: &str) -> bool {
+        grammars::lang_of(language).is_some()
+    }
+
+    fn analyze(&self, source: &Source<'_>) -> Result<Output, String> {
+        let lang = grammars::lang_of(source.language)
+            .ok_or_else(|| format!("no grammar for {}", source.language))?;
+        if source.bytes[..source.bytes.len().min(BINARY_SNIFF)].contains(&0) {
+            return Err("a binary file (it has NUL bytes)".into());
+        }
+        let grammar = Grammar::get(lang);
+        let tree = parse(grammar, source.bytes)?;
+        Ok(Walk::new(grammar, source.bytes).run(&tree))
+    }
+}
+
+/// Parses with a reused parser of this thread, within [`PARSE_TIME_MAX`].
+fn parse(grammar: &Grammar, bytes: &[u8]) -> Result<Tree, String> {
+    thread_local! {
+        static PARSER: RefCell<Parser> = RefCell::new(Parser::new());
+    }
+    PARSER.with_borrow_mut(|parser| {
+        parser
+            .set_language(&grammar.language)
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + PARSE_TIME_MAX;
+        // Returning true stops the parse.
+        let mut past_deadline = |_: &tree_sitter::ParseState| Instant::now() > deadline;
+        let options = ParseOptions::new().progress_callback(&mut past_deadline);
+        let len = bytes.len();
+        let tree = parser.parse_with_options(
+            &mut |offset, _| if offset < len { &bytes[offset..] } else { &[] },
+            None,
+            Some(options),
+        );
+        // A stopped parse leaves state behind for a resumption that will not come.
+        parser.reset();
+        tree.ok_or_else(|| format!("the parse took over {} s", PARSE_TIME_MAX.as_secs()))
+    })
+}
+
+// What a node kind is to the metrics: bits of `Grammar::roles`.
+const FUNCTION: u16 = 1;
+const LAMBDA: u16 = 1 << 1;
+const IF: u16 = 1 << 2;
+const ELIF: u16 = 1 << 3;
+const BRANCH: u16 = 1 << 4;
+const SWITCH: u16 = 1 << 5;
+const CASE: u16 = 1 << 6;
+const DECISION: u16 = 1 << 7;
+const LOGICAL: u16 = 1 << 8;
+const EXIT: u16 = 1 << 9;
+const COMMENT: u16 = 1 << 10;
+const STATEMENT: u16 = 1 << 11;
+const ELSE: u16 = 1 << 12;
+const ELSE_CLAUSE: u16 = 1 << 13;
+const PARAMETER_LIST: u16 = 1 << 14;
+const PARAMETER: u16 = 1 << 15;
+
+/// A language made ready: its grammar and each node kind's roles.
+struct Grammar {
+    language: tree_sitter::Language,
+    /// By node kind id.
+    roles: Vec<u16>,
+    /// Scala's operators are named nodes; their text says whether they are logical.
+    logical_texts: &'static [&'static str],
+    /// Ids of the logical operators, for telling runs of one operator apart.
+    logical_ids: Vec<u16>,
+}
+
+impl Grammar {
+    /// The grammar of `lang`, built on first use.
+    fn get(lang: Lang) -> &'static Grammar {
+        static GRAMMARS: [OnceLock<Grammar>; Lang::ALL.len()] =
+            [const { OnceLock::new() }; Lang::ALL.len()];
+        GRAMMARS[lang.index()].get_or_init(|| Grammar::new(lang.language(), &lang.spec()))
+    }
+
+    fn new(language: tree_sitter::Language, spec: &Spec) -> Self {
+        let count = language.node_kind_count();
+        let mut roles = vec![0u16; count];
+        let mut logical_ids = Vec::new();
+        for id in 0..count as u16 {
+            let Some(kind) = language.node_kind_for_id(id) else {
+                continue;
+            };
+            let named = language.node_kind_is_named(id);
+            let has = |list: &[&str]| list.contains(&kind);
+            let mut role = 0;
+            if named {
+                for (list, bit) in [
+                    (spec.functions, FUNCTION),
+                    (spec.lambdas, LAMBDA),
+                    (spec.ifs, IF),
+                    (spec.elifs, ELIF),
+                    (spec.branches, BRANCH),
+                    (spec.switches, SWITCH),
+                    (spec.cases, CASE),
+                    (spec.decisions, DECISION),
+                    (spec.exits, EXIT),
+                    (spec.comments, COMMENT),
+                    (spec.parameter_lists, PARAMETER_LIST),
+                    (spec.parameters, PARAMETER),
+                    (spec.statements, STATEMENT),
+                ] {
+                    if has(list) {
+                        role |= bit;
+                    }
+                }
+                if is_statement(kind) {
+                    role |= STATEMENT;
+                }
+                if kind == "else_clause" {
+                    role |= ELSE_CLAUSE;
+                }
+            } else if has(spec.logical) {
+                role |= LOGICAL;
+                logical_ids.push(id);
+            }
+            if kind == "else" {
+                role |= ELSE;
+            }
+            roles[id as usize] = role;
+        }
+        // Scala: operators are `operator_identifier` nodes, told apart by their text.
+        let logical_texts = if logical_ids.is_empty() {
+            spec.logical
+        } else {
+            &[]
+        };
+        Self {
+            language,
+            roles,
+            logical_texts,
+            logical_ids,
+        }
+    }
+
+    fn role(&self, node: Node<'_>) -> u16 {
+        self.roles
+            .get(usize::from(node.kind_id()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Statement kinds by the grammars' naming habits (for LLOC).
+fn is_statement(kind: &str) -> bool {
+    let suffixed = ["_statement", "_declaration", "_definition", "_item"]
+        .iter()
+        .any(|s| kind.ends_with(s));
+    suffixed
+        && !matches!(
+            kind,
+            "compound_statement" | "body_statement" | "empty_statement" | "block_statement"
+        )
+}
+
+/// Halstead's counts over some tokens.
+#[derive(Default)]
+struct Halstead<'s> {
+    operators: FxHashSet<u16>,
+    operands: FxHashSet<&'s [u8]>,
+    total_operators: u64,
+    total_operands: u64,
+}
+
+impl<'s> Halstead<'s> {
+    fn operator(&mut self, kind: u16) {
+        self.operators.insert(kind);
+        self.total_operators += 1;
+    }
+
+    fn operand(&mut self, text: &'s [u8]) {
+        self.operands.insert(text);
+        self.total_operands += 1;
+    }
+
+    /// `N log2 n`; zero for fewer than two distinct tokens.
+    fn volume(&self) -> f64 {
+        let vocabulary = (self.operators.len() + self.operands.len()) as f64;
+        let length = (self.total_operators + self.total_operands) as f64;
+        if vocabulary < 2.0 {
+            0.0
+        } else {
+            length * vocabulary.log2()
+        }
+    }
+
+    fn report(&self) -> Value {
+        let (n1, n2) = (self.operators.len() as f64, self.operands.len() as f64);
+        let (big_n1, big_n2) = (self.total_operators as f64, self.total_operands as f64);
+        let volume = self.volume();
+        let difficulty = if n2 > 0.0 {
+            n1 / 2.0 * big_n2 / n2
+        } else {
+            0.0
+        };
+        let effort = difficulty * volume;
+        json!({
+            "n1": n1, "n2": n2, "N1": big_n1, "N2": big_n2,
+            "vocabulary": n1 + n2, "length": big_n1 + big_n2,
+            "volume": volume, "difficulty": difficulty, "effort": effort,
+            "time": effort / 18.0, "bugs": volume / 3000.0,
+        })
+    }
+}
+
+/// The 0-100 maintainability index.
+fn maintainability(volume: f64, cyclomatic: f64, lines: f64) -> f64 {
+    let raw = 171.0 - 5.2 * volume.max(1.0).ln() - 0.23 * cyclomatic - 16.2 * lines.max(1.0).ln();
+    (raw * 100.0 / 171.0).clamp(0.0, 100.0)
+}
+
+/// A function being measured (or the file's code outside functions).
+struct Function<'s> {
+    name: String,
+    start_line: usize,
+    end_line: usize,
+    parameters: usize,
+    exits: usize,
+    /// Decisions; the function's cyclomatic complexity is one more.
+    decisions: usize,
+    cognitive: usize,
+    nesting: usize,
+    halstead: Halstead<'s>,
+}
+
+impl Function<'_> {
+    fn row(&self) -> Value {
+        let lines = self.end_line + 1 - self.start_line;
+        let cyclomatic = self.decisions + 1;
+        let volume = self.halstead.volume();
+        json!({
+            "name": self.name,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "sloc": lines,
+            "nargs": self.parameters,
+            "nexits": self.exits,
+            "cyclomatic": cyclomatic,
+            "cognitive": self.cognitive,
+            "halstead_volume": volume,
+            "mi": maintainability(volume, cyclomatic as f64, lines as f64),
+        })
+    }
+}
+
+/// An open node with children, on the walk's stack.
+struct Frame {
+    role: u16,
+    /// It raised its function's nesting.
+    nests: bool,
+    /// It opened a function.
+    function: bool,
+    /// Its child just visited was an `else`.
+    after_else: bool,
+    /// The logical operator among its children (1 + index in `logical_ids`), if any.
+    operator: u8,
+    /// Its children's operators, for runs of one operator.
+    child_operators: [u8; 2],
+}
+
+/// One walk over one file's tree.
+struct Walk<'s> {
+    grammar: &'static Grammar,
+    bytes: &'s [u8],
+    /// Open functions; the first is the code outside them.
+    functions: Vec<Function<'s>>,
+    rows: Vec<Value>,
+    listed: usize,
+    function_count: usize,
+    cyclomatic: usize,
+    cognitive: usize,
+    file: Halstead<'s>,
+    code_lines: Vec<bool>,
+    comment_lines: Vec<bool>,
+    statements: usize,
+    syntax_errors: usize,
+}
+
+impl<'s> Walk<'s> {
+    fn new(grammar: &'static Grammar, bytes: &'s [u8]) -> Self {
+        // Lines as editors number them: a final newline ends the last line.
+        let lines = bytes.iter().filter(|b| **b == b'\n').count()
+            + usize::from(!bytes.is_empty() && !bytes.ends_with(b"\n"));
+        Self {
+            grammar,
+            bytes,
+            functions: vec![Function {
+                name: String::new(),
+                start_line: 1,
+                end_line: lines,
+                parameters: 0,
+                exits: 0,
+                decisions: 0,
+                cognitive: 0,
+                nesting: 0,
+                halstead: Halstead::default(),
+            }],
+            rows: Vec::new(),
+            listed: 0,
+            function_count: 0,
+            cyclomatic: 0,
+            cognitive: 0,
+            file: Halstead::default(),
+            code_lines: vec![false; lines.max(1)],
+            comment_lines: vec![false; lines.max(1)],
+            statements: 0,
+            syntax_errors: 0,
+        }
+    }
+
+    fn run(mut self, tree: &Tree) -> Output {
+        let mut cursor = tree.walk();
+        let mut stack: Vec<Frame> = Vec::with_capacity(64);
+        'walk: loop {
+            let node = cursor.node();
+            if self.enter(node, &mut stack) && cursor.goto_first_child() {
+                continue;
+            }
+            loop {
+                if cursor.goto_next_sibling() {
+                    continue 'walk;
+                }
+                if !cursor.goto_parent() {
+                    break 'walk;
+                }
+                if let Some(frame) = stack.pop() {
+                    self.leave(frame, &mut stack);
+                }
+            }
+        }
+        while let Some(frame) = stack.pop() {
+            self.leave(frame, &mut stack);
+        }
+        self.finish()
+    }
+
+    fn text(&self, node: Node<'_>) -> &'s [u8] {
+        self.bytes.get(node.byte_range()).unwrap_or_default()
+    }
+
+    fn current(&mut self) -> &mut Function<'s> {
+        self.functions.last_mut().expect("the file's own entry")
+    }
+
+    fn mark(lines: &mut [bool], node: Node<'_>) {
+        let (start, end) = (node.start_position().row, node.end_position().row);
+        let end = end.min(lines.len().saturating_sub(1));
+        for line in lines.iter_mut().take(end + 1).skip(start) {
+            *line = true;
+        }
+    }
+
+    /// Takes in one node; whether to walk its children.
+    fn enter(&mut self, node: Node<'_>, stack: &mut Vec<Frame>) -> bool {
+        let role = self.grammar.role(node);
+        let parent = stack.last_mut();
+        let (after_else, parent_role) = match parent {
+            Some(parent) => {
+                let after = parent.after_else;
+                parent.after_else = role & ELSE != 0;
+                (after, parent.role)
+            }
+            None => (false, 0),
+        };
+        if node.is_error() || node.is_missing() {
+            self.syntax_errors += 1;
+        }
+        if role & COMMENT != 0 {
+            Self::mark(&mut self.comment_lines, node);
+            return false;
+        }
+        if role & FUNCTION != 0 {
+            let function = self.open_function(node);
+            self.functions.push(function);
+        }
+        let mut nests = false;
+        let nesting = self.current().nesting;
+        let mut cognitive = 0;
+        let mut decisions = 0;
+        if role & IF != 0 {
+            decisions += 1;
+            if !after_else {
+                cognitive += 1 + nesting;
+                nests = true;
+            }
+        }
+        if role & (BRANCH | SWITCH) != 0 {
+            cognitive += 1 + nesting;
+            nests = true;
+        }
+        if role & BRANCH != 0 || role & (ELIF | DECISION) != 0 {
+            decisions += 1;
+        }
+        if role & ELIF != 0 {
+            cognitive += 1;
+        }
+        if role & ELSE != 0 && parent_role & (IF | ELIF | ELSE_CLAUSE) != 0 {
+            cognitive += 1;
+        }
+        if role & CASE != 0 && !self.is_default(node) {
+            decisions += 1;
+        }
+        if role & LAMBDA != 0 {
+            nests = true;
+        }
+        if role & STATEMENT != 0 {
+            self.statements += 1;
+        }
+        let leaf = node.child_count() == 0;
+        if leaf {
+            let operator = self.logical_operator(node);
+            if operator != 0 {
+                decisions += 1;
+                if let Some(parent) = stack.last_mut() {
+                    parent.operator = operator;
+                }
+            }
+        }
+        let current = self.current();
+        current.decisions += decisions;
+        current.cognitive += cognitive;
+        if role & EXIT != 0 && self.is_exit(node) {
+            self.current().exits += 1;
+        }
+        if leaf {
+            self.token(node);
+            return false;
+        }
+        if nests {
+            self.current().nesting += 1;
+        }
+        stack.push(Frame {
+            role,
+            nests,
+            function: role & FUNCTION != 0,
+            after_else: false,
+            operator: 0,
+            child_operators: [0; 2],
+        });
+        true
+    }
+
+    /// Closes one node with children.
+    fn leave(&mut self, frame: Frame, stack: &mut [Frame]) {
+        if frame.operator != 0 {
+            // One run of one operator counts once: a child of the same operator continues it.
+            let continued = frame
+                .child_operators
+                .iter()
+                .filter(|o| **o == frame.operator)
+                .count();
+            self.current().cognitive += 1 - continued.min(1);
+            if let Some(parent) = stack.last_mut()
+                && let Some(slot) = parent.child_operators.iter_mut().find(|o| **o == 0)
+            {
+                *slot = frame.operator;
+            }
+        }
+        if frame.nests {
+            let current = self.current();
+            current.nesting = current.nesting.saturating_sub(1);
+        }
+        if frame.function && self.functions.len() > 1 {
+            let function = self.functions.pop().expect("an open function");
+            self.function_count += 1;
+            self.cyclomatic += function.decisions + 1;
+            self.cognitive += function.cognitive;
+            if self.listed < FUNCTIONS_MAX {
+                self.listed += 1;
+                self.rows.push(function.row());
+            }
+        }
+    }
+
+    /// A leaf: lines and Halstead.
+    fn token(&mut self, node: Node<'_>) {
+        if node.start_byte() == node.end_byte() {
+            return;
+        }
+        Self::mark(&mut self.code_lines, node);
+        if node.is_named() {
+            let text = self.text(node);
+            self.file.operand(text);
+            self.current().halstead.operand(text);
+        } else {
+            self.file.operator(node.kind_id());
+            self.current().halstead.operator(node.kind_id());
+        }
+    }
+
+    /// 1 + the index of a logical operator token, or 0.
+    fn logical_operator(&self, node: Node<'_>) -> u8 {
+        let grammar = self.grammar;
+        if grammar.role(node) & LOGICAL != 0 {
+            let index = grammar
+                .logical_ids
+                .iter()
+                .position(|id| *id == node.kind_id());
+            return index.map_or(0, |i| i as u8 + 1);
+        }
+        if !grammar.logical_texts.is_empty() && node.is_named() {
+            let text = self.text(node);
+            let index = grammar
+                .logical_texts
+                .iter()
+                .position(|t| t.as_bytes() == text);
+            return index.map_or(0, |i| i as u8 + 1);
+        }
+        0
+    }
+
+    /// Whether a case arm is the default one (`default`, `else`, `_`).
+    fn is_default(&self, node: Node<'_>) -> bool {
+        let Some(first) = node.child(0) else {
+            return false;
+        };
+        if matches!(first.kind(), "default" | "default_keyword" | "else") {
+            return true;
+        }
+        node.named_child(0)
+            .is_some_and(|n| self.text(n) == b"_" || n.kind() == "discard")
+    }
+
+    /// Swift's control transfers are exits only when they return or throw.
+    fn is_exit(&self, node: Node<'_>) -> bool {
+        node.kind() != "control_transfer_statement"
+            || node
+                .child(0)
+                .is_some_and(|c| matches!(c.kind(), "return" | "throw_keyword"))
+    }
+
+    fn open_function(&self, node: Node<'_>) -> Function<'s> {
+        Function {
+            name: self.function_name(node),
+            start_line: node.start_position().row + 1,
+            end_line: node.end_position().row + 1,
+            parameters: self.parameters(node),
+            exits: 0,
+            decisions: 0,
+            cognitive: 0,
+            nesting: 0,
+            halstead: Halstead::default(),
+        }
+    }
+
+    /// The `name` field; or the end of the `declarator` chain (C, C++); or, for a function
+    /// that is a value, the name it is bound to; or its first keyword (`init`).
+    fn function_name(&self, node: Node<'_>) -> String {
+        let text = |n: Node<'_>| String::from_utf8_lossy(self.text(n)).into_owned();
+        if let Some(name) = node.child_by_field_name("name") {
+            return text(name);
+        }
+        let mut declarator = node;
+        while let Some(inner) = declarator.child_by_field_name("declarator") {
+            declarator = inner;
+        }
+        if declarator != node {
+            return text(declarator);
+        }
+        if let Some(parent) = node.parent() {
+            for field in ["name", "key", "left"] {
+                if let Some(name) = parent.child_by_field_name(field)
+                    && name != node
+                {
+                    return text(name);
+                }
+            }
+        }
+        let mut cursor = node.walk();
+        let keyword = node
+            .children(&mut cursor)
+            .find(|c| !c.is_named() && c.kind().chars().all(|ch| ch.is_ascii_alphabetic()));
+        keyword.map_or_else(|| "(anonymous)".to_owned(), |k| k.kind().to_owned())
+    }
+
+    /// The number of parameters in the function's list.
+    fn parameters(&self, node: Node<'_>) -> usize {
+        let grammar = self.grammar;
+        if node.child_by_field_name("parameter").is_some() {
+            return 1; // `x => x`
+        }
+        let mut list = node.child_by_field_name("parameters");
+        let mut declarator = node;
+        while list.is_none() {
+            let Some(inner) = declarator.child_by_field_name("declarator") else {
+                break;
+            };
+            list = inner.child_by_field_name("parameters");
+            declarator = inner;
+        }
+        let mut cursor = node.walk();
+        if list.is_none() {
+            list = node
+                .children(&mut cursor)
+                .find(|c| grammar.role(*c) & PARAMETER_LIST != 0);
+        }
+        let Some(list) = list else {
+            // Swift: the parameters are the function's own children.
+            return node
+                .children(&mut cursor)
+                .filter(|c| grammar.role(*c) & PARAMETER != 0)
+                .count();
+        };
+        let mut count = 0;
+        for child in list.named_children(&mut cursor) {
+            if grammar.role(child) & COMMENT != 0
+                || matches!(
+                    child.kind(),
+                    "keyword_separator" | "positional_separator" | "attribute_item"
+                )
+            {
+                continue;
+            }
+            // Go: `a, b int` is one declaration of two parameters.
+            let mut names = child.walk();
+            let named = child.children_by_field_name("name", &mut names).count();
+            count += named.max(1);
+        }
+        // C: `f(void)` takes none.
+        if count == 1
+            && self
+                .text(list)
+                .split(|b| *b == b'(' || *b == b')')
+                .any(|t| t == b"void")
+        {
+            return 0;
+        }
+        count
+    }
+
+    fn finish(mut self) -> Output {
+        // The code outside functions: its decisions count in the file's sums.
+        let outside = self.functions.swap_remove(0);
+        let cyclomatic = (self.cyclomatic + outside.decisions) as f64;
+        let cognitive = (self.cognitive + outside.cognitive) as f64;
+        let lines = outside.end_line;
+        let (mut code, mut comments, mut blanks, mut cloc) = (0, 0, 0, 0);
+        let marks = self.code_lines.iter().zip(&self.comment_lines).take(lines);
+        for (has_code, has_comment) in marks {
+            match (has_code, has_comment) {
+                (true, _) => code += 1,
+                (false, true) => comments += 1,
+                (false, false) => blanks += 1,
+            }
+            cloc += usize::from(*has_comment);
+        }
+        let sloc = lines;
+        let volume = self.file.volume();
+        let mi = maintainability(volume, cyclomatic, sloc as f64);
+        let functions = self.function_count as f64;
+        let report = json!({
+            "loc": { "sloc": sloc, "ploc": code, "lloc": self.statements, "cloc": cloc,
+                     "blank": blanks },
+            "functions": self.rows,
+            "functions_count": self.function_count,
+            "functions_listed": self.listed,
+            "cyclomatic": cyclomatic,
+            "cognitive": cognitive,
+            "halstead": self.file.report(),
+            "mi": mi,
+            "syntax_errors": self.syntax_errors,
+        });
+        Output {
+            report,
+            summary: Summary {
+                code: Some(code as i64),
+                comments: Some(comments as i64),
+                blanks: Some(blanks as i64),
+                sloc: Some(sloc as f64),
+                ploc: Some(code as f64),
+                lloc: Some(self.statements as f64),
+                cloc: Some(cloc as f64),
+                functions: Some(functions),
+                cyclomatic: Some(cyclomatic),
+                cognitive: Some(cognitive),
+                mi: Some(mi),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
