@@ -60,8 +60,9 @@ for (const box of document.querySelectorAll("[data-job]")) {
 }
 
 // <form data-api="/api/..." data-method="POST">: fields become a JSON body (numbers for
-// type=number, booleans for checkboxes, JSON for data-json textareas; empty fields are
-// left out; data-number makes a hidden field a number); the answer shows in the form's
+// type=number, booleans for checkboxes, JSON for data-json textareas, a list of lines for
+// data-lines textareas; empty fields are left out; data-number makes a hidden field a
+// number; a dotted name, settings.min_stars, nests an object); the answer shows in the form's
 // .notice, data-then="/jobs/{id}" follows it, data-reload reloads the page.
 // Delegated, so forms that arrive in a live region's update work too.
 document.addEventListener("submit", async (event) => {
@@ -69,13 +70,24 @@ document.addEventListener("submit", async (event) => {
     if (!form) { return; }
     event.preventDefault();
     const body = {};
+    const put = (name, value) => {
+      const path = name.split(".");
+      const last = path.pop();
+      let into = body;
+      for (const key of path) { into = into[key] ??= {}; }
+      into[last] = value;
+    };
     for (const field of form.querySelectorAll("input[name], select[name], textarea[name]")) {
-      if (field.type === "checkbox") { body[field.name] = field.checked; continue; }
+      if (field.type === "checkbox") { put(field.name, field.checked); continue; }
+      if (field.dataset.lines !== undefined) {
+        put(field.name, field.value.split("\n").map((l) => l.trim()).filter((l) => l !== ""));
+        continue;
+      }
       if (field.value === "") { continue; }
-      if (field.type === "number" || field.dataset.number !== undefined) { body[field.name] = Number(field.value); }
+      if (field.type === "number" || field.dataset.number !== undefined) { put(field.name, Number(field.value)); }
       else if (field.dataset.json !== undefined) {
-        try { body[field.name] = JSON.parse(field.value); } catch (e) { return note(form, `${field.name}: not JSON (${e.message})`, true); }
-      } else { body[field.name] = field.value; }
+        try { put(field.name, JSON.parse(field.value)); } catch (e) { return note(form, `${field.name}: not JSON (${e.message})`, true); }
+      } else { put(field.name, field.value); }
     }
     // Fields named in the URL ({queue}) go in the path, not the body.
     const url = form.dataset.api.replace(/\{(\w+)\}/g, (_, key) => {

@@ -55,6 +55,28 @@ try {
   check((await page.textContent("[data-live]")).includes("Rust"), "the languages table lists Rust");
   check((await page.textContent("[data-live]")).includes("lib.rs"), "the files table lists lib.rs");
   await page.screenshot({ path: `${shots}/mining-analyzed.png`, fullPage: true });
+  // Indexer settings are typed fields: a number for min_stars, a box for forks, a date.
+  const github = page.locator("form[data-api='/api/mining/indexers/github']");
+  await github.locator("input[name='settings.min_stars']").fill("50");
+  await github.locator("input[name='settings.include_forks']").uncheck();
+  await github.locator("input[name='settings.created_from']").fill("2015-06-01");
+  await github.locator("button[type=submit]").click();
+  await github.locator("text=saved").waitFor({ timeout: 10000 });
+  const saved = await page.evaluate(async () => (await fetch("/api/mining/indexers/github")).json());
+  check(saved.settings.min_stars === 50 && saved.settings.include_forks === false
+    && saved.settings.created_from === "2015-06-01" && saved.settings.base_url.startsWith("http"),
+    `typed settings saved: ${JSON.stringify(saved.settings)}`);
+  const list = page.locator("form[data-api='/api/mining/indexers/list']");
+  await list.locator("textarea[name='settings.urls']").fill("https://example.com/a.git\n\n  ../b  \n");
+  await list.locator("button[type=submit]").click();
+  await list.locator("text=saved").waitFor({ timeout: 10000 });
+  const listed = await page.evaluate(async () => (await fetch("/api/mining/indexers/list")).json());
+  check(JSON.stringify(listed.settings.urls) === JSON.stringify(["https://example.com/a.git", "../b"]),
+    `a list's lines saved: ${JSON.stringify(listed.settings)}`);
+  await page.goto(`${base}/apps/mining`);
+  check(await page.inputValue("form[data-api='/api/mining/indexers/github'] input[name='settings.min_stars']") === "50",
+    "the form shows the saved value");
+  await page.screenshot({ path: `${shots}/mining-indexers.png`, fullPage: true });
 
   // A longtask started from its page: the job page's bar reaches 100 % with no reload.
   await page.goto(`${base}/apps/longtask`);
@@ -151,8 +173,20 @@ try {
 
   // repostats: "Refresh now" lists the newest repositories; the page shows them and a chart.
   await page.goto(`${base}/apps/repostats`);
+  const lastJob = () => document.querySelector("[data-live] a[href^='/jobs/']")?.getAttribute("href") ?? null;
+  const before = await page.evaluate(lastJob);
   await page.click("button:has-text(\"Refresh now\")");
   await page.waitForSelector("text=refresh started");
+  // The live region follows the new refresh to its end without a reload.
+  await page.waitForFunction(
+    ([before, lastJob]) => {
+      const href = new Function(`return (${lastJob})()`)();
+      return href && href !== before && document.querySelector("[data-live] .state-completed");
+    },
+    [before, lastJob.toString()],
+    { timeout: 60000 },
+  );
+  check((await page.textContent("[data-live]")).includes("Last refresh"), "the last refresh is shown");
   const deadline = Date.now() + 60000;
   while (!(await page.$("svg rect"))) {
     check(Date.now() < deadline, "repostats never showed its chart");

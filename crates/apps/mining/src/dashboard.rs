@@ -15,11 +15,54 @@ use crate::{MiningApp, db};
 struct IndexerRow {
     name: String,
     enabled: bool,
+    /// Its kind's settings as typed fields; empty for a kind this process does not know.
+    fields: Vec<FieldView>,
     settings: String,
     cursor: String,
     discovered: i64,
     paused: Option<String>,
     error: Option<String>,
+}
+
+/// One setting in the form: its field and current value.
+struct FieldView {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: String,
+    checked: bool,
+}
+
+/// The form's fields for an indexer of `host` with `settings` (JSON text).
+fn fields(host: &str, settings: &str) -> Vec<FieldView> {
+    let settings: serde_json::Value = serde_json::from_str(settings).unwrap_or_default();
+    let Some(indexer) = crate::indexer::Hosts::standard().get(host).cloned() else {
+        return Vec::new();
+    };
+    indexer
+        .fields()
+        .iter()
+        .map(|field| {
+            let value = &settings[field.name];
+            FieldView {
+                name: field.name,
+                kind: field.kind.as_str(),
+                help: field.help,
+                value: match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => String::new(),
+                },
+                // An absent flag takes its default: forks are included unless excluded.
+                checked: value.as_bool().unwrap_or(value.is_null()),
+            }
+        })
+        .collect()
 }
 
 struct RepoRow {
@@ -210,6 +253,7 @@ impl Page for MiningApp {
                         .paused_until
                         .filter(|p| *p > conveyor_queue::clock::now_ms())
                         .map(|p| ago(Some(p))),
+                    fields: fields(&i.host, &i.settings),
                     name: i.name,
                     enabled: i.enabled,
                     settings: i.settings,

@@ -1,10 +1,12 @@
-//! repostats' dashboard page: the snapshot's freshness, the filters of `/repos`, the
-//! languages by bytes, the repositories, and the GitHub budget.
+//! repostats' dashboard page: the snapshot's freshness and the last refresh's outcome (a live
+//! region), the filters of `/repos`, the languages by bytes, the repositories, and the GitHub
+//! budget.
 
 use askama::Template;
 use axum::extract::Query;
 use conveyor_dashboard::chart;
-use conveyor_dashboard::view::ago;
+use conveyor_dashboard::view::{ago, duration};
+use conveyor_queue::{JobFilter, JobState, Store};
 use conveyor_web::AppState;
 use conveyor_web::app::Page;
 use conveyor_web::page::PageError;
@@ -25,8 +27,9 @@ struct RepostatsQuery {
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Content {
+    /// The live region, rendered once for the first paint.
+    live: String,
     offline: Option<String>,
-    freshness: String,
     query: RepostatsQuery,
     error: Option<String>,
     chart: String,
@@ -111,6 +114,35 @@ async fn content(
             )
         })
         .collect();
+    let chart = if items.is_empty() {
+        String::new()
+    } else {
+        chart::bars("languages by bytes", &items)
+    };
+    Ok(Content {
+        live: live(&state.store, cell).await?,
+        offline: offline.map(str::to_owned),
+        query,
+        error,
+        chart,
+        repos,
+        budget,
+    }
+    .render()?)
+}
+
+/// The live region: how fresh the snapshot is and how the last refresh went.
+#[derive(Template)]
+#[template(path = "dashboard_live.html")]
+struct Live {
+    freshness: String,
+    /// The last refresh job: id, state, when, how long, error.
+    last: Option<(i64, String, String, String, Option<String>)>,
+}
+
+async fn live(store: &Store, cell: &SnapshotCell) -> Result<String, PageError> {
+    let snapshot = cell.load();
+    let stats = snapshot.stats(&crate::snapshot::Filter::default());
     let freshness = match snapshot.refreshed_at {
         Some(at) => format!(
             "Refreshed {} · snapshot version {} · {} of {} repositories have their languages",
@@ -121,21 +153,25 @@ async fn content(
         ),
         None => "Not refreshed yet.".into(),
     };
-    let chart = if items.is_empty() {
-        String::new()
-    } else {
-        chart::bars("languages by bytes", &items)
+    let filter = JobFilter {
+        kind: Some(crate::jobs::REFRESH.to_owned()),
+        limit: 1,
+        ..JobFilter::default()
     };
-    Ok(Content {
-        offline: offline.map(str::to_owned),
-        freshness,
-        query,
-        error,
-        chart,
-        repos,
-        budget,
-    }
-    .render()?)
+    let last = store.list(&filter).await?.into_iter().next().map(|job| {
+        let when = match job.state {
+            JobState::Running => format!("started {}", ago(job.started_at)),
+            state if state.is_final() => format!("ended {}", ago(job.finished_at)),
+            _ => format!("due {}", ago(Some(job.run_at))),
+        };
+        let took = match (job.started_at, job.finished_at) {
+            (Some(start), Some(end)) => duration(end - start),
+            _ => String::new(),
+        };
+        let error = job.error.filter(|_| job.state != JobState::Completed);
+        (job.id, job.state.as_str().to_owned(), when, took, error)
+    });
+    Ok(Live { freshness, last }.render()?)
 }
 
 impl Page for Repostats {
@@ -152,5 +188,13 @@ impl Page for Repostats {
                 .map_err(|e| PageError::bad_request(e.body_text()))?;
             content(state, self.offline.as_deref(), &self.snapshot, pairs).await
         })
+    }
+
+    fn live<'a>(
+        &'a self,
+        state: &'a AppState,
+        _query: &'a str,
+    ) -> Option<BoxFuture<'a, Result<String, PageError>>> {
+        Some(Box::pin(live(&state.store, &self.snapshot)))
     }
 }

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
+use super::{Batch, Field, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The Bitbucket indexer.
 pub struct Bitbucket;
@@ -55,6 +55,10 @@ struct CloneLink {
 impl Indexer for Bitbucket {
     fn host(&self) -> &'static str {
         "bitbucket"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        &[super::BASE_URL]
     }
 
     fn defaults(&self) -> (Value, Value) {

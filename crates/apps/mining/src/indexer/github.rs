@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
+use super::{Batch, Field, FieldKind, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitHub indexer.
 pub struct Github {
@@ -113,6 +113,32 @@ struct SearchPage {
 impl Indexer for Github {
     fn host(&self) -> &'static str {
         "github"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        &[
+            super::BASE_URL,
+            Field {
+                name: "include_forks",
+                kind: FieldKind::Check,
+                help: "forks too",
+            },
+            Field {
+                name: "min_stars",
+                kind: FieldKind::Number,
+                help: "at least this many stars (searches instead of listing)",
+            },
+            Field {
+                name: "min_forks",
+                kind: FieldKind::Number,
+                help: "at least this many forks (searches instead of listing)",
+            },
+            Field {
+                name: "created_from",
+                kind: FieldKind::Date,
+                help: "searches from repositories created on this day",
+            },
+        ]
     }
 
     fn defaults(&self) -> (Value, Value) {

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, check_as, get_json, parse};
+use super::{Batch, Field, Found, IndexError, Indexer, check_as, get_json, parse};
 
 /// The GitLab indexer.
 pub struct Gitlab {
@@ -38,6 +38,10 @@ struct Project {
 impl Indexer for Gitlab {
     fn host(&self) -> &'static str {
         "gitlab"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        &[super::BASE_URL]
     }
 
     fn defaults(&self) -> (Value, Value) {

@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Batch, Found, IndexError, Indexer, check_as, parse};
+use super::{Batch, Field, FieldKind, Found, IndexError, Indexer, check_as, parse};
 
 /// Entries per batch.
 const BATCH: usize = 100;
@@ -29,6 +29,14 @@ struct Cursor {
 impl Indexer for List {
     fn host(&self) -> &'static str {
         "list"
+    }
+
+    fn fields(&self) -> &'static [Field] {
+        &[Field {
+            name: "urls",
+            kind: FieldKind::Lines,
+            help: "git URLs or local paths, one a line",
+        }]
     }
 
     fn defaults(&self) -> (Value, Value) {

@@ -67,10 +67,58 @@ pub enum IndexError {
     Failed(String),
 }
 
+/// One setting of an indexer kind, for the dashboard's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// Its key in the settings object.
+    pub name: &'static str,
+    /// What kind of value it takes.
+    pub kind: FieldKind,
+    /// What it does, for people.
+    pub help: &'static str,
+}
+
+/// The value a [`Field`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A string (a URL).
+    Text,
+    /// A whole number, or nothing.
+    Number,
+    /// True or false.
+    Check,
+    /// A day, `YYYY-MM-DD`, or nothing.
+    Date,
+    /// A list of strings, one a line.
+    Lines,
+}
+
+impl FieldKind {
+    /// Its name in the form's markup.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Number => "number",
+            Self::Check => "checkbox",
+            Self::Date => "date",
+            Self::Lines => "lines",
+        }
+    }
+}
+
+/// The API base URL setting every host kind has.
+pub const BASE_URL: Field = Field {
+    name: "base_url",
+    kind: FieldKind::Text,
+    help: "the host's API base URL",
+};
+
 /// An indexer of one kind of host.
 pub trait Indexer: Send + Sync {
     /// The kind's name (`github`, `gitlab`, ...).
     fn host(&self) -> &'static str;
+    /// Its settings, every key [`Indexer::check`] accepts.
+    fn fields(&self) -> &'static [Field];
     /// Default settings and cursor of a new indexer of this kind.
     fn defaults(&self) -> (Value, Value);
     /// Checks settings and a cursor before they are stored.
