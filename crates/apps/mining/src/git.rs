@@ -299,12 +299,21 @@ pub enum Blob {
     Missing,
 }
 
-/// One `git cat-file --batch` over a clone: blobs by object id, one after the other.
+/// Object ids asked of `git cat-file` ahead of the one being read: git reads and inflates
+/// the next blobs while the caller works on this one. Bounded so the requests always fit
+/// in the pipe (64 x 41 bytes), which git may not read while its answers wait for us.
+const ASKED_AHEAD: usize = 64;
+
+/// One `git cat-file --batch` over a clone: blobs by object id, in the order queued.
 pub struct Blobs {
     // Held so the process lives as long as its pipes (and is killed when dropped).
     _child: tokio::process::Child,
     input: tokio::process::ChildStdin,
     output: tokio::io::BufReader<tokio::process::ChildStdout>,
+    /// Queued and not yet asked.
+    queued: std::collections::VecDeque<String>,
+    /// Asked and not yet read.
+    asked: usize,
 }
 
 impl Blobs {
@@ -331,29 +340,67 @@ impl Blobs {
             _child: child,
             input,
             output: tokio::io::BufReader::new(output),
+            queued: std::collections::VecDeque::new(),
+            asked: 0,
         })
     }
 
-    /// The blob `id`, unless it is larger than `max` bytes.
+    /// Queues blobs to read, in order, with [`Blobs::next`].
     ///
     /// # Errors
-    /// [`GitError::Failed`] when `id` is not an object id or the reader stopped or answered
-    /// out of protocol.
+    /// [`GitError::Failed`] when one is not an object id (nothing is queued then).
+    pub fn queue<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> Result<(), GitError> {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        if let Some(bad) = ids.iter().find(|id| !is_object_id(id)) {
+            return Err(GitError::Failed {
+                step: "cat-file",
+                stderr: format!("{bad:?} is not an object id"),
+            });
+        }
+        self.queued.extend(ids.into_iter().map(str::to_owned));
+        Ok(())
+    }
+
+    /// The blob `id`, unless it is larger than `max` bytes; nothing else may be queued.
+    ///
+    /// # Errors
+    /// As [`Blobs::queue`] and [`Blobs::next`].
     pub async fn read(&mut self, id: &str, max: u64) -> Result<Blob, GitError> {
+        self.queue([id])?;
+        self.next(max).await
+    }
+
+    /// The next blob queued, unless it is larger than `max` bytes.
+    ///
+    /// # Errors
+    /// [`GitError::Failed`] when nothing is queued or the reader stopped or answered out of
+    /// protocol.
+    pub async fn next(&mut self, max: u64) -> Result<Blob, GitError> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let failed = |stderr: String| GitError::Failed {
             step: "cat-file",
             stderr,
         };
-        if !is_object_id(id) {
-            return Err(failed(format!("{id:?} is not an object id")));
-        }
         let io = |e: std::io::Error| failed(e.to_string());
-        self.input
-            .write_all(format!("{id}\n").as_bytes())
-            .await
-            .map_err(io)?;
-        self.input.flush().await.map_err(io)?;
+        let mut requests = String::new();
+        while self.asked < ASKED_AHEAD
+            && let Some(id) = self.queued.pop_front()
+        {
+            requests.push_str(&id);
+            requests.push('\n');
+            self.asked += 1;
+        }
+        if !requests.is_empty() {
+            self.input
+                .write_all(requests.as_bytes())
+                .await
+                .map_err(io)?;
+            self.input.flush().await.map_err(io)?;
+        }
+        if self.asked == 0 {
+            return Err(failed("no blob was queued".into()));
+        }
+        self.asked -= 1;
         // "<id> <type> <size>\n" then the content and "\n", or "<id> missing\n".
         let mut header = String::new();
         self.output.read_line(&mut header).await.map_err(io)?;
@@ -591,6 +638,26 @@ mod tests {
             Blob::Bytes(b"fn main() {}\n".to_vec())
         );
         assert!(blobs.read("HEAD", 100).await.is_err());
+        // Queued ahead (more than are asked of git at once), answered in order.
+        let missing = "0".repeat(40);
+        let ids: Vec<&str> = (0..150)
+            .map(|i| match i % 3 {
+                0 => files[1].blob.as_str(),
+                1 => files[0].blob.as_str(),
+                _ => missing.as_str(),
+            })
+            .collect();
+        blobs.queue(ids).unwrap();
+        for i in 0..150 {
+            let expected = match i % 3 {
+                0 => Blob::Bytes(b"fn main() {}\n".to_vec()),
+                1 => Blob::TooLarge(1000),
+                _ => Blob::Missing,
+            };
+            assert_eq!(blobs.next(100).await.unwrap(), expected, "blob {i}");
+        }
+        assert!(blobs.next(100).await.is_err(), "nothing more was queued");
+        assert!(blobs.queue(["not-an-id"]).is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

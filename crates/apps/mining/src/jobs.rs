@@ -631,7 +631,7 @@ async fn read(
             Err(e) => Err(format!("cannot read: {e}")),
         });
     }
-    Ok(match blobs.read(&file.blob, max).await? {
+    Ok(match blobs.next(max).await? {
         git::Blob::Bytes(bytes) => Ok(bytes),
         git::Blob::TooLarge(size) => Err(too_large(size)),
         git::Blob::Missing => Err(format!("blob {} is not in the clone", file.blob)),
@@ -699,6 +699,15 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     let dir = dir.as_path();
     let total = args.files.len() as i64;
     let mut blobs = git::Blobs::open(dir).map_err(|e| JobError::retry(e.to_string()))?;
+    // Every blob asked for up front (git reads ahead), answered in the files' order.
+    let ids = args
+        .files
+        .iter()
+        .map(|f| f.blob.as_str())
+        .filter(|b| !b.is_empty());
+    blobs
+        .queue(ids)
+        .map_err(|e| JobError::permanent(e.to_string()))?;
     let mut results = Vec::with_capacity(args.files.len());
     // Up to one file per analysis thread in flight, the next blob read meanwhile: a task
     // running alone (the end of a repository) keeps every thread busy, not one.
