@@ -1,7 +1,8 @@
 //! `conveyor bench mining --path DIR`: files analysed per second through the whole pipeline
 //! (clone, listing, engine jobs, analysis, results written) against the same analyzers
-//! (tokei and rust-code-analysis) called directly on the same files, in one process, with
-//! the same number of threads. Runs alternate so drift hits both alike.
+//! (the tree-sitter metrics, tokei where no grammar serves) called directly on the same
+//! files, in one process, with the same number of threads. Runs alternate so drift hits
+//! both alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
