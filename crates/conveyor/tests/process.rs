@@ -21,6 +21,7 @@ conveyor_queue::on_both_backends!(
     an_average_job_whose_worker_is_killed_completes_exactly,
     a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_once,
     every_job_answered_201_survives_a_kill_of_the_server,
+    a_worker_told_to_stop_finishes_its_job_and_exits,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -451,5 +452,29 @@ async fn every_job_answered_201_survives_a_kill_of_the_server(db: &TestDb) {
         "{} of {} answered jobs lost: {missing:?}",
         missing.len(),
         answered.len()
+    );
+}
+
+async fn a_worker_told_to_stop_finishes_its_job_and_exits(db: &TestDb) {
+    let store = &db.store;
+    let running = enqueue_id(store, NewJob::new("sleep", json!({"ms": 1_500}))).await;
+    // A 1 s lease: the worker reads the request at its next heartbeat, within a third.
+    let mut child = worker(db, "1s", "5s");
+    let owner = running_on(store, running).await;
+    assert!(store.request_worker_stop(&owner).await.unwrap());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the worker exits once told to stop")
+        .unwrap();
+    assert!(status.success(), "it stops cleanly: {status:?}");
+    let job = store.get(running).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Completed, 1),
+        "its running job finished first"
+    );
+    assert!(
+        store.workers(60_000).await.unwrap().is_empty(),
+        "it left the registry"
     );
 }

@@ -269,6 +269,13 @@ try {
   const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
   check(wide <= 390, `the overview is ${wide}px wide on a phone`);
   await phone.screenshot({ path: `${shots}/overview-phone.png`, fullPage: true });
+  // Each queue is a card: its running and failed counts come first, inside the screen.
+  const cells = await phone.$$eval("#queues-h ~ table tbody tr:first-child td", (tds) =>
+    tds.map((td) => { const r = td.getBoundingClientRect(); return { label: td.dataset.label || "queue", x: r.x, y: r.y, right: r.right }; }));
+  const order = [...cells].sort((a, b) => a.y - b.y || a.x - b.x).map((c) => c.label);
+  const row = await phone.$eval("#queues-h ~ table tbody tr", (tr) => tr.outerHTML);
+  check(order[0] === "queue" && order[1] === "running" && order[2] === "failed", `phone order: ${order} in ${row}`);
+  check(cells.every((c) => c.right <= 390), `cells inside the screen: ${JSON.stringify(cells)}`);
 
   // Log out: the cookie goes, and the pages ask for the token again.
   await Promise.all([page.waitForURL(/\/login$/), page.click("button:has-text(\"Log out\")")]);

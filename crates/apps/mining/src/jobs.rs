@@ -430,13 +430,13 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
         let permanent = matches!(error, git::GitError::TooLarge(_));
         return fail(error.to_string(), permanent).await;
     }
-    let listed = async {
-        let head = git::head(&dir).await?;
-        let files = git::files(&dir, m.settings.files_max).await?;
-        let commits = git::commits(&dir, m.settings.commits_max).await?;
-        Ok::<_, git::GitError>((head, files, commits))
-    };
-    let (head, tracked, commits) = match listed.await {
+    // Three git processes at once: the listing is the wait before any file can start.
+    let listed = tokio::try_join!(
+        git::head(&dir),
+        git::files(&dir, m.settings.files_max),
+        git::commits(&dir, m.settings.commits_max),
+    );
+    let (head, tracked, commits) = match listed {
         Ok(listed) => listed,
         Err(error) => {
             let _ = tokio::fs::remove_dir_all(&dir).await;
