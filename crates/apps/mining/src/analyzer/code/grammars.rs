@@ -47,7 +47,32 @@ pub struct Spec {
     pub parameters: &'static [&'static str],
     /// Statements beyond the `*_statement`, `*_declaration`, `*_definition`, `*_item` kinds.
     pub statements: &'static [&'static str],
+    /// Macro calls whose `{ ... }` body, where items may stand, holds items (Rust's
+    /// `cfg_rt! { fn ... }`): the body is parsed as items and measured as code.
+    pub item_macros: &'static [&'static str],
+    /// Where items stand, for `item_macros`.
+    pub item_containers: &'static [&'static str],
 }
+
+/// No kind in any role: the rest of a table.
+const NONE: Spec = Spec {
+    functions: &[],
+    lambdas: &[],
+    ifs: &[],
+    elifs: &[],
+    branches: &[],
+    switches: &[],
+    cases: &[],
+    decisions: &[],
+    logical: &[],
+    exits: &[],
+    comments: &[],
+    parameter_lists: &[],
+    parameters: &[],
+    statements: &[],
+    item_macros: &[],
+    item_containers: &[],
+};
 
 const C_LOGICAL: &[&str] = &["&&", "||"];
 const C_COMMENTS: &[&str] = &["comment"];
@@ -74,6 +99,7 @@ const C_FAMILY: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const C_SHARP: Spec = Spec {
@@ -105,6 +131,7 @@ const C_SHARP: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const GO: Spec = Spec {
@@ -126,6 +153,7 @@ const GO: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const JAVA: Spec = Spec {
@@ -154,6 +182,7 @@ const JAVA: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const JAVASCRIPT: Spec = Spec {
@@ -186,6 +215,7 @@ const JAVASCRIPT: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const KOTLIN: Spec = Spec {
@@ -208,6 +238,7 @@ const KOTLIN: Spec = Spec {
     parameter_lists: &["function_value_parameters"],
     parameters: &[],
     statements: &["assignment", "call_expression"],
+    ..NONE
 };
 
 const PHP: Spec = Spec {
@@ -232,6 +263,7 @@ const PHP: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const PYTHON: Spec = Spec {
@@ -254,6 +286,7 @@ const PYTHON: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    ..NONE
 };
 
 const RUBY: Spec = Spec {
@@ -288,6 +321,7 @@ const RUBY: Spec = Spec {
         "return",
         "yield",
     ],
+    ..NONE
 };
 
 const RUST: Spec = Spec {
@@ -305,6 +339,8 @@ const RUST: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    item_macros: &["macro_invocation"],
+    item_containers: &["source_file", "declaration_list"],
 };
 
 const SCALA: Spec = Spec {
@@ -323,6 +359,7 @@ const SCALA: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &["val_definition", "var_definition", "call_expression"],
+    ..NONE
 };
 
 const SWIFT: Spec = Spec {
@@ -351,6 +388,7 @@ const SWIFT: Spec = Spec {
     parameter_lists: &[],
     parameters: &["parameter"],
     statements: &["assignment", "call_expression"],
+    ..NONE
 };
 
 /// The grammar for a language, by tokei's name.

@@ -89,28 +89,33 @@ fn parse(grammar: &Grammar, bytes: &[u8]) -> Result<Tree, String> {
 }
 
 // What a node kind is to the metrics: bits of `Grammar::roles`.
-const FUNCTION: u16 = 1;
-const LAMBDA: u16 = 1 << 1;
-const IF: u16 = 1 << 2;
-const ELIF: u16 = 1 << 3;
-const BRANCH: u16 = 1 << 4;
-const SWITCH: u16 = 1 << 5;
-const CASE: u16 = 1 << 6;
-const DECISION: u16 = 1 << 7;
-const LOGICAL: u16 = 1 << 8;
-const EXIT: u16 = 1 << 9;
-const COMMENT: u16 = 1 << 10;
-const STATEMENT: u16 = 1 << 11;
-const ELSE: u16 = 1 << 12;
-const ELSE_CLAUSE: u16 = 1 << 13;
-const PARAMETER_LIST: u16 = 1 << 14;
-const PARAMETER: u16 = 1 << 15;
+const FUNCTION: u32 = 1;
+const LAMBDA: u32 = 1 << 1;
+const IF: u32 = 1 << 2;
+const ELIF: u32 = 1 << 3;
+const BRANCH: u32 = 1 << 4;
+const SWITCH: u32 = 1 << 5;
+const CASE: u32 = 1 << 6;
+const DECISION: u32 = 1 << 7;
+const LOGICAL: u32 = 1 << 8;
+const EXIT: u32 = 1 << 9;
+const COMMENT: u32 = 1 << 10;
+const STATEMENT: u32 = 1 << 11;
+const ELSE: u32 = 1 << 12;
+const ELSE_CLAUSE: u32 = 1 << 13;
+const PARAMETER_LIST: u32 = 1 << 14;
+const PARAMETER: u32 = 1 << 15;
+const ITEM_MACRO: u32 = 1 << 16;
+const ITEM_CONTAINER: u32 = 1 << 17;
+
+/// Macro bodies parsed within macro bodies, at most.
+const MACRO_DEPTH_MAX: usize = 3;
 
 /// A language made ready: its grammar and each node kind's roles.
 struct Grammar {
     language: tree_sitter::Language,
     /// By node kind id.
-    roles: Vec<u16>,
+    roles: Vec<u32>,
     /// Scala's operators are named nodes; their text says whether they are logical.
     logical_texts: &'static [&'static str],
     /// Ids of the logical operators, for telling runs of one operator apart.
@@ -127,7 +132,7 @@ impl Grammar {
 
     fn new(language: tree_sitter::Language, spec: &Spec) -> Self {
         let count = language.node_kind_count();
-        let mut roles = vec![0u16; count];
+        let mut roles = vec![0u32; count];
         let mut logical_ids = Vec::new();
         for id in 0..count as u16 {
             let Some(kind) = language.node_kind_for_id(id) else {
@@ -151,6 +156,8 @@ impl Grammar {
                     (spec.parameter_lists, PARAMETER_LIST),
                     (spec.parameters, PARAMETER),
                     (spec.statements, STATEMENT),
+                    (spec.item_macros, ITEM_MACRO),
+                    (spec.item_containers, ITEM_CONTAINER),
                 ] {
                     if has(list) {
                         role |= bit;
@@ -185,7 +192,7 @@ impl Grammar {
         }
     }
 
-    fn role(&self, node: Node<'_>) -> u16 {
+    fn role(&self, node: Node<'_>) -> u32 {
         self.roles
             .get(usize::from(node.kind_id()))
             .copied()
@@ -297,7 +304,7 @@ impl Function<'_> {
 
 /// An open node with children, on the walk's stack.
 struct Frame {
-    role: u16,
+    role: u32,
     /// It raised its function's nesting.
     nests: bool,
     /// It opened a function.
@@ -326,6 +333,10 @@ struct Walk<'s> {
     comment_lines: Vec<bool>,
     statements: usize,
     syntax_errors: usize,
+    /// Rows before the text being walked (a macro body's place in its file).
+    row_offset: usize,
+    /// Macro bodies entered.
+    depth: usize,
 }
 
 impl<'s> Walk<'s> {
@@ -357,10 +368,18 @@ impl<'s> Walk<'s> {
             comment_lines: vec![false; lines.max(1)],
             statements: 0,
             syntax_errors: 0,
+            row_offset: 0,
+            depth: 0,
         }
     }
 
     fn run(mut self, tree: &Tree) -> Output {
+        self.walk(tree);
+        self.finish()
+    }
+
+    /// Walks one tree (the file's, or a macro body's) into this walk's counts.
+    fn walk(&mut self, tree: &Tree) {
         let mut cursor = tree.walk();
         let mut stack: Vec<Frame> = Vec::with_capacity(64);
         'walk: loop {
@@ -383,7 +402,45 @@ impl<'s> Walk<'s> {
         while let Some(frame) = stack.pop() {
             self.leave(frame, &mut stack);
         }
-        self.finish()
+    }
+
+    /// Measures a macro call's `{ ... }` body as items, in place of its tokens; whether it
+    /// could (a body that does not parse as items is left to be walked as tokens).
+    fn macro_body(&mut self, node: Node<'_>) -> bool {
+        let Some(body) = node.named_child(node.named_child_count().saturating_sub(1)) else {
+            return false;
+        };
+        let text = self.text(body);
+        if self.depth >= MACRO_DEPTH_MAX
+            || body.kind() != "token_tree"
+            || text.len() < 2
+            || text[0] != b'{'
+        {
+            return false;
+        }
+        let inner = &text[1..text.len() - 1];
+        let Ok(tree) = parse(self.grammar, inner) else {
+            return false;
+        };
+        if tree.root_node().has_error() {
+            return false;
+        }
+        // The call's name and the closing brace are code; the body's lines are its own.
+        for row in [node.start_position().row, node.end_position().row] {
+            Self::mark(
+                &mut self.code_lines,
+                row + self.row_offset,
+                row + self.row_offset,
+            );
+        }
+        let saved = (self.bytes, self.row_offset);
+        self.bytes = inner;
+        self.row_offset += body.start_position().row;
+        self.depth += 1;
+        self.walk(&tree);
+        self.depth -= 1;
+        (self.bytes, self.row_offset) = saved;
+        true
     }
 
     fn text(&self, node: Node<'_>) -> &'s [u8] {
@@ -394,8 +451,17 @@ impl<'s> Walk<'s> {
         self.functions.last_mut().expect("the file's own entry")
     }
 
-    fn mark(lines: &mut [bool], node: Node<'_>) {
+    fn mark_node(&mut self, node: Node<'_>, comment: bool) {
         let (start, end) = (node.start_position().row, node.end_position().row);
+        let lines = if comment {
+            &mut self.comment_lines
+        } else {
+            &mut self.code_lines
+        };
+        Self::mark(lines, start + self.row_offset, end + self.row_offset);
+    }
+
+    fn mark(lines: &mut [bool], start: usize, end: usize) {
         let end = end.min(lines.len().saturating_sub(1));
         for line in lines.iter_mut().take(end + 1).skip(start) {
             *line = true;
@@ -418,7 +484,10 @@ impl<'s> Walk<'s> {
             self.syntax_errors += 1;
         }
         if role & COMMENT != 0 {
-            Self::mark(&mut self.comment_lines, node);
+            self.mark_node(node, true);
+            return false;
+        }
+        if role & ITEM_MACRO != 0 && parent_role & ITEM_CONTAINER != 0 && self.macro_body(node) {
             return false;
         }
         if role & FUNCTION != 0 {
@@ -529,7 +598,7 @@ impl<'s> Walk<'s> {
         if node.start_byte() == node.end_byte() {
             return;
         }
-        Self::mark(&mut self.code_lines, node);
+        self.mark_node(node, false);
         if node.is_named() {
             let text = self.text(node);
             self.file.operand(text);
@@ -584,8 +653,8 @@ impl<'s> Walk<'s> {
     fn open_function(&self, node: Node<'_>) -> Function<'s> {
         Function {
             name: self.function_name(node),
-            start_line: node.start_position().row + 1,
-            end_line: node.end_position().row + 1,
+            start_line: node.start_position().row + 1 + self.row_offset,
+            end_line: node.end_position().row + 1 + self.row_offset,
             parameters: self.parameters(node),
             exits: 0,
             decisions: 0,

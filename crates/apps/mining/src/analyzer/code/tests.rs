@@ -396,3 +396,30 @@ fn nested_named_functions_are_their_own() {
         .collect();
     assert_eq!(pairs, [("g", 3), ("f", 2)]);
 }
+
+#[test]
+fn functions_inside_rust_item_macros_are_measured() {
+    // tokio's habit: items inside `cfg_rt! { ... }`. The body is parsed as items, so spawn
+    // (if, && = 3; cognitive if 1, && 1, else 1) and inner are functions with their own
+    // lines; main's `println!(.., a && b)` stays tokens, whose && still counts.
+    let text = include_str!("fixtures/macros.rs");
+    check(
+        "macros.rs",
+        text,
+        &[
+            ("spawn", 3, 3, 1, 0),
+            ("inner", 1, 0, 1, 0),
+            ("main", 2, 1, 0, 0),
+        ],
+    );
+    let output = analyze("macros.rs", text.as_bytes());
+    let spawn = &output.report["functions"][0];
+    assert_eq!(
+        (spawn["start_line"].as_u64(), spawn["end_line"].as_u64()),
+        (Some(3), Some(5))
+    );
+    assert_eq!(output.report["loc"]["ploc"], 10);
+    // A body that is not items (`$x` patterns, expressions) is measured as tokens.
+    let odd = analyze("odd.rs", b"m! { $x + 1 }\nfn f() {}\n");
+    assert_eq!(odd.summary.functions, Some(1.0));
+}
