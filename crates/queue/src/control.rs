@@ -28,7 +28,10 @@ pub struct JobFilter {
 }
 
 /// `SELECT` of [`Store::list`], with the list of excluded kinds read from JSON (`$6`) and
-/// the arguments' text matched with `LIKE` (`$7`, `\` escapes).
+/// the arguments' text matched with `LIKE` (`$7`, `\` escapes). The text loses the space
+/// after each `:` and `,` (as the pattern does, in [`like_pattern`]): PostgreSQL prints
+/// `jsonb` with them and SQLite keeps the compact text, and a search must mean the same on
+/// both.
 macro_rules! list_sql {
     ($excluded:literal, $args:literal) => {
         concat!(
@@ -42,9 +45,9 @@ macro_rules! list_sql {
                AND ($6 IS NULL OR kind NOT IN (",
             $excluded,
             ")) \
-               AND ($7 IS NULL OR ",
+               AND ($7 IS NULL OR replace(replace(",
             $args,
-            " LIKE $7 ESCAPE '\\') \
+            ", ': ', ':'), ', ', ',') LIKE $7 ESCAPE '\\') \
              ORDER BY id DESC \
              LIMIT $5"
         )
@@ -59,8 +62,10 @@ const LIST: crate::store::Sql = crate::store::Sql {
     sqlite: list_sql!("SELECT value FROM json_each($6)", "args"),
 };
 
-/// `%text%` with `LIKE`'s wildcards in `text` escaped.
+/// `%text%` with `LIKE`'s wildcards in `text` escaped, without the space after each `:`
+/// and `,` (as the text searched).
 fn like_pattern(text: &str) -> String {
+    let text = text.replace(": ", ":").replace(", ", ",");
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
     for c in text.chars() {

@@ -1526,6 +1526,16 @@ async fn lists_leave_out_kinds_and_search_arguments(store: Store) {
     })
     .await;
     assert_eq!(ids(both), vec![bob, ann]);
+    // A key and its value match with or without a space after the colon, on both stores
+    // (PostgreSQL prints jsonb as `{"who": "bob"}`, SQLite keeps `{"who":"bob"}`).
+    for needle in ["\"who\":\"bob\"", "\"who\": \"bob\""] {
+        let found = list(JobFilter {
+            args_contain: Some(needle.into()),
+            ..JobFilter::default()
+        })
+        .await;
+        assert_eq!(ids(found), vec![bob], "{needle}");
+    }
 }
 
 async fn attempts_of_a_retried_job_are_kept(store: Store) {
