@@ -401,32 +401,48 @@ impl Store {
     /// [`crate::Error::Database`].
     pub async fn rescue_expired(&self, limit: i64) -> Result<Vec<Rescued>> {
         let now = now_ms();
-        // The outer repeat of the conditions matters on PostgreSQL: after waiting for a row
-        // lock, only the outer WHERE is re-checked against the row's new version.
-        let sql = match self.backend() {
-            crate::Backend::Postgres => concat!(
-                "UPDATE job SET ",
-                rescue_set!(),
-                " WHERE id IN (SELECT id FROM job WHERE ",
-                lease_expired!(),
-                " LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                   AND ",
-                lease_expired!(),
-                " RETURNING id, state, queue, kind, group_id"
-            ),
-            crate::Backend::Sqlite => concat!(
-                "UPDATE job SET ",
-                rescue_set!(),
-                " WHERE id IN (SELECT id FROM job WHERE ",
-                lease_expired!(),
-                " LIMIT $2) \
-                 RETURNING id, state, queue, kind, group_id"
-            ),
-        };
         let mut tx = self.begin().await?;
-        let rows: Vec<Rescued> = dispatch!(tx.conn(), conn => {
-            sqlx::query_as(sql).bind(now).bind(limit).fetch_all(conn).await?
+        // Which jobs (locked on PostgreSQL, where rescuers may race), then each one's lost
+        // attempt into its history while its lease owner is still known, then the rescue.
+        let pick = tx.sql(PICK_EXPIRED);
+        let picked: Vec<i64> = dispatch!(tx.conn(), conn => {
+            sqlx::query_scalar(pick).bind(now).bind(limit).fetch_all(conn).await?
         });
+        if picked.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Rescued> = match tx.conn() {
+            crate::store::Db::Pg(conn) => {
+                sqlx::query(RECORD_LOST.postgres)
+                    .bind(&picked)
+                    .bind(now)
+                    .bind(LEASE_EXPIRED)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query_as(RESCUE.postgres)
+                    .bind(now)
+                    .bind(&picked)
+                    .bind(LEASE_EXPIRED)
+                    .fetch_all(conn)
+                    .await?
+            }
+            crate::store::Db::Lite(conn) => {
+                let ids = serde_json::to_string(&picked).expect("ids serialise");
+                sqlx::query(RECORD_LOST.sqlite)
+                    .bind(&ids)
+                    .bind(now)
+                    .bind(LEASE_EXPIRED)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query_as(RESCUE.sqlite)
+                    .bind(now)
+                    .bind(&ids)
+                    .bind(LEASE_EXPIRED)
+                    .fetch_all(conn)
+                    .await?
+            }
+        };
         tx.release(&rows).await?;
         tx.commit().await?;
         for row in &rows {
@@ -446,7 +462,51 @@ macro_rules! lease_expired {
              WHERE worker.id = job.lease_owner AND worker.lease_until >= $1)"
     };
 }
-use lease_expired;
+
+/// Why a rescued attempt ended, in the job's error and its attempt's row.
+const LEASE_EXPIRED: &str = "lease expired: the worker stopped heartbeating (crashed or cut off)";
+
+/// Up to `$2` running jobs whose lease expired at `$1`.
+const PICK_EXPIRED: crate::store::Sql = crate::store::Sql {
+    postgres: concat!(
+        "SELECT id FROM job WHERE ",
+        lease_expired!(),
+        " LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ),
+    sqlite: concat!("SELECT id FROM job WHERE ", lease_expired!(), " LIMIT $2"),
+};
+
+/// The current attempt of jobs `$1` (an array; JSON on SQLite), lost at `$2` with `$3`.
+const RECORD_LOST: crate::store::Sql = crate::store::Sql {
+    postgres: "INSERT INTO job_attempt \
+                   (job_id, attempt, started_at, finished_at, worker, outcome, error) \
+               SELECT id, attempt, started_at, $2, lease_owner, 'lost', $3 FROM job \
+               WHERE id = ANY($1) AND state = 'running' \
+               ON CONFLICT (job_id, attempt) DO NOTHING",
+    sqlite: "INSERT INTO job_attempt \
+                 (job_id, attempt, started_at, finished_at, worker, outcome, error) \
+             SELECT id, attempt, started_at, $2, lease_owner, 'lost', $3 FROM job \
+             WHERE id IN (SELECT value FROM json_each($1)) AND state = 'running' \
+             ON CONFLICT (job_id, attempt) DO NOTHING",
+};
+
+/// Rescues jobs `$2` (picked above) whose lease expired at `$1`, with error `$3`.
+const RESCUE: crate::store::Sql = crate::store::Sql {
+    postgres: concat!(
+        "UPDATE job SET ",
+        rescue_set!(),
+        " WHERE id = ANY($2) AND ",
+        lease_expired!(),
+        " RETURNING id, state, queue, kind, group_id"
+    ),
+    sqlite: concat!(
+        "UPDATE job SET ",
+        rescue_set!(),
+        " WHERE id IN (SELECT value FROM json_each($2)) AND ",
+        lease_expired!(),
+        " RETURNING id, state, queue, kind, group_id"
+    ),
+};
 
 /// The `SET` list of a rescue.
 macro_rules! rescue_set {
@@ -455,7 +515,7 @@ macro_rules! rescue_set {
                       WHEN attempt >= max_attempts THEN 'failed' \
                       ELSE 'available' END, \
          finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1 ELSE NULL END, \
-         error = 'lease expired: the worker stopped heartbeating (crashed or cut off)', \
+         error = $3, \
          lease_owner = NULL, lease_until = NULL"
     };
 }

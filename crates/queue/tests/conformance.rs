@@ -842,6 +842,21 @@ async fn expired_leases_are_rescued_and_late_outcomes_fenced_off(store: Store) {
         store.get(id).await.unwrap().unwrap().state,
         JobState::Completed
     );
+    // Its history keeps the lost attempt, with the worker that lost it.
+    let attempts: Vec<_> = store
+        .attempts(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.attempt, a.outcome, a.worker))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (1, "lost".to_owned(), Some("dead".to_owned())),
+            (2, "completed".to_owned(), Some("alive".to_owned())),
+        ]
+    );
     // With its attempts spent, a rescued job fails instead.
     let spent = enqueue_id(&store, NewJob::new("noop", json!({})).max_attempts(1)).await;
     store.claim_expired_for_test("default", "dead").await;
