@@ -104,6 +104,50 @@ pub fn lines(title: &str, series: &[(&str, &str, Vec<i64>)], first: &str, last: 
     svg
 }
 
+/// A small chart in a table cell: `series` of (name, colour, values) as lines scaled to
+/// their own maximum, named in its title (its tooltip) with their totals.
+pub fn spark(title: &str, series: &[(&str, &str, Vec<i64>)]) -> String {
+    let (w, h) = (120.0, 24.0);
+    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
+    let max = series
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let totals: Vec<String> = series
+        .iter()
+        .map(|(name, _, values)| format!("{} {name}", values.iter().sum::<i64>()))
+        .collect();
+    let label = format!("{title}: {}", totals.join(", "));
+    let mut svg = format!(
+        r#"<svg class="spark" role="img" aria-label="{}" viewBox="0 0 {w} {h}" width="{w}" height="{h}"><title>{}</title>"#,
+        escape(&label),
+        escape(&label)
+    );
+    let step = if n > 1 { w / (n - 1) as f64 } else { 0.0 };
+    for (_, colour, values) in series {
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "{:.1},{:.1}",
+                    i as f64 * step,
+                    h - 1.0 - (*v as f64 / max) * (h - 2.0)
+                )
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,7 @@
 //! What the pages show: rows formatted for people, gathered from the store and the apps.
 
+use std::collections::BTreeMap;
+
 use conveyor_queue::{Job, JobFilter, JobState, Store};
 
 /// A time in ms since the epoch as "12 s ago" / "in 3 min", or "-".
@@ -90,6 +92,9 @@ pub struct QueueRow {
     pub hour: (String, String),
     /// See `hour`.
     pub day: (String, String),
+    /// Completed and failed per minute over the last hour, and per hour over the day, as
+    /// small charts.
+    pub sparks: (String, String),
     /// Wait (due to started) and run time, p50 / p95, over its last 200 ended jobs.
     pub wait: String,
     /// See `wait`.
@@ -160,15 +165,15 @@ pub fn duration(ms: i64) -> String {
     }
 }
 
-/// Completed and failed summed over queues, one value per bucket from `first`.
-fn series(
-    counts: &std::collections::BTreeMap<String, Vec<(i64, conveyor_queue::stats::Counts)>>,
+/// Completed and failed summed over the queues' `counts`, one value per bucket from `first`.
+fn series<'a>(
+    counts: impl IntoIterator<Item = &'a Vec<(i64, conveyor_queue::stats::Counts)>>,
     first: i64,
     step: i64,
     buckets: usize,
 ) -> (Vec<i64>, Vec<i64>) {
     let (mut completed, mut failed) = (vec![0; buckets], vec![0; buckets]);
-    for (at, c) in counts.values().flatten() {
+    for (at, c) in counts.into_iter().flatten() {
         let index = (at - first) / step;
         if let Ok(i) = usize::try_from(index)
             && i < buckets
@@ -216,7 +221,32 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
                 format!("{} / {}", duration(a), duration(b))
             }
         };
+        let spark = |by: &BTreeMap<String, Vec<(i64, conveyor_queue::stats::Counts)>>,
+                     first: i64,
+                     step: i64,
+                     n: usize,
+                     title: &str| {
+            let (done, failed) = series(by.get(&q.queue), first, step, n);
+            crate::chart::spark(
+                &format!("{}, {title}", q.queue),
+                &[
+                    ("completed", "#2e7d32", done),
+                    ("failed", "#c62828", failed),
+                ],
+            )
+        };
+        let sparks = (
+            spark(
+                &by_minute,
+                hour_first,
+                MINUTE_MS,
+                60,
+                "per minute, last hour",
+            ),
+            spark(&by_hour, day_first, 3_600_000, 24, "per hour, last day"),
+        );
         queues.push(QueueRow {
+            sparks,
             counts: states
                 .iter()
                 .map(|s| {
@@ -239,8 +269,8 @@ pub async fn overview(store: &Store) -> conveyor_queue::Result<OverviewData> {
             per_minute: q.completed_last_minute,
         });
     }
-    let (hour_done, hour_failed) = series(&by_minute, hour_first, MINUTE_MS, 60);
-    let (day_done, day_failed) = series(&by_hour, day_first, 3_600_000, 24);
+    let (hour_done, hour_failed) = series(by_minute.values(), hour_first, MINUTE_MS, 60);
+    let (day_done, day_failed) = series(by_hour.values(), day_first, 3_600_000, 24);
     let chart = |title: &str, done: Vec<i64>, failed: Vec<i64>, first: &str| {
         if done.iter().chain(&failed).all(|v| *v == 0) {
             String::new()

@@ -261,6 +261,14 @@ try {
   check(lines.length === 4, `throughput lines: ${lines.length}`);
   check(lines[0].length === 60 && lines[2].length === 24, `buckets: ${lines.map((l) => l.length)}`);
   check(lines[0].some((y) => y < 160) && lines[2].some((y) => y < 160), "completed jobs are drawn above zero");
+  // Each queue has its own small charts of the hour and the day; default's show its jobs.
+  const sparks = await page.$$eval("#throughput-h ~ table tbody tr", (rows) => rows.map((r) => ({
+    queue: r.cells[0].textContent.trim(),
+    lines: [...r.querySelectorAll("svg.spark polyline")].map((l) => l.getAttribute("points").split(" ").map((p) => Number(p.split(",")[1]))),
+  })));
+  check(sparks.length > 1 && sparks.every((s) => s.lines.length === 4), `sparklines: ${JSON.stringify(sparks.map((s) => [s.queue, s.lines.length]))}`);
+  const defaultSpark = sparks.find((s) => s.queue === "default");
+  check(defaultSpark && defaultSpark.lines[0].some((y) => y < 23), "default's hour chart shows its completed jobs");
 
   // Phone width: one column, nothing wider than the screen.
   const phone = await context.newPage();
