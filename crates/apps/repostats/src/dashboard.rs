@@ -161,7 +161,7 @@ async fn live(store: &Store, cell: &SnapshotCell) -> Result<String, PageError> {
     let last = store.list(&filter).await?.into_iter().next().map(|job| {
         let when = match job.state {
             JobState::Running => format!("started {}", ago(job.started_at)),
-            state if state.is_final() => format!("ended {}", ago(job.finished_at)),
+            state if state.is_final() => ago(job.finished_at),
             _ => format!("due {}", ago(Some(job.run_at))),
         };
         let took = match (job.started_at, job.finished_at) {
