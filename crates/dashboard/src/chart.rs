@@ -47,17 +47,18 @@ pub fn bars(title: &str, items: &[(String, f64, String)]) -> String {
     svg
 }
 
+/// The most values of any series, and the largest value (at least 1, to scale by).
+fn extent(series: &[(&str, &str, Vec<i64>)]) -> (usize, f64) {
+    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
+    let max = series.iter().flat_map(|s| s.2.iter().copied()).max();
+    (n, max.unwrap_or(0).max(1) as f64)
+}
+
 /// Lines over time: `series` of (name, colour, values), one value per bucket; `labels` under
 /// the first and last bucket.
 pub fn lines(title: &str, series: &[(&str, &str, Vec<i64>)], first: &str, last: &str) -> String {
     let (w, h, pad) = (560.0, 160.0, 30.0);
-    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
-    let max = series
-        .iter()
-        .flat_map(|s| s.2.iter().copied())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+    let (n, max) = extent(series);
     let mut svg = format!(
         r#"<svg role="img" aria-label="{}" viewBox="0 0 {w} {}" width="100%" style="max-width:40rem">"#,
         escape(title),
@@ -108,13 +109,7 @@ pub fn lines(title: &str, series: &[(&str, &str, Vec<i64>)], first: &str, last: 
 /// their own maximum, named in its title (its tooltip) with their totals.
 pub fn spark(title: &str, series: &[(&str, &str, Vec<i64>)]) -> String {
     let (w, h) = (120.0, 24.0);
-    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
-    let max = series
-        .iter()
-        .flat_map(|s| s.2.iter().copied())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+    let (n, max) = extent(series);
     let totals: Vec<String> = series
         .iter()
         .map(|(name, _, values)| format!("{} {name}", values.iter().sum::<i64>()))

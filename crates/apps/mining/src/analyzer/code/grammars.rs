@@ -52,6 +52,9 @@ pub struct Spec {
     pub item_macros: &'static [&'static str],
     /// Where items stand, for `item_macros`.
     pub item_containers: &'static [&'static str],
+    /// A function node without a body (a `body` field or a `function_body` child) is a
+    /// declaration, not a function: interface and abstract methods.
+    pub body_required: bool,
 }
 
 /// No kind in any role: the rest of a table.
@@ -72,6 +75,7 @@ const NONE: Spec = Spec {
     statements: &[],
     item_macros: &[],
     item_containers: &[],
+    body_required: false,
 };
 
 const C_LOGICAL: &[&str] = &["&&", "||"];
@@ -131,6 +135,7 @@ const C_SHARP: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    body_required: true,
     ..NONE
 };
 
@@ -182,6 +187,7 @@ const JAVA: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    body_required: true,
     ..NONE
 };
 
@@ -238,6 +244,7 @@ const KOTLIN: Spec = Spec {
     parameter_lists: &["function_value_parameters"],
     parameters: &[],
     statements: &["assignment", "call_expression"],
+    body_required: true,
     ..NONE
 };
 
@@ -263,6 +270,7 @@ const PHP: Spec = Spec {
     parameter_lists: &[],
     parameters: &[],
     statements: &[],
+    body_required: true,
     ..NONE
 };
 
@@ -341,6 +349,7 @@ const RUST: Spec = Spec {
     statements: &[],
     item_macros: &["macro_invocation"],
     item_containers: &["source_file", "declaration_list"],
+    ..NONE
 };
 
 const SCALA: Spec = Spec {

@@ -116,10 +116,13 @@ struct Grammar {
     language: tree_sitter::Language,
     /// By node kind id.
     roles: Vec<u32>,
+    /// Functions need a body (see [`Spec::body_required`]).
+    body_required: bool,
     /// Scala's operators are named nodes; their text says whether they are logical.
     logical_texts: &'static [&'static str],
-    /// Ids of the logical operators, for telling runs of one operator apart.
-    logical_ids: Vec<u16>,
+    /// Each logical operator's kind id and its operator (1 + its place in the table's list):
+    /// a token of another lexical state is the same operator, for runs of one operator.
+    logical_ids: Vec<(u16, u8)>,
 }
 
 impl Grammar {
@@ -169,9 +172,9 @@ impl Grammar {
                 if kind == "else_clause" {
                     role |= ELSE_CLAUSE;
                 }
-            } else if has(spec.logical) {
+            } else if let Some(at) = spec.logical.iter().position(|op| *op == kind) {
                 role |= LOGICAL;
-                logical_ids.push(id);
+                logical_ids.push((id, at as u8 + 1));
             }
             if kind == "else" {
                 role |= ELSE;
@@ -187,6 +190,7 @@ impl Grammar {
         Self {
             language,
             roles,
+            body_required: spec.body_required,
             logical_texts,
             logical_ids,
         }
@@ -198,6 +202,16 @@ impl Grammar {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// Whether a function node has a body: a `body` field, or Kotlin's `function_body` child.
+fn has_body(node: Node<'_>) -> bool {
+    if node.child_by_field_name("body").is_some() {
+        return true;
+    }
+    let mut cursor = node.walk();
+    node.children(&mut cursor)
+        .any(|c| c.kind() == "function_body")
 }
 
 /// Statement kinds by the grammars' naming habits (for LLOC).
@@ -490,7 +504,8 @@ impl<'s> Walk<'s> {
         if role & ITEM_MACRO != 0 && parent_role & ITEM_CONTAINER != 0 && self.macro_body(node) {
             return false;
         }
-        if role & FUNCTION != 0 {
+        let function = role & FUNCTION != 0 && (!self.grammar.body_required || has_body(node));
+        if function {
             let function = self.open_function(node);
             self.functions.push(function);
         }
@@ -509,7 +524,7 @@ impl<'s> Walk<'s> {
             cognitive += 1 + nesting;
             nests = true;
         }
-        if role & BRANCH != 0 || role & (ELIF | DECISION) != 0 {
+        if role & (BRANCH | ELIF | DECISION) != 0 {
             decisions += 1;
         }
         if role & ELIF != 0 {
@@ -553,7 +568,7 @@ impl<'s> Walk<'s> {
         stack.push(Frame {
             role,
             nests,
-            function: role & FUNCTION != 0,
+            function,
             after_else: false,
             operator: 0,
             child_operators: [0; 2],
@@ -609,15 +624,13 @@ impl<'s> Walk<'s> {
         }
     }
 
-    /// 1 + the index of a logical operator token, or 0.
+    /// A logical operator token's operator (1 + its place in the table's list), or 0.
     fn logical_operator(&self, node: Node<'_>) -> u8 {
         let grammar = self.grammar;
         if grammar.role(node) & LOGICAL != 0 {
-            let index = grammar
-                .logical_ids
-                .iter()
-                .position(|id| *id == node.kind_id());
-            return index.map_or(0, |i| i as u8 + 1);
+            let id = node.kind_id();
+            let found = grammar.logical_ids.iter().find(|(k, _)| *k == id);
+            return found.map_or(0, |(_, op)| *op);
         }
         if !grammar.logical_texts.is_empty() && node.is_named() {
             let text = self.text(node);

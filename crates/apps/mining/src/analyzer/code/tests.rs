@@ -423,3 +423,47 @@ fn functions_inside_rust_item_macros_are_measured() {
     let odd = analyze("odd.rs", b"m! { $x + 1 }\nfn f() {}\n");
     assert_eq!(odd.summary.functions, Some(1.0));
 }
+
+#[test]
+fn declarations_without_a_body_are_not_functions() {
+    // Interface and abstract methods declare; only bodies count (`=> expr` and Kotlin's
+    // `= expr` are bodies).
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "Decl.java",
+            "interface I { int a(); default int b() { return 1; } }\n\
+             abstract class C { abstract void c(); C() {} }\n",
+            &["b", "C"],
+        ),
+        (
+            "decl.cs",
+            "interface I { int A(); int B() => 1; }\n\
+             abstract class C { public abstract void D(); public int E() { return 2; } }\n",
+            &["B", "E"],
+        ),
+        (
+            "decl.kt",
+            "interface I {\n    fun a(): Int\n    fun b() = 1\n}\n\n\
+             abstract class C {\n    abstract fun c()\n    fun d() {}\n}\n",
+            &["b", "d"],
+        ),
+        (
+            "decl.php",
+            "<?php\ninterface I { public function a(); }\n\
+             abstract class C { abstract public function b(); public function c() { } }\n",
+            &["c"],
+        ),
+    ];
+    for (path, text, names) in cases {
+        let output = analyze(path, text.as_bytes());
+        let found: Vec<&str> = output.report["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(output.report["syntax_errors"], 0, "{path} parses cleanly");
+        assert_eq!(found, names, "{path}");
+        assert_eq!(output.summary.functions, Some(names.len() as f64), "{path}");
+    }
+}
