@@ -29,6 +29,9 @@ pub struct MiningBench {
     /// Timed runs of each
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Files per analysis task in the pipeline [default: the setting's]
+    #[arg(long)]
+    pub files_per_task: Option<usize>,
     /// postgres://... to run the pipeline on PostgreSQL; default SQLite
     #[arg(long)]
     pub on: Option<String>,
@@ -192,6 +195,9 @@ async fn pipeline_rate(
     let mining = crate::Mining::new(crate::Settings {
         downloads: downloads.to_path_buf(),
         analysis_threads: threads,
+        files_per_task: options
+            .files_per_task
+            .unwrap_or(crate::Settings::default().files_per_task),
         // What the operator runs here may clone local paths and private hosts.
         sources: crate::SourcePolicy::TRUSTING,
         ..crate::Settings::default()
