@@ -72,7 +72,8 @@ pub struct Settings {
     /// Threads running analyzers in this process (default: the cores); the `mining` queue's
     /// concurrency should be at least this, so every thread has a file.
     pub analysis_threads: usize,
-    /// Files per `mining.analyze` task.
+    /// Files per `mining.analyze` task: 64 halves 32's per-task cost (a `git cat-file`, a
+    /// transaction) and measured 9 % faster on a tree of small files, the same on tokio.
     pub files_per_task: usize,
     /// Most files recorded per repository.
     pub files_max: usize,
@@ -106,7 +107,7 @@ impl Default for Settings {
             file_max_bytes: 1 << 20,
             file_timeout: Duration::from_secs(10),
             analysis_threads: std::thread::available_parallelism().map_or(2, usize::from),
-            files_per_task: 32,
+            files_per_task: 64,
             files_max: 100_000,
             commits_max: 20,
             index_batches: 10,
