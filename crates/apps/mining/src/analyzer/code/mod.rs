@@ -107,6 +107,7 @@ const PARAMETER_LIST: u32 = 1 << 14;
 const PARAMETER: u32 = 1 << 15;
 const ITEM_MACRO: u32 = 1 << 16;
 const ITEM_CONTAINER: u32 = 1 << 17;
+const NAMED: u32 = 1 << 18;
 
 /// Macro bodies parsed within macro bodies, at most.
 const MACRO_DEPTH_MAX: usize = 3;
@@ -143,7 +144,7 @@ impl Grammar {
             };
             let named = language.node_kind_is_named(id);
             let has = |list: &[&str]| list.contains(&kind);
-            let mut role = 0;
+            let mut role = if named { NAMED } else { 0 };
             if named {
                 for (list, bit) in [
                     (spec.functions, FUNCTION),
@@ -197,10 +198,12 @@ impl Grammar {
     }
 
     fn role(&self, node: Node<'_>) -> u32 {
-        self.roles
-            .get(usize::from(node.kind_id()))
-            .copied()
-            .unwrap_or(0)
+        self.role_of(node.kind_id())
+    }
+
+    /// The roles of kind `id` (none for ERROR, whose id is past the table).
+    fn role_of(&self, id: u16) -> u32 {
+        self.roles.get(usize::from(id)).copied().unwrap_or(0)
     }
 }
 
@@ -484,7 +487,9 @@ impl<'s> Walk<'s> {
 
     /// Takes in one node; whether to walk its children.
     fn enter(&mut self, node: Node<'_>, stack: &mut Vec<Frame>) -> bool {
-        let role = self.grammar.role(node);
+        // Each call into the C library costs: a node's kind and children are asked once.
+        let kind = node.kind_id();
+        let role = self.grammar.role_of(kind);
         let parent = stack.last_mut();
         let (after_else, parent_role) = match parent {
             Some(parent) => {
@@ -494,7 +499,9 @@ impl<'s> Walk<'s> {
             }
             None => (false, 0),
         };
-        if node.is_error() || node.is_missing() {
+        // ERROR is the one kind past the grammar's table; a MISSING node is empty, and
+        // only an empty node is asked whether it is one.
+        if kind == u16::MAX {
             self.syntax_errors += 1;
         }
         if role & COMMENT != 0 {
@@ -544,7 +551,7 @@ impl<'s> Walk<'s> {
         }
         let leaf = node.child_count() == 0;
         if leaf {
-            let operator = self.logical_operator(node);
+            let operator = self.logical_operator(node, kind, role);
             if operator != 0 {
                 decisions += 1;
                 if let Some(parent) = stack.last_mut() {
@@ -559,7 +566,7 @@ impl<'s> Walk<'s> {
             self.current().exits += 1;
         }
         if leaf {
-            self.token(node);
+            self.token(node, kind, role);
             return false;
         }
         if nests {
@@ -609,30 +616,33 @@ impl<'s> Walk<'s> {
     }
 
     /// A leaf: lines and Halstead.
-    fn token(&mut self, node: Node<'_>) {
-        if node.start_byte() == node.end_byte() {
+    fn token(&mut self, node: Node<'_>, kind: u16, role: u32) {
+        let range = node.byte_range();
+        if range.is_empty() {
+            if node.is_missing() {
+                self.syntax_errors += 1;
+            }
             return;
         }
         self.mark_node(node, false);
-        if node.is_named() {
-            let text = self.text(node);
+        if role & NAMED != 0 {
+            let text = self.bytes.get(range).unwrap_or_default();
             self.file.operand(text);
             self.current().halstead.operand(text);
         } else {
-            self.file.operator(node.kind_id());
-            self.current().halstead.operator(node.kind_id());
+            self.file.operator(kind);
+            self.current().halstead.operator(kind);
         }
     }
 
     /// A logical operator token's operator (1 + its place in the table's list), or 0.
-    fn logical_operator(&self, node: Node<'_>) -> u8 {
+    fn logical_operator(&self, node: Node<'_>, kind: u16, role: u32) -> u8 {
         let grammar = self.grammar;
-        if grammar.role(node) & LOGICAL != 0 {
-            let id = node.kind_id();
-            let found = grammar.logical_ids.iter().find(|(k, _)| *k == id);
+        if role & LOGICAL != 0 {
+            let found = grammar.logical_ids.iter().find(|(k, _)| *k == kind);
             return found.map_or(0, |(_, op)| *op);
         }
-        if !grammar.logical_texts.is_empty() && node.is_named() {
+        if !grammar.logical_texts.is_empty() && role & NAMED != 0 {
             let text = self.text(node);
             let index = grammar
                 .logical_texts
