@@ -252,6 +252,19 @@ async fn two_servers_and_three_workers_finish_every_app_s_work_exactly_once() {
         .await;
     }
 
+    // Jobs still running when a worker is chosen, however long the submissions above took
+    // on a loaded machine (the 1.5 s sleeps may all have ended by now).
+    for n in 0..4 {
+        let job = call(
+            &client,
+            Method::POST,
+            &format!("{}/api/jobs", server(n)),
+            Some(json!({"kind": "sleep", "args": {"ms": 4000}})),
+        )
+        .await;
+        plain.push(job["id"].as_i64().unwrap());
+    }
+
     // Freeze the worker holding the most jobs, read what it holds, then kill it: its jobs
     // are exactly those the others must rescue.
     let deadline = Instant::now() + Duration::from_secs(60);
