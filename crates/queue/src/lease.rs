@@ -278,7 +278,7 @@ impl Store {
             .filter(|o| o.attempt > 1 && matches!(o.end, End::Completed(_)))
             .map(|o| o.id)
             .collect();
-        tx.record_attempts(worker, now, &retried, "completed", None)
+        tx.record_attempts(Some(worker), now, &retried, "completed", None)
             .await?;
         let updated = tx.complete(worker, now, &loners).await?;
         report.recorded += updated;
@@ -331,7 +331,7 @@ impl Store {
                 JobState::Cancelled => "cancelled",
                 _ => "failed",
             };
-            tx.record_attempts(worker, now, &[outcome.id], how, Some(error))
+            tx.record_attempts(Some(worker), now, &[outcome.id], how, Some(error))
                 .await?;
             let row: Option<(i64,)> = dispatch!(tx.conn(), conn => {
                 sqlx::query_as(
@@ -412,14 +412,10 @@ impl Store {
             tx.commit().await?;
             return Ok(Vec::new());
         }
+        tx.record_attempts(None, now, &picked, "lost", Some(LEASE_EXPIRED))
+            .await?;
         let rows: Vec<Rescued> = match tx.conn() {
             crate::store::Db::Pg(conn) => {
-                sqlx::query(RECORD_LOST.postgres)
-                    .bind(&picked)
-                    .bind(now)
-                    .bind(LEASE_EXPIRED)
-                    .execute(&mut *conn)
-                    .await?;
                 sqlx::query_as(RESCUE.postgres)
                     .bind(now)
                     .bind(&picked)
@@ -428,16 +424,9 @@ impl Store {
                     .await?
             }
             crate::store::Db::Lite(conn) => {
-                let ids = serde_json::to_string(&picked).expect("ids serialise");
-                sqlx::query(RECORD_LOST.sqlite)
-                    .bind(&ids)
-                    .bind(now)
-                    .bind(LEASE_EXPIRED)
-                    .execute(&mut *conn)
-                    .await?;
                 sqlx::query_as(RESCUE.sqlite)
                     .bind(now)
-                    .bind(&ids)
+                    .bind(serde_json::to_string(&picked).expect("ids serialise"))
                     .bind(LEASE_EXPIRED)
                     .fetch_all(conn)
                     .await?
@@ -474,20 +463,6 @@ const PICK_EXPIRED: crate::store::Sql = crate::store::Sql {
         " LIMIT $2 FOR UPDATE SKIP LOCKED"
     ),
     sqlite: concat!("SELECT id FROM job WHERE ", lease_expired!(), " LIMIT $2"),
-};
-
-/// The current attempt of jobs `$1` (an array; JSON on SQLite), lost at `$2` with `$3`.
-const RECORD_LOST: crate::store::Sql = crate::store::Sql {
-    postgres: "INSERT INTO job_attempt \
-                   (job_id, attempt, started_at, finished_at, worker, outcome, error) \
-               SELECT id, attempt, started_at, $2, lease_owner, 'lost', $3 FROM job \
-               WHERE id = ANY($1) AND state = 'running' \
-               ON CONFLICT (job_id, attempt) DO NOTHING",
-    sqlite: "INSERT INTO job_attempt \
-                 (job_id, attempt, started_at, finished_at, worker, outcome, error) \
-             SELECT id, attempt, started_at, $2, lease_owner, 'lost', $3 FROM job \
-             WHERE id IN (SELECT value FROM json_each($1)) AND state = 'running' \
-             ON CONFLICT (job_id, attempt) DO NOTHING",
 };
 
 /// Rescues jobs `$2` (picked above) whose lease expired at `$1`, with error `$3`.

@@ -57,26 +57,28 @@ pub struct Attempt {
 }
 
 /// Copies running jobs' current attempt into their history (before the outcome's update
-/// clears the lease): PostgreSQL takes the ids as an array, SQLite as JSON.
+/// clears the lease), those of worker `$5` or, when it is NULL, of any (the rescuer's):
+/// PostgreSQL takes the ids as an array, SQLite as JSON.
 const RECORD_ATTEMPTS: crate::store::Sql = crate::store::Sql {
     postgres: "INSERT INTO job_attempt \
                    (job_id, attempt, started_at, finished_at, worker, outcome, error) \
                SELECT id, attempt, started_at, $2, lease_owner, $3, $4 FROM job \
-               WHERE id = ANY($1) AND lease_owner = $5 AND state = 'running' \
+               WHERE id = ANY($1) AND ($5 IS NULL OR lease_owner = $5) AND state = 'running' \
                ON CONFLICT (job_id, attempt) DO NOTHING",
     sqlite: "INSERT INTO job_attempt \
                  (job_id, attempt, started_at, finished_at, worker, outcome, error) \
              SELECT id, attempt, started_at, $2, lease_owner, $3, $4 FROM job \
-             WHERE id IN (SELECT value FROM json_each($1)) AND lease_owner = $5 \
+             WHERE id IN (SELECT value FROM json_each($1)) AND ($5 IS NULL OR lease_owner = $5) \
                AND state = 'running' \
              ON CONFLICT (job_id, attempt) DO NOTHING",
 };
 
 impl Tx {
-    /// Records the attempt now ending of each of `ids` that `worker` runs.
+    /// Records the attempt now ending of each of `ids` that `worker` runs (any worker's
+    /// for `None`).
     pub(crate) async fn record_attempts(
         &mut self,
-        worker: &str,
+        worker: Option<&str>,
         now: i64,
         ids: &[i64],
         outcome: &str,
