@@ -34,9 +34,9 @@ struct FieldView {
 }
 
 /// The form's fields for an indexer of `host` with `settings` (JSON text).
-fn fields(host: &str, settings: &str) -> Vec<FieldView> {
+fn fields(hosts: &crate::indexer::Hosts, host: &str, settings: &str) -> Vec<FieldView> {
     let settings: serde_json::Value = serde_json::from_str(settings).unwrap_or_default();
-    let Some(indexer) = crate::indexer::Hosts::standard().get(host).cloned() else {
+    let Some(indexer) = hosts.get(host) else {
         return Vec::new();
     };
     indexer
@@ -245,6 +245,7 @@ impl Page for MiningApp {
         _query: &'a str,
     ) -> BoxFuture<'a, Result<String, PageError>> {
         Box::pin(async move {
+            let hosts = crate::indexer::Hosts::standard();
             let indexers = crate::db::indexers(&state.store)
                 .await?
                 .into_iter()
@@ -253,7 +254,7 @@ impl Page for MiningApp {
                         .paused_until
                         .filter(|p| *p > conveyor_queue::clock::now_ms())
                         .map(|p| ago(Some(p))),
-                    fields: fields(&i.host, &i.settings),
+                    fields: fields(&hosts, &i.host, &i.settings),
                     name: i.name,
                     enabled: i.enabled,
                     settings: i.settings,
