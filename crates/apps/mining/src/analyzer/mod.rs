@@ -203,5 +203,14 @@ mod tests {
         assert!(!shell.reports.contains_key("tree-sitter"));
         assert_eq!(shell.summary.code, Some(1));
         assert_eq!(shell.summary.functions, None);
+        // Objective-C is not C++: tokei counts its lines, no grammar misreads it.
+        let objc = analyzers.analyze(&Source {
+            path: "A.m",
+            language: "Objective-C",
+            bytes: b"@implementation A\n- (int)f { return 1; }\n@end\n",
+        });
+        assert!(objc.reports.contains_key("tokei"));
+        assert!(!objc.reports.contains_key("tree-sitter"));
+        assert_eq!(objc.summary.code, Some(3));
     }
 }

@@ -320,7 +320,10 @@ impl Function<'_> {
 }
 
 /// An open node with children, on the walk's stack.
-struct Frame {
+struct Frame<'t> {
+    /// The node: its children's parent (asking a node for its parent walks down from the
+    /// root, which made deeply nested files quadratic).
+    node: Node<'t>,
     role: u32,
     /// It raised its function's nesting.
     nests: bool,
@@ -398,7 +401,7 @@ impl<'s> Walk<'s> {
     /// Walks one tree (the file's, or a macro body's) into this walk's counts.
     fn walk(&mut self, tree: &Tree) {
         let mut cursor = tree.walk();
-        let mut stack: Vec<Frame> = Vec::with_capacity(64);
+        let mut stack: Vec<Frame<'_>> = Vec::with_capacity(64);
         'walk: loop {
             let node = cursor.node();
             if self.enter(node, &mut stack) && cursor.goto_first_child() {
@@ -486,7 +489,7 @@ impl<'s> Walk<'s> {
     }
 
     /// Takes in one node; whether to walk its children.
-    fn enter(&mut self, node: Node<'_>, stack: &mut Vec<Frame>) -> bool {
+    fn enter<'t>(&mut self, node: Node<'t>, stack: &mut Vec<Frame<'t>>) -> bool {
         // Each call into the C library costs: a node's kind and children are asked once.
         let kind = node.kind_id();
         let role = self.grammar.role_of(kind);
@@ -513,7 +516,7 @@ impl<'s> Walk<'s> {
         }
         let function = role & FUNCTION != 0 && (!self.grammar.body_required || has_body(node));
         if function {
-            let function = self.open_function(node);
+            let function = self.open_function(node, stack.last().map(|f| f.node));
             self.functions.push(function);
         }
         let mut nests = false;
@@ -573,6 +576,7 @@ impl<'s> Walk<'s> {
             self.current().nesting += 1;
         }
         stack.push(Frame {
+            node,
             role,
             nests,
             function,
@@ -584,7 +588,7 @@ impl<'s> Walk<'s> {
     }
 
     /// Closes one node with children.
-    fn leave(&mut self, frame: Frame, stack: &mut [Frame]) {
+    fn leave(&mut self, frame: Frame<'_>, stack: &mut [Frame<'_>]) {
         if frame.operator != 0 {
             // One run of one operator counts once: a child of the same operator continues it.
             let continued = frame
@@ -673,9 +677,9 @@ impl<'s> Walk<'s> {
                 .is_some_and(|c| matches!(c.kind(), "return" | "throw_keyword"))
     }
 
-    fn open_function(&self, node: Node<'_>) -> Function<'s> {
+    fn open_function(&self, node: Node<'_>, parent: Option<Node<'_>>) -> Function<'s> {
         Function {
-            name: self.function_name(node),
+            name: self.function_name(node, parent),
             start_line: node.start_position().row + 1 + self.row_offset,
             end_line: node.end_position().row + 1 + self.row_offset,
             parameters: self.parameters(node),
@@ -689,7 +693,7 @@ impl<'s> Walk<'s> {
 
     /// The `name` field; or the end of the `declarator` chain (C, C++); or, for a function
     /// that is a value, the name it is bound to; or its first keyword (`init`).
-    fn function_name(&self, node: Node<'_>) -> String {
+    fn function_name(&self, node: Node<'_>, parent: Option<Node<'_>>) -> String {
         let text = |n: Node<'_>| String::from_utf8_lossy(self.text(n)).into_owned();
         if let Some(name) = node.child_by_field_name("name") {
             return text(name);
@@ -701,7 +705,7 @@ impl<'s> Walk<'s> {
         if declarator != node {
             return text(declarator);
         }
-        if let Some(parent) = node.parent() {
+        if let Some(parent) = parent {
             for field in ["name", "key", "left"] {
                 if let Some(name) = parent.child_by_field_name(field)
                     && name != node

@@ -388,6 +388,43 @@ fn functions_listed_are_bounded() {
 }
 
 #[test]
+fn deeply_nested_functions_are_measured_in_one_walk() {
+    // 20,000 anonymous functions, each inside the last (a generated or minified file). Each
+    // is named from its parent, which the walk hands down: asking tree-sitter for a node's
+    // parent searches down from the root, and made this quadratic (a 1 MB file of it ran
+    // past the 10 s limit).
+    let depth = 20_000;
+    let text = format!(
+        "var a = {}1{};\n",
+        "[function(){ return ".repeat(depth),
+        "}]".repeat(depth)
+    );
+    let output = analyze("deep.js", text.as_bytes());
+    assert_eq!(output.summary.functions, Some(depth as f64));
+    assert_eq!(output.report["syntax_errors"], 0);
+    let rows = output.report["functions"].as_array().unwrap();
+    assert_eq!(rows.len(), FUNCTIONS_MAX);
+    // Bound to nothing, each takes its keyword's name.
+    assert!(
+        rows.iter().all(|r| r["name"] == "function"),
+        "{:?}",
+        rows[0]
+    );
+    // Named by what it is bound to, through the handed-down parent.
+    let output = analyze(
+        "bound.js",
+        b"const outer = function () { const inner = () => 1; };\n",
+    );
+    let names: Vec<&str> = output.report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["inner", "outer"]);
+}
+
+#[test]
 fn nested_named_functions_are_their_own() {
     // g's decisions are g's; f keeps its own if.
     let output = analyze(
