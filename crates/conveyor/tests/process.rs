@@ -22,6 +22,7 @@ conveyor_queue::on_both_backends!(
     a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_once,
     every_job_answered_201_survives_a_kill_of_the_server,
     a_worker_told_to_stop_finishes_its_job_and_exits,
+    mining_run_then_export_writes_every_row_to_a_file,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -477,4 +478,153 @@ async fn a_worker_told_to_stop_finishes_its_job_and_exits(db: &TestDb) {
         store.workers(60_000).await.unwrap().is_empty(),
         "it left the registry"
     );
+}
+
+/// Splits CSV text into records (quoted cells may hold commas, quotes and line breaks).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let (mut records, mut record, mut cell) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut cell)),
+            (false, '\n') => {
+                record.push(std::mem::take(&mut cell));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    records
+}
+
+/// A researcher's day: `conveyor mining run` analyses a repository into the database, then
+/// `conveyor mining export` writes its files and its functions out, with awkward paths
+/// (a comma, quotes, a line break) quoted and counted as one row each.
+async fn mining_run_then_export_writes_every_row_to_a_file(db: &TestDb) {
+    let dir = std::env::temp_dir().join(format!(
+        "conveyor-mining-export-{:x}",
+        rand::random::<u64>()
+    ));
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let files = [
+        (
+            "a,b.py",
+            "def f(x):\n    return x\n\ndef g(x):\n    if x:\n        return 1\n",
+        ),
+        ("say \"hi\".rs", "fn main() {}\n"),
+        ("new\nline.py", "def h():\n    pass\n"),
+        ("README.md", "# Export\n"),
+    ];
+    for (path, text) in files {
+        std::fs::write(repo.join(path), text).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "Add files"]);
+    let conveyor = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor"))
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("MINING_DOWNLOADS", dir.join("downloads"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "conveyor {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let run = conveyor(&["mining", "run", repo.to_str().unwrap()]);
+    assert!(run.contains("4 of 4 files analysed"), "{run}");
+
+    let csv_path = dir.join("files.csv");
+    let said = conveyor(&[
+        "mining",
+        "export",
+        "--format",
+        "csv",
+        "-o",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(said.contains("4 rows from 4 files"), "{said}");
+    let records = csv_records(&std::fs::read_to_string(&csv_path).unwrap());
+    assert_eq!(records.len(), 5, "a header and a row a file: {records:?}");
+    let header = &records[0];
+    assert_eq!(&header[..4], ["id", "repository", "path", "language"]);
+    let column = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let (path, functions) = (column("path"), column("functions"));
+    let mut rows: Vec<(&str, &str)> = records[1..]
+        .iter()
+        .map(|r| {
+            assert_eq!(r.len(), header.len(), "{r:?}");
+            (r[path].as_str(), r[functions].as_str())
+        })
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            ("README.md", ""),
+            ("a,b.py", "2.0"),
+            ("new\nline.py", "1.0"),
+            ("say \"hi\".rs", "1.0")
+        ]
+    );
+
+    let ndjson = dir.join("functions.ndjson");
+    let said = conveyor(&[
+        "mining",
+        "export",
+        "--level",
+        "function",
+        "--language",
+        "Python",
+        "-o",
+        ndjson.to_str().unwrap(),
+    ]);
+    assert!(said.contains("3 rows from 2 files"), "{said}");
+    let mut functions: Vec<(String, String, i64)> = std::fs::read_to_string(&ndjson)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                row["path"].as_str().unwrap().to_owned(),
+                row["name"].as_str().unwrap().to_owned(),
+                row["cyclomatic"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    functions.sort_unstable();
+    assert_eq!(
+        functions,
+        [
+            ("a,b.py".to_owned(), "f".to_owned(), 1),
+            ("a,b.py".to_owned(), "g".to_owned(), 2),
+            ("new\nline.py".to_owned(), "h".to_owned(), 1),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

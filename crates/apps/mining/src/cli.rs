@@ -317,8 +317,8 @@ async fn export(store: &conveyor_queue::Store, args: ExportArgs) -> conveyor_web
         };
         let files = db::files(store, &filter, crate::export::PAGE).await?;
         for file in &files {
-            let text = export.rows(file);
-            rows += text.lines().count();
+            let (text, count) = export.rows(file);
+            rows += count;
             out.write_all(text.as_bytes())?;
             bar.inc(1);
         }

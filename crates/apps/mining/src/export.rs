@@ -130,10 +130,13 @@ impl Export {
         (self.format == Format::Csv).then(|| self.level.columns().join(",") + "\n")
     }
 
-    /// The rows of one file, written.
-    pub fn rows(&self, file: &FileRow) -> String {
+    /// The rows of one file, written; and how many (a CSV cell may hold a line break, so
+    /// lines are not rows).
+    pub fn rows(&self, file: &FileRow) -> (String, usize) {
         let mut out = String::new();
-        for row in self.values(file) {
+        let values = self.values(file);
+        let count = values.len();
+        for row in values {
             match self.format {
                 Format::Ndjson => {
                     let object: serde_json::Map<String, Value> = self
@@ -152,7 +155,7 @@ impl Export {
             }
             out.push('\n');
         }
-        out
+        (out, count)
     }
 
     fn values(&self, file: &FileRow) -> Vec<Vec<Value>> {
@@ -225,7 +228,7 @@ impl Export {
                     if export.skip_failed && file.state == FileState::Failed {
                         continue;
                     }
-                    chunk.push_str(&export.rows(file));
+                    chunk.push_str(&export.rows(file).0);
                 }
                 Ok(Some((chunk, (export, store, None, more))))
             },
