@@ -533,39 +533,59 @@ pub struct FileResult {
     pub metrics: Option<String>,
 }
 
-/// Records analyses in one transaction. A file re-listed meanwhile has a new id, so an old
-/// run's results land nowhere.
+/// Records analyses, one statement for up to [`RECORD_ROWS`] files (a task's results are
+/// one statement, not one round trip a file). A file re-listed meanwhile has a new id, so
+/// an old run's results land nowhere.
 pub async fn record_files(
     store: &Store,
     results: &[FileResult],
     now: i64,
 ) -> conveyor_queue::Result<()> {
     let mut tx = store.begin().await?;
-    for r in results {
-        let s = &r.summary;
-        let state = if r.error.is_some() && r.metrics.is_none() {
-            FileState::Failed
-        } else {
-            FileState::Analyzed
-        }
-        .as_str();
+    for chunk in results.chunks(RECORD_ROWS) {
+        // One text a chunk size, so the common sizes stay prepared; 15 binds a row.
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 15 + 2;
+                let binds: Vec<String> = (b..b + 15).map(|n| format!("${n}")).collect();
+                format!("({})", binds.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "WITH r (id, state, error, code, comments, blanks, sloc, ploc, lloc, cloc, \
+                     functions, cyclomatic, cognitive, mi, metrics) AS (VALUES {}) \
+             UPDATE mining_file \
+             SET state = r.state, error = r.error, code = r.code, comments = r.comments, \
+                 blanks = r.blanks, sloc = r.sloc, ploc = r.ploc, lloc = r.lloc, \
+                 cloc = r.cloc, functions = r.functions, cyclomatic = r.cyclomatic, \
+                 cognitive = r.cognitive, mi = r.mi, metrics = r.metrics, \
+                 analyzed_at = $1, updated_at = $1 \
+             FROM r WHERE mining_file.id = r.id",
+            rows.join(", ")
+        );
         dispatch!(tx.conn(), conn => {
-            sqlx::query(
-                "UPDATE mining_file \
-                 SET state = $2, error = $3, code = $4, comments = $5, blanks = $6, sloc = $7, \
-                     ploc = $8, lloc = $9, cloc = $10, functions = $11, cyclomatic = $12, \
-                     cognitive = $13, mi = $14, metrics = $15, analyzed_at = $16, updated_at = $16 \
-                 WHERE id = $1",
-            )
-            .bind(r.id).bind(state).bind(r.error.as_deref())
-            .bind(s.code).bind(s.comments).bind(s.blanks).bind(s.sloc).bind(s.ploc)
-            .bind(s.lloc).bind(s.cloc).bind(s.functions).bind(s.cyclomatic).bind(s.cognitive)
-            .bind(s.mi).bind(r.metrics.as_deref()).bind(now)
-            .execute(conn).await.map_err(conveyor_queue::Error::Database)?;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now);
+            for r in chunk {
+                let s = &r.summary;
+                let state = if r.error.is_some() && r.metrics.is_none() {
+                    FileState::Failed
+                } else {
+                    FileState::Analyzed
+                };
+                query = query
+                    .bind(r.id).bind(state.as_str()).bind(r.error.as_deref())
+                    .bind(s.code).bind(s.comments).bind(s.blanks).bind(s.sloc).bind(s.ploc)
+                    .bind(s.lloc).bind(s.cloc).bind(s.functions).bind(s.cyclomatic)
+                    .bind(s.cognitive).bind(s.mi).bind(r.metrics.as_deref());
+            }
+            query.execute(conn).await.map_err(conveyor_queue::Error::Database)?;
         });
     }
     tx.commit().await
 }
+
+/// Most files one statement of [`record_files`] records (15 binds each).
+pub const RECORD_ROWS: usize = 200;
 
 /// Filters of the repository list.
 #[derive(Debug, Default, Clone)]

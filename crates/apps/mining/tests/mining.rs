@@ -36,6 +36,7 @@ conveyor_queue::on_both_backends!(
     the_source_policy_refuses_urls_naming_the_rule,
     internal_tasks_touch_only_their_own_clone,
     the_data_set_comes_out_as_ndjson_and_csv,
+    results_are_recorded_a_statement_a_chunk,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1342,4 +1343,99 @@ async fn the_data_set_comes_out_as_ndjson_and_csv(store: Store) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
     }
     setup.finish().await;
+}
+
+/// `record_files` writes many files a statement: more files than one statement takes, some
+/// failed (no metrics), some analysed with and without each column, each landing on its own
+/// row; a result for an id that is gone lands nowhere.
+async fn results_are_recorded_a_statement_a_chunk(store: Store) {
+    use conveyor_mining::analyzer::Summary;
+    use conveyor_mining::db;
+    conveyor_mining::migrate(&store).await.unwrap();
+    let count = db::RECORD_ROWS * 2 + 17;
+    let mut tx = store.begin().await.unwrap();
+    let found = conveyor_mining::indexer::Found {
+        url: "https://example.com/a/b".into(),
+        name: "a/b".into(),
+    };
+    let (repo, _) = db::insert_repo(&mut tx, &found, "test", 1).await.unwrap();
+    let files: Vec<db::NewFile> = (0..count)
+        .map(|i| db::NewFile {
+            path: format!("src/f{i:04}.rs"),
+            language: "Rust".into(),
+            bytes: i as i64,
+        })
+        .collect();
+    let ids = db::replace_files(&mut tx, repo, &files, &[], 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut results: Vec<db::FileResult> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            if i % 7 == 3 {
+                db::FileResult {
+                    id: *id,
+                    error: Some(format!("file {i} failed")),
+                    ..Default::default()
+                }
+            } else {
+                db::FileResult {
+                    id: *id,
+                    // An analyzer's error beside another's metrics: analysed, with the error.
+                    error: (i % 11 == 5).then(|| "tokei: odd".to_owned()),
+                    summary: Summary {
+                        code: Some(i as i64),
+                        functions: Some(i as f64 / 2.0),
+                        mi: (i % 2 == 0).then_some(50.5),
+                        ..Default::default()
+                    },
+                    metrics: Some(format!("{{\"n\":{i},\"text\":\"a \\\"quoted\\\" é\"}}")),
+                }
+            }
+        })
+        .collect();
+    results.push(db::FileResult {
+        id: i64::MAX,
+        error: Some("gone".into()),
+        ..Default::default()
+    });
+    db::record_files(&store, &results, 42).await.unwrap();
+
+    let rows = db::files(
+        &store,
+        &db::FileFilter {
+            repo: Some(repo),
+            ..Default::default()
+        },
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), count);
+    for row in rows {
+        let i: usize = row.path[5..9].parse().unwrap();
+        if i % 7 == 3 {
+            assert_eq!(row.state, db::FileState::Failed, "{row:?}");
+            assert_eq!(
+                row.error.as_deref(),
+                Some(format!("file {i} failed").as_str())
+            );
+            assert_eq!(
+                (row.code, row.functions, row.metrics.as_deref()),
+                (None, None, None)
+            );
+        } else {
+            assert_eq!(row.state, db::FileState::Analyzed, "{row:?}");
+            assert_eq!(row.error.is_some(), i % 11 == 5, "{row:?}");
+            assert_eq!(row.code, Some(i as i64));
+            assert_eq!(row.functions, Some(i as f64 / 2.0));
+            assert_eq!(row.mi, (i % 2 == 0).then_some(50.5));
+            assert_eq!(row.sloc, None);
+            let metrics: Value = serde_json::from_str(row.metrics.as_deref().unwrap()).unwrap();
+            assert_eq!(metrics, json!({"n": i, "text": "a \"quoted\" é"}));
+        }
+        assert_eq!((row.bytes, row.analyzed_at), (i as i64, Some(42)));
+    }
 }
