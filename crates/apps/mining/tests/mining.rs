@@ -1388,7 +1388,7 @@ async fn results_are_recorded_a_statement_a_chunk(store: Store) {
                     summary: Summary {
                         code: Some(i as i64),
                         functions: Some(i as f64 / 2.0),
-                        mi: (i % 2 == 0).then_some(50.5),
+                        mi: i.is_multiple_of(2).then_some(50.5),
                         ..Default::default()
                     },
                     metrics: Some(format!("{{\"n\":{i},\"text\":\"a \\\"quoted\\\" é\"}}")),
@@ -1431,7 +1431,7 @@ async fn results_are_recorded_a_statement_a_chunk(store: Store) {
             assert_eq!(row.error.is_some(), i % 11 == 5, "{row:?}");
             assert_eq!(row.code, Some(i as i64));
             assert_eq!(row.functions, Some(i as f64 / 2.0));
-            assert_eq!(row.mi, (i % 2 == 0).then_some(50.5));
+            assert_eq!(row.mi, i.is_multiple_of(2).then_some(50.5));
             assert_eq!(row.sloc, None);
             let metrics: Value = serde_json::from_str(row.metrics.as_deref().unwrap()).unwrap();
             assert_eq!(metrics, json!({"n": i, "text": "a \"quoted\" é"}));
