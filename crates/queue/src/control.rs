@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobState, job_columns};
-use crate::store::{Db, Store, dispatch};
+use crate::store::{Db, Sql, Store, dispatch};
 
 /// Which jobs [`Store::list`] returns: newest first, `limit` at most, ids below `before`.
 #[derive(Debug, Clone, Default)]
@@ -386,6 +386,87 @@ impl Store {
     }
 }
 
+/// Runs a bulk statement over a page of job ids, `$1` (an array on PostgreSQL, JSON on
+/// SQLite), then the bracketed values as `$2`...: its rows as `$row`, or with `execute`, how
+/// many rows it changed.
+macro_rules! over_ids {
+    ($tx:ident, $statement:expr, $ids:expr, [$($value:expr),*], $row:ty) => {{
+        let (sql, ids): (&str, &[i64]) = ($tx.sql($statement), $ids);
+        match $tx.conn() {
+            Db::Pg(conn) => sqlx::query_as::<_, $row>(sql).bind(ids)
+                $(.bind($value))*.fetch_all(conn).await,
+            Db::Lite(conn) => sqlx::query_as::<_, $row>(sql)
+                .bind(serde_json::to_string(ids).expect("ids serialise"))
+                $(.bind($value))*.fetch_all(conn).await,
+        }
+    }};
+    (execute $tx:ident, $statement:expr, $ids:expr, [$($value:expr),*]) => {{
+        let (sql, ids): (&str, &[i64]) = ($tx.sql($statement), $ids);
+        match $tx.conn() {
+            Db::Pg(conn) => sqlx::query(sql).bind(ids)
+                $(.bind($value))*.execute(conn).await.map(|done| done.rows_affected()),
+            Db::Lite(conn) => sqlx::query(sql)
+                .bind(serde_json::to_string(ids).expect("ids serialise"))
+                $(.bind($value))*.execute(conn).await.map(|done| done.rows_affected()),
+        }
+    }};
+}
+
+/// A statement over a page of job ids: `WHERE <column> IN $1 AND <condition>`.
+macro_rules! bulk_sql {
+    ($head:literal, $column:literal, $tail:literal) => {
+        Sql {
+            postgres: concat!($head, " WHERE ", $column, " = ANY($1)", $tail),
+            sqlite: concat!(
+                $head,
+                " WHERE ",
+                $column,
+                " IN (SELECT value FROM json_each($1))",
+                $tail
+            ),
+        }
+    };
+}
+
+/// [`Store::retry`]'s statement, over a page.
+const BULK_RETRY: Sql = bulk_sql!(
+    "UPDATE job \
+     SET state = 'available', run_at = $2, finished_at = NULL, cancel_requested = FALSE, \
+         attempt = CASE WHEN state IN ('completed', 'failed', 'cancelled') THEN 0 ELSE attempt END",
+    "id",
+    " AND state IN ('scheduled', 'available', 'retryable', 'completed', 'failed', 'cancelled') \
+     RETURNING id, queue, attempt"
+);
+
+/// The attempt history of jobs retried afresh.
+const BULK_FORGET_ATTEMPTS: Sql = bulk_sql!("DELETE FROM job_attempt", "job_id", "");
+
+/// [`Store::cancel`] of waiting jobs, over a page.
+const BULK_CANCEL_WAITING: Sql = bulk_sql!(
+    "UPDATE job SET state = 'cancelled', finished_at = $2, error = 'cancelled before it ran'",
+    "id",
+    " AND state IN ('pending', 'scheduled', 'available', 'retryable') RETURNING id, group_id"
+);
+
+/// [`Store::cancel`] of running jobs (their workers stop them), over a page.
+const BULK_CANCEL_RUNNING: Sql = bulk_sql!(
+    "UPDATE job SET cancel_requested = TRUE",
+    "id",
+    " AND state = 'running' RETURNING id"
+);
+
+/// [`Store::delete`]'s statement, over a page.
+const BULK_DELETE: Sql = bulk_sql!(
+    "DELETE FROM job",
+    "id",
+    " AND state IN ('completed', 'failed', 'cancelled') \
+     AND NOT EXISTS ( \
+         SELECT 1 FROM job_group \
+         JOIN job AS continuation ON continuation.id = job_group.continuation_id \
+         WHERE job_group.id = job.group_id \
+           AND continuation.state NOT IN ('completed', 'failed', 'cancelled'))"
+);
+
 /// What [`Store::bulk`] does to each job the filter selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BulkAction {
@@ -449,7 +530,8 @@ impl Store {
 
     /// Applies `action` to every job `filter` selects (its cursor and page size ignored), at
     /// most [`BULK_MAX`], newest first; with `dry_run`, only counts them. A job in a state the
-    /// action does not apply to is skipped, not an error.
+    /// action does not apply to is skipped, not an error. Each page of jobs is one
+    /// transaction of a few statements, not a transaction a job.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -459,41 +541,112 @@ impl Store {
         filter: &JobFilter,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
+        const PAGE: usize = 500;
         let mut outcome = BulkOutcome::default();
         let mut before = None;
         loop {
             let page = self
                 .list(&JobFilter {
                     before,
-                    limit: 500,
+                    limit: PAGE as i64,
                     ..filter.clone()
                 })
                 .await?;
-            for job in &page {
-                if outcome.matched == BULK_MAX {
-                    outcome.more = true;
-                    return Ok(outcome);
-                }
-                outcome.matched += 1;
-                if dry_run {
-                    continue;
-                }
-                let applied = match action {
-                    BulkAction::Retry => self.retry(job.id).await.map(|j| j.is_some()),
-                    BulkAction::Cancel => self.cancel(job.id).await.map(|j| j.is_some()),
-                    BulkAction::Delete => self.delete(job.id).await.map(|j| j.is_some()),
+            let room = BULK_MAX - outcome.matched;
+            let ids: Vec<i64> = page.iter().take(room).map(|job| job.id).collect();
+            outcome.matched += ids.len();
+            if !dry_run && !ids.is_empty() {
+                outcome.done += match action {
+                    BulkAction::Retry => self.retry_page(&ids).await?,
+                    BulkAction::Cancel => self.cancel_page(&ids).await?,
+                    BulkAction::Delete => self.delete_page(&ids).await?,
                 };
-                match applied {
-                    Ok(true) => outcome.done += 1,
-                    Ok(false) | Err(Error::WrongState { .. } | Error::Duplicate(_)) => {}
-                    Err(error) => return Err(error),
-                }
+            }
+            if page.len() > room {
+                outcome.more = true;
+                return Ok(outcome);
             }
             match page.last() {
-                Some(last) if page.len() == 500 => before = Some(last.id),
+                Some(last) if page.len() == PAGE => before = Some(last.id),
                 _ => return Ok(outcome),
             }
         }
+    }
+
+    /// [`Store::retry`] of each of `ids` in one transaction; how many ran again. When one
+    /// would take a live job's unique key, the page goes job by job and skips that one.
+    async fn retry_page(&self, ids: &[i64]) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let retried: Vec<(i64, String, i32)> =
+            match over_ids!(tx, BULK_RETRY, ids, [now_ms()], (i64, String, i32)) {
+                Ok(rows) => rows,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    drop(tx);
+                    return self.one_by_one(ids, BulkAction::Retry).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
+        // Fresh attempts: their history starts again with them.
+        let fresh: Vec<i64> = retried.iter().filter(|r| r.2 == 0).map(|r| r.0).collect();
+        if !fresh.is_empty() {
+            over_ids!(execute tx, BULK_FORGET_ATTEMPTS, &fresh, [])?;
+        }
+        for (_, queue, _) in &retried {
+            tx.wake_on_commit(queue).await?;
+        }
+        tx.commit().await?;
+        Ok(retried.len())
+    }
+
+    /// [`Store::cancel`] of each of `ids` in one transaction; how many were cancelled or
+    /// asked to stop.
+    async fn cancel_page(&self, ids: &[i64]) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let waiting: Vec<(i64, Option<i64>)> =
+            over_ids!(tx, BULK_CANCEL_WAITING, ids, [now_ms()], (i64, Option<i64>))?;
+        tx.settle_groups(waiting.iter().filter_map(|w| w.1).collect())
+            .await?;
+        let running: Vec<(i64,)> = over_ids!(tx, BULK_CANCEL_RUNNING, ids, [], (i64,))?;
+        if let Db::Pg(conn) = tx.conn() {
+            for (id,) in &running {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(self.channel())
+                    .bind(format!("c:{id}"))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        for (id,) in &running {
+            self.wake().job_cancelled(*id);
+        }
+        Ok(waiting.len() + running.len())
+    }
+
+    /// [`Store::delete`] of each of `ids` in one statement; how many were deleted.
+    async fn delete_page(&self, ids: &[i64]) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let deleted = over_ids!(execute tx, BULK_DELETE, ids, [])?;
+        tx.commit().await?;
+        Ok(deleted as usize)
+    }
+
+    /// `action` job by job, skipping those in a state it does not apply to.
+    async fn one_by_one(&self, ids: &[i64], action: BulkAction) -> Result<usize> {
+        let mut done = 0;
+        for &id in ids {
+            let applied = match action {
+                BulkAction::Retry => self.retry(id).await.map(|j| j.is_some()),
+                BulkAction::Cancel => self.cancel(id).await.map(|j| j.is_some()),
+                BulkAction::Delete => self.delete(id).await.map(|j| j.is_some()),
+            };
+            match applied {
+                Ok(true) => done += 1,
+                Ok(false) | Err(Error::WrongState { .. } | Error::Duplicate(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(done)
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use conveyor_queue::clock::now_ms;
 use conveyor_queue::testing::{enqueue_id, eventually, wait_for_job, wait_for_state};
 use conveyor_queue::{
-    Backoff, Error, JobContext, JobError, JobFilter, JobState, NewJob, QueueConfig, Registry,
-    Schedule, Scheduler, Store, Worker, WorkerConfig, builtin,
+    Backoff, BulkAction, BulkOutcome, Error, JobContext, JobError, JobFilter, JobState, NewJob,
+    QueueConfig, Registry, Schedule, Scheduler, Store, Worker, WorkerConfig, builtin,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,7 @@ conveyor_queue::on_both_backends!(
     lists_leave_out_kinds_and_search_arguments,
     attempts_of_a_retried_job_are_kept,
     a_worker_asked_to_stop_finishes_its_jobs_and_stops,
+    bulk_actions_treat_each_job_as_its_own_action_would,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -1628,5 +1629,169 @@ async fn a_worker_asked_to_stop_finishes_its_jobs_and_stops(store: Store) {
     assert_eq!(
         store.get(later).await.unwrap().unwrap().state,
         JobState::Available
+    );
+}
+
+/// Bulk retry, cancel and delete act a page of jobs at a time, and each job ends as the
+/// action on it alone would leave it: states it does not apply to are skipped, a cancelled
+/// member settles its group, a retried job's history starts afresh, a running job is asked
+/// to stop, a member whose continuation waits is not deleted, and a retry that would take a
+/// live job's unique key skips that job alone.
+async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
+    let in_queue = |queue: &str| JobFilter {
+        queue: Some(queue.to_owned()),
+        ..Default::default()
+    };
+    let states = |store: Store, queue: &'static str| async move {
+        let jobs = store
+            .list(&JobFilter {
+                limit: 5_000,
+                ..in_queue(queue)
+            })
+            .await
+            .unwrap();
+        let mut counts: HashMap<JobState, usize> = HashMap::new();
+        for job in jobs {
+            *counts.entry(job.state).or_default() += 1;
+        }
+        counts
+    };
+    // More than two pages (500 a page).
+    let many: Vec<NewJob> = (0..1_203)
+        .map(|n| NewJob::new("noop", json!({ "n": n })).queue("bulk"))
+        .collect();
+    store.enqueue_many(&many).await.unwrap();
+    let counted = store
+        .bulk(BulkAction::Cancel, &in_queue("bulk"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        counted,
+        BulkOutcome {
+            matched: 1_203,
+            done: 0,
+            more: false
+        }
+    );
+    let cancelled = store
+        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
+        .await
+        .unwrap();
+    assert_eq!((cancelled.matched, cancelled.done), (1_203, 1_203));
+    assert_eq!(
+        states(store.clone(), "bulk").await,
+        HashMap::from([(JobState::Cancelled, 1_203)])
+    );
+    // Cancelling them again: nothing applies.
+    let again = store
+        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
+        .await
+        .unwrap();
+    assert_eq!((again.matched, again.done), (1_203, 0));
+
+    // A group's members cancelled in bulk release its continuation (in another queue).
+    let group = store
+        .enqueue_group(
+            &[
+                NewJob::new("noop", json!({})).queue("members"),
+                NewJob::new("noop", json!({})).queue("members"),
+            ],
+            NewJob::new("noop", json!({})).queue("after"),
+        )
+        .await
+        .unwrap();
+    // The continuation waits, so its members are kept from a bulk delete meanwhile.
+    store.cancel(group.member_ids[0]).await.unwrap();
+    let kept = store
+        .bulk(BulkAction::Delete, &in_queue("members"), false)
+        .await
+        .unwrap();
+    assert_eq!((kept.matched, kept.done), (2, 0));
+    let done = store
+        .bulk(BulkAction::Cancel, &in_queue("members"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.matched, done.done),
+        (2, 1),
+        "one was cancelled already"
+    );
+    let continuation = store.get(group.continuation_id).await.unwrap().unwrap();
+    assert_eq!(continuation.state, JobState::Available, "the group settled");
+
+    // A failed job with a history, and a unique key now held by another job.
+    let failed = enqueue_id(
+        &store,
+        NewJob::new("fail", json!({"times": 5}))
+            .max_attempts(2)
+            .queue("bulk"),
+    )
+    .await;
+    let worker = spawn_worker(&store, registry(), quick_config("bulk", 2));
+    wait_for_state(&store, failed, JobState::Failed, WAIT).await;
+    stop_worker(worker).await;
+    assert_eq!(store.attempts(failed).await.unwrap().len(), 2);
+    let keyed = enqueue_id(
+        &store,
+        NewJob::new("noop", json!({})).queue("bulk").unique_key("k"),
+    )
+    .await;
+    store.cancel(keyed).await.unwrap();
+    let holder = enqueue_id(
+        &store,
+        NewJob::new("noop", json!({})).queue("bulk").unique_key("k"),
+    )
+    .await;
+    let retried = store
+        .bulk(BulkAction::Retry, &in_queue("bulk"), false)
+        .await
+        .unwrap();
+    // Everything but the keyed job: the 1,203, the failed one, and the holder (waiting:
+    // its run_at moves to now).
+    assert_eq!((retried.matched, retried.done), (1_206, 1_205));
+    let job = store.get(keyed).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "its key is held");
+    let job = store.get(failed).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0));
+    assert!(
+        store.attempts(failed).await.unwrap().is_empty(),
+        "a fresh history"
+    );
+    assert_eq!(
+        store.get(holder).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+
+    // A running job is asked to stop; the others are cancelled at once.
+    let sleeper = enqueue_id(
+        &store,
+        NewJob::new("sleep", json!({"ms": 600_000})).queue("slow"),
+    )
+    .await;
+    let worker = spawn_worker(&store, registry(), quick_config("slow", 1));
+    wait_for_state(&store, sleeper, JobState::Running, WAIT).await;
+    enqueue_id(&store, NewJob::new("noop", json!({})).queue("slow")).await;
+    let stopped = store
+        .bulk(BulkAction::Cancel, &in_queue("slow"), false)
+        .await
+        .unwrap();
+    assert_eq!((stopped.matched, stopped.done), (2, 2));
+    wait_for_state(&store, sleeper, JobState::Cancelled, WAIT).await;
+    stop_worker(worker).await;
+
+    // Deleting ended jobs; the waiting ones stay.
+    store
+        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
+        .await
+        .unwrap();
+    enqueue_id(&store, NewJob::new("noop", json!({})).queue("bulk")).await;
+    let deleted = store
+        .bulk(BulkAction::Delete, &in_queue("bulk"), false)
+        .await
+        .unwrap();
+    assert_eq!((deleted.matched, deleted.done), (1_207, 1_206));
+    assert_eq!(
+        states(store.clone(), "bulk").await,
+        HashMap::from([(JobState::Available, 1)])
     );
 }
