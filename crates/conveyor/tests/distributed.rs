@@ -97,21 +97,7 @@ fn git_repository(dir: &Path, files: usize) -> PathBuf {
     for i in 0..files {
         std::fs::write(repo.join(format!("m{i}.rs")), &body).unwrap();
     }
-    for args in [
-        &["init", "-q"][..],
-        &["add", "-A"],
-        &["commit", "-qm", "Add modules"],
-    ] {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    }
+    common::commit_all(&repo, "Add modules");
     repo
 }
 

@@ -228,28 +228,7 @@ fn small_repository(dir: &Path) -> PathBuf {
     )
     .unwrap();
     std::fs::write(repo.join("util.py"), "def f(x):\n    return x + 1\n").unwrap();
-    for args in [
-        vec!["init", "-q"],
-        vec!["add", "."],
-        vec![
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "feat: first",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(&args)
-                .current_dir(&repo)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    common::commit_all(&repo, "feat: first");
     repo
 }
 

@@ -256,20 +256,7 @@ async fn a_mining_run_whose_worker_is_killed_resumes_and_analyses_every_file_onc
     for i in 0..300 {
         std::fs::write(repo_dir.join(format!("m{i}.rs")), &body).unwrap();
     }
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo_dir)
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "Add modules"]);
+    common::commit_all(&repo_dir, "Add modules");
     conveyor_mining::migrate(store).await.unwrap();
     let id = conveyor_mining::api::add(
         store,
@@ -526,20 +513,7 @@ async fn mining_run_then_export_writes_every_row_to_a_file(db: &TestDb) {
     for (path, text) in files {
         std::fs::write(repo.join(path), text).unwrap();
     }
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "Add files"]);
+    common::commit_all(&repo, "Add files");
     let conveyor = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor"))
             .args(args)

@@ -1632,21 +1632,27 @@ async fn a_worker_asked_to_stop_finishes_its_jobs_and_stops(store: Store) {
     );
 }
 
+/// `action` on every job of `queue`.
+async fn bulk(store: &Store, action: BulkAction, queue: &str, dry_run: bool) -> BulkOutcome {
+    let filter = JobFilter {
+        queue: Some(queue.to_owned()),
+        ..Default::default()
+    };
+    store.bulk(action, &filter, dry_run).await.unwrap()
+}
+
 /// Bulk retry, cancel and delete act a page of jobs at a time, and each job ends as the
 /// action on it alone would leave it: states it does not apply to are skipped, a cancelled
 /// member settles its group, a retried job's history starts afresh, a running job is asked
 /// to stop, a member whose continuation waits is not deleted, and a retry that would take a
 /// live job's unique key skips that job alone.
 async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
-    let in_queue = |queue: &str| JobFilter {
-        queue: Some(queue.to_owned()),
-        ..Default::default()
-    };
     let states = |store: Store, queue: &'static str| async move {
         let jobs = store
             .list(&JobFilter {
+                queue: Some(queue.to_owned()),
                 limit: 5_000,
-                ..in_queue(queue)
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -1661,10 +1667,7 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
         .map(|n| NewJob::new("noop", json!({ "n": n })).queue("bulk"))
         .collect();
     store.enqueue_many(&many).await.unwrap();
-    let counted = store
-        .bulk(BulkAction::Cancel, &in_queue("bulk"), true)
-        .await
-        .unwrap();
+    let counted = bulk(&store, BulkAction::Cancel, "bulk", true).await;
     assert_eq!(
         counted,
         BulkOutcome {
@@ -1673,20 +1676,14 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
             more: false
         }
     );
-    let cancelled = store
-        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
-        .await
-        .unwrap();
+    let cancelled = bulk(&store, BulkAction::Cancel, "bulk", false).await;
     assert_eq!((cancelled.matched, cancelled.done), (1_203, 1_203));
     assert_eq!(
         states(store.clone(), "bulk").await,
         HashMap::from([(JobState::Cancelled, 1_203)])
     );
     // Cancelling them again: nothing applies.
-    let again = store
-        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
-        .await
-        .unwrap();
+    let again = bulk(&store, BulkAction::Cancel, "bulk", false).await;
     assert_eq!((again.matched, again.done), (1_203, 0));
 
     // A group's members cancelled in bulk release its continuation (in another queue).
@@ -1702,15 +1699,9 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
         .unwrap();
     // The continuation waits, so its members are kept from a bulk delete meanwhile.
     store.cancel(group.member_ids[0]).await.unwrap();
-    let kept = store
-        .bulk(BulkAction::Delete, &in_queue("members"), false)
-        .await
-        .unwrap();
+    let kept = bulk(&store, BulkAction::Delete, "members", false).await;
     assert_eq!((kept.matched, kept.done), (2, 0));
-    let done = store
-        .bulk(BulkAction::Cancel, &in_queue("members"), false)
-        .await
-        .unwrap();
+    let done = bulk(&store, BulkAction::Cancel, "members", false).await;
     assert_eq!(
         (done.matched, done.done),
         (2, 1),
@@ -1742,10 +1733,7 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
         NewJob::new("noop", json!({})).queue("bulk").unique_key("k"),
     )
     .await;
-    let retried = store
-        .bulk(BulkAction::Retry, &in_queue("bulk"), false)
-        .await
-        .unwrap();
+    let retried = bulk(&store, BulkAction::Retry, "bulk", false).await;
     // Everything but the keyed job: the 1,203, the failed one, and the holder (waiting:
     // its run_at moves to now).
     assert_eq!((retried.matched, retried.done), (1_206, 1_205));
@@ -1771,24 +1759,15 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
     let worker = spawn_worker(&store, registry(), quick_config("slow", 1));
     wait_for_state(&store, sleeper, JobState::Running, WAIT).await;
     enqueue_id(&store, NewJob::new("noop", json!({})).queue("slow")).await;
-    let stopped = store
-        .bulk(BulkAction::Cancel, &in_queue("slow"), false)
-        .await
-        .unwrap();
+    let stopped = bulk(&store, BulkAction::Cancel, "slow", false).await;
     assert_eq!((stopped.matched, stopped.done), (2, 2));
     wait_for_state(&store, sleeper, JobState::Cancelled, WAIT).await;
     stop_worker(worker).await;
 
     // Deleting ended jobs; the waiting ones stay.
-    store
-        .bulk(BulkAction::Cancel, &in_queue("bulk"), false)
-        .await
-        .unwrap();
+    bulk(&store, BulkAction::Cancel, "bulk", false).await;
     enqueue_id(&store, NewJob::new("noop", json!({})).queue("bulk")).await;
-    let deleted = store
-        .bulk(BulkAction::Delete, &in_queue("bulk"), false)
-        .await
-        .unwrap();
+    let deleted = bulk(&store, BulkAction::Delete, "bulk", false).await;
     assert_eq!((deleted.matched, deleted.done), (1_207, 1_206));
     assert_eq!(
         states(store.clone(), "bulk").await,

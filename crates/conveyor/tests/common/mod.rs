@@ -1,4 +1,4 @@
-//! Helpers shared by the tests that run `conveyor` processes (`ops.rs`, `distributed.rs`).
+//! Helpers shared by the tests that run `conveyor` processes.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::process::Child;
@@ -111,4 +111,23 @@ pub fn apps(
 /// No chat: alerts are only logged.
 pub fn no_alerts() -> conveyor::alerts::Alerts {
     conveyor::alerts::Alerts::new(conveyor::alerts::AlertConfig::default()).unwrap()
+}
+
+/// Makes `dir` a git repository with one commit of everything in it.
+pub fn commit_all(dir: &std::path::Path, message: &str) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["commit", "-qm", message],
+    ] {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
 }
