@@ -156,57 +156,16 @@ impl Store {
     /// # Errors
     /// [`Error::WrongState`] for a job that has already ended; [`Error::Database`].
     pub async fn cancel(&self, id: i64) -> Result<Option<Job>> {
-        let now = now_ms();
-        let mut tx = self.begin().await?;
-        let waiting: Option<(Option<i64>,)> = dispatch!(tx.conn(), conn => {
-            sqlx::query_as(
-                "UPDATE job \
-                 SET state = 'cancelled', finished_at = $2, error = 'cancelled before it ran' \
-                 WHERE id = $1 AND state IN ('pending', 'scheduled', 'available', 'retryable') \
-                 RETURNING group_id",
-            )
-            .bind(id)
-            .bind(now)
-            .fetch_optional(conn)
-            .await?
-        });
-        if let Some((group_id,)) = waiting {
-            tx.settle_groups(group_id.into_iter().collect()).await?;
-        } else {
-            let running = dispatch!(tx.conn(), conn => {
-                sqlx::query("UPDATE job SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'")
-                    .bind(id)
-                    .execute(conn)
-                    .await?
-                    .rows_affected()
-            });
-            if let (1, Db::Pg(conn)) = (running, tx.conn()) {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(self.channel())
-                    .bind(format!("c:{id}"))
-                    .execute(conn)
-                    .await?;
-            }
-        }
-        let job: Option<Job> = dispatch!(tx.conn(), conn => {
-            sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM job WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(conn)
-                .await?
-        });
-        tx.commit().await?;
+        let cancelled = self.cancel_page(&[id]).await?;
+        let job = self.get(id).await?;
         match &job {
-            Some(job) if job.state == JobState::Running => self.wake().job_cancelled(id),
-            Some(job) if waiting.is_none() && job.state.is_final() => {
-                return Err(Error::WrongState {
-                    id,
-                    state: job.state.to_string(),
-                    action: "cancel",
-                });
-            }
-            _ => {}
+            Some(job) if cancelled == 0 => Err(Error::WrongState {
+                id,
+                state: job.state.to_string(),
+                action: "cancel",
+            }),
+            _ => Ok(job),
         }
-        Ok(job)
     }
 
     /// Runs an ended job (completed, failed or cancelled) again now, with a fresh count of
@@ -217,62 +176,23 @@ impl Store {
     /// [`Error::WrongState`] for a running or pending job; [`Error::Duplicate`] when another
     /// live job now holds its unique key; [`Error::Database`].
     pub async fn retry(&self, id: i64) -> Result<Option<Job>> {
-        let now = now_ms();
-        let result = dispatch!(self.writer(), pool => {
-            sqlx::query_as::<_, Job>(concat!(
-                "UPDATE job \
-                 SET state = 'available', run_at = $2, finished_at = NULL, cancel_requested = FALSE, \
-                     attempt = CASE WHEN state IN ('completed', 'failed', 'cancelled') THEN 0 ELSE attempt END \
-                 WHERE id = $1 AND state IN ('scheduled', 'available', 'retryable', 'completed', 'failed', 'cancelled') \
-                 RETURNING ", job_columns!()
-            ))
-            .bind(id)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-        });
-        match result {
-            Ok(Some(job)) => {
-                if job.attempt == 0 {
-                    // Fresh attempts: the history starts again with them.
-                    dispatch!(self.writer(), pool => {
-                        sqlx::query("DELETE FROM job_attempt WHERE job_id = $1")
-                            .bind(id)
-                            .execute(pool)
-                            .await?;
-                    });
-                }
-                self.notify_queue(&job.queue).await?;
-                Ok(Some(job))
-            }
-            Ok(None) => match self.get(id).await? {
-                Some(job) => Err(Error::WrongState {
-                    id,
-                    state: job.state.to_string(),
-                    action: "retry",
-                }),
-                None => Ok(None),
-            },
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let key = self
-                    .get(id)
-                    .await?
-                    .and_then(|j| j.unique_key)
-                    .unwrap_or_default();
-                Err(Error::Duplicate(key))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Wakes the workers of `queue`, in this process and (PostgreSQL) every other.
-    async fn notify_queue(&self, queue: &str) -> Result<()> {
-        let tx = {
-            let mut tx = self.begin().await?;
-            tx.wake_on_commit(queue).await?;
-            tx
+        let Some(mut retried) = self.retry_ids(&[id]).await? else {
+            let job = self.get(id).await?;
+            return Err(Error::Duplicate(
+                job.and_then(|j| j.unique_key).unwrap_or_default(),
+            ));
         };
-        tx.commit().await
+        if let Some(job) = retried.pop() {
+            return Ok(Some(job));
+        }
+        match self.get(id).await? {
+            Some(job) => Err(Error::WrongState {
+                id,
+                state: job.state.to_string(),
+                action: "retry",
+            }),
+            None => Ok(None),
+        }
     }
 
     /// Job counts by queue and state, and each queue's completions in the last minute.
@@ -414,32 +334,33 @@ macro_rules! over_ids {
 
 /// A statement over a page of job ids: `WHERE <column> IN $1 AND <condition>`.
 macro_rules! bulk_sql {
-    ($head:literal, $column:literal, $tail:literal) => {
+    ($head:literal, $column:literal, $($tail:tt)*) => {
         Sql {
-            postgres: concat!($head, " WHERE ", $column, " = ANY($1)", $tail),
+            postgres: concat!($head, " WHERE ", $column, " = ANY($1)", $($tail)*),
             sqlite: concat!(
                 $head,
                 " WHERE ",
                 $column,
                 " IN (SELECT value FROM json_each($1))",
-                $tail
+                $($tail)*
             ),
         }
     };
 }
 
-/// [`Store::retry`]'s statement, over a page.
+/// [`Store::retry`]'s statement, over a page of ids (one for a single job).
 const BULK_RETRY: Sql = bulk_sql!(
     "UPDATE job \
      SET state = 'available', run_at = $2, finished_at = NULL, cancel_requested = FALSE, \
          attempt = CASE WHEN state IN ('completed', 'failed', 'cancelled') THEN 0 ELSE attempt END",
     "id",
     " AND state IN ('scheduled', 'available', 'retryable', 'completed', 'failed', 'cancelled') \
-     RETURNING id, queue, attempt"
+     RETURNING ",
+    job_columns!()
 );
 
 /// The attempt history of jobs retried afresh.
-const BULK_FORGET_ATTEMPTS: Sql = bulk_sql!("DELETE FROM job_attempt", "job_id", "");
+const BULK_FORGET_ATTEMPTS: Sql = bulk_sql!("DELETE FROM job_attempt", "job_id",);
 
 /// [`Store::cancel`] of waiting jobs, over a page.
 const BULK_CANCEL_WAITING: Sql = bulk_sql!(
@@ -455,7 +376,7 @@ const BULK_CANCEL_RUNNING: Sql = bulk_sql!(
     " AND state = 'running' RETURNING id"
 );
 
-/// [`Store::delete`]'s statement, over a page.
+/// [`Store::delete`]'s statement, over a page of ids (one for a single job).
 const BULK_DELETE: Sql = bulk_sql!(
     "DELETE FROM job",
     "id",
@@ -500,22 +421,7 @@ impl Store {
     /// [`Error::WrongState`] for a job that has not ended or that its group still needs;
     /// [`Error::Database`].
     pub async fn delete(&self, id: i64) -> Result<Option<()>> {
-        let deleted = dispatch!(self.writer(), pool => {
-            sqlx::query(
-                "DELETE FROM job \
-                 WHERE id = $1 AND state IN ('completed', 'failed', 'cancelled') \
-                   AND NOT EXISTS ( \
-                       SELECT 1 FROM job_group \
-                       JOIN job AS continuation ON continuation.id = job_group.continuation_id \
-                       WHERE job_group.id = job.group_id \
-                         AND continuation.state NOT IN ('completed', 'failed', 'cancelled'))",
-            )
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if deleted > 0 {
+        if self.delete_page(&[id]).await? > 0 {
             return Ok(Some(()));
         }
         match self.get(id).await? {
@@ -576,26 +482,35 @@ impl Store {
     /// [`Store::retry`] of each of `ids` in one transaction; how many ran again. When one
     /// would take a live job's unique key, the page goes job by job and skips that one.
     async fn retry_page(&self, ids: &[i64]) -> Result<usize> {
+        match self.retry_ids(ids).await? {
+            Some(retried) => Ok(retried.len()),
+            None => self.one_by_one(ids, BulkAction::Retry).await,
+        }
+    }
+
+    /// Runs each of `ids` again in one transaction: the jobs as it left them, or `None`
+    /// (nothing done) when one would take a live job's unique key.
+    async fn retry_ids(&self, ids: &[i64]) -> Result<Option<Vec<Job>>> {
         let mut tx = self.begin().await?;
-        let retried: Vec<(i64, String, i32)> =
-            match over_ids!(tx, BULK_RETRY, ids, [now_ms()], (i64, String, i32)) {
-                Ok(rows) => rows,
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    drop(tx);
-                    return self.one_by_one(ids, BulkAction::Retry).await;
-                }
-                Err(e) => return Err(e.into()),
-            };
+        let retried: Vec<Job> = match over_ids!(tx, BULK_RETRY, ids, [now_ms()], Job) {
+            Ok(jobs) => jobs,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         // Fresh attempts: their history starts again with them.
-        let fresh: Vec<i64> = retried.iter().filter(|r| r.2 == 0).map(|r| r.0).collect();
+        let fresh: Vec<i64> = retried
+            .iter()
+            .filter(|job| job.attempt == 0)
+            .map(|job| job.id)
+            .collect();
         if !fresh.is_empty() {
             over_ids!(execute tx, BULK_FORGET_ATTEMPTS, &fresh, [])?;
         }
-        for (_, queue, _) in &retried {
-            tx.wake_on_commit(queue).await?;
+        for job in &retried {
+            tx.wake_on_commit(&job.queue).await?;
         }
         tx.commit().await?;
-        Ok(retried.len())
+        Ok(Some(retried))
     }
 
     /// [`Store::cancel`] of each of `ids` in one transaction; how many were cancelled or

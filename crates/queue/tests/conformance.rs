@@ -1733,6 +1733,8 @@ async fn bulk_actions_treat_each_job_as_its_own_action_would(store: Store) {
         NewJob::new("noop", json!({})).queue("bulk").unique_key("k"),
     )
     .await;
+    // Alone, its retry is refused naming the key.
+    assert!(matches!(store.retry(keyed).await, Err(Error::Duplicate(key)) if key == "k"));
     let retried = bulk(&store, BulkAction::Retry, "bulk", false).await;
     // Everything but the keyed job: the 1,203, the failed one, and the holder (waiting:
     // its run_at moves to now).
