@@ -119,6 +119,13 @@ impl Analyzers {
 
     /// Runs every analyzer serving the file's language and merges what they report.
     pub fn analyze(&self, source: &Source<'_>) -> Analysis {
+        // UTF-16 text (Windows editors write it, with its byte order mark) is measured by
+        // every analyzer as the same text in UTF-8; its NUL bytes are not a binary file's.
+        let transcoded = from_utf16(source.bytes);
+        let source = &Source {
+            bytes: transcoded.as_deref().unwrap_or(source.bytes),
+            ..*source
+        };
         let mut analysis = Analysis::default();
         for analyzer in self.list.iter().filter(|a| a.serves(source.language)) {
             match analyzer.analyze(source) {
@@ -141,6 +148,28 @@ impl Analyzers {
         }
         analysis
     }
+}
+
+/// Text that starts with a UTF-16 byte order mark, as UTF-8 (without the mark); `None`
+/// for anything else. Units that are not UTF-16 become U+FFFD.
+fn from_utf16(bytes: &[u8]) -> Option<Vec<u8>> {
+    let big_endian = match bytes {
+        [0xFF, 0xFE, ..] => false,
+        [0xFE, 0xFF, ..] => true,
+        _ => return None,
+    };
+    let units = bytes[2..].chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if big_endian {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
+    });
+    let text: String = char::decode_utf16(units)
+        .map(|unit| unit.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    Some(text.into_bytes())
 }
 
 /// Takes every column `from` measured that `into` has not.
@@ -212,5 +241,54 @@ mod tests {
         assert!(objc.reports.contains_key("tokei"));
         assert!(!objc.reports.contains_key("tree-sitter"));
         assert_eq!(objc.summary.code, Some(3));
+    }
+
+    #[test]
+    fn utf16_text_is_measured_as_its_text() {
+        // UTF-16 with its byte order mark, either order: the same text's metrics.
+        let text = "class A {\n  int F(int x) { return x > 0 ? 1 : 0; }\n}\n";
+        let analyzers = Analyzers::standard();
+        let analyze = |bytes: &[u8]| {
+            let analysis = analyzers.analyze(&Source {
+                path: "A.cs",
+                language: "C#",
+                bytes,
+            });
+            assert!(analysis.errors.is_empty(), "{:?}", analysis.errors);
+            analysis
+        };
+        let utf8 = analyze(text.as_bytes());
+        for big_endian in [false, true] {
+            let mut bytes = if big_endian {
+                vec![0xFE, 0xFF]
+            } else {
+                vec![0xFF, 0xFE]
+            };
+            for unit in text.encode_utf16() {
+                bytes.extend(if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                });
+            }
+            let output = analyze(&bytes);
+            assert_eq!(output.summary, utf8.summary, "big endian: {big_endian}");
+            assert_eq!(output.reports, utf8.reports);
+            assert_eq!(output.summary.cyclomatic, Some(2.0));
+        }
+        // tokei's languages too: one code line, one comment, one blank.
+        let mut shell = vec![0xFF, 0xFE];
+        shell.extend(
+            "# run\n\necho hi\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        );
+        let analysis = analyzers.analyze(&Source {
+            path: "run.sh",
+            language: "Shell",
+            bytes: &shell,
+        });
+        let s = &analysis.summary;
+        assert_eq!((s.code, s.comments, s.blanks), (Some(1), Some(1), Some(1)));
     }
 }

@@ -54,10 +54,7 @@ impl Analyzer for Code {
     fn analyze(&self, source: &Source<'_>) -> Result<Output, String> {
         let lang = grammars::lang_of(source.language)
             .ok_or_else(|| format!("no grammar for {}", source.language))?;
-        // UTF-16 text (Windows editors write it, with its byte order mark) is measured as
-        // the same text in UTF-8; its NUL bytes are not a binary file's.
-        let transcoded = from_utf16(source.bytes);
-        let bytes = transcoded.as_deref().unwrap_or(source.bytes);
+        let bytes = source.bytes;
         if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
             return Err("a binary file (it has NUL bytes)".into());
         }
@@ -65,28 +62,6 @@ impl Analyzer for Code {
         let tree = parse(grammar, bytes)?;
         Ok(Walk::new(grammar, bytes).run(&tree))
     }
-}
-
-/// Text that starts with a UTF-16 byte order mark, as UTF-8 (without the mark); `None`
-/// for anything else. Units that are not UTF-16 become U+FFFD.
-fn from_utf16(bytes: &[u8]) -> Option<Vec<u8>> {
-    let big_endian = match bytes {
-        [0xFF, 0xFE, ..] => false,
-        [0xFE, 0xFF, ..] => true,
-        _ => return None,
-    };
-    let units = bytes[2..].chunks_exact(2).map(|pair| {
-        let pair = [pair[0], pair[1]];
-        if big_endian {
-            u16::from_be_bytes(pair)
-        } else {
-            u16::from_le_bytes(pair)
-        }
-    });
-    let text: String = char::decode_utf16(units)
-        .map(|unit| unit.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
-    Some(text.into_bytes())
 }
 
 /// Parses with a reused parser of this thread, within [`PARSE_TIME_MAX`].

@@ -367,27 +367,6 @@ fn bad_input_gives_a_result_or_an_error() {
         })
         .unwrap_err();
     assert!(error.contains("binary"), "{error}");
-    // UTF-16 with its byte order mark, either order: the same text's metrics.
-    let text = "class A {\n  int F(int x) { return x > 0 ? 1 : 0; }\n}\n";
-    let utf8 = analyze("A.cs", text.as_bytes());
-    for big_endian in [false, true] {
-        let mut bytes = if big_endian {
-            vec![0xFE, 0xFF]
-        } else {
-            vec![0xFF, 0xFE]
-        };
-        for unit in text.encode_utf16() {
-            bytes.extend(if big_endian {
-                unit.to_be_bytes()
-            } else {
-                unit.to_le_bytes()
-            });
-        }
-        let output = analyze("A.cs", &bytes);
-        assert_eq!(output.summary, utf8.summary, "big endian: {big_endian}");
-        assert_eq!(output.report["functions"], utf8.report["functions"]);
-        assert_eq!(output.summary.cyclomatic, Some(2.0));
-    }
     // Not UTF-8: measured as bytes.
     let output = analyze("latin1.c", b"int f(void) { return '\xe9'; }\n");
     assert_eq!(output.summary.functions, Some(1.0));
