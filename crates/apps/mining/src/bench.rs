@@ -62,6 +62,12 @@ pub async fn run(options: MiningBench) -> conveyor_web::fail::Result<()> {
             report["pipeline_files_per_second"].as_f64().unwrap_or(0.0)
         );
         println!("ratio:    {:.3}", report["ratio"].as_f64().unwrap_or(0.0));
+        if let Some(phases) = report["pipeline_phases_ms"].as_array() {
+            println!("pipeline runs, ms after submission (from the job table):");
+            for phase in phases {
+                println!("  {phase}");
+            }
+        }
     }
     Ok(())
 }
@@ -133,25 +139,25 @@ async fn measure(options: &MiningBench) -> conveyor_web::fail::Result<Value> {
     }
     let bytes: usize = files.iter().map(|f| f.2.len()).sum();
 
-    let (mut direct, mut pipeline) = (Vec::new(), Vec::new());
+    let (mut direct, mut pipeline, mut phases) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..options.runs.max(1) {
         direct.push(direct_rate(&analyzers, &files, threads));
-        pipeline.push(
-            pipeline_rate(
-                options,
-                &repo,
-                &work.join(format!("downloads-{run}")),
-                threads,
-            )
-            .await?,
-        );
+        let (rate, phase) = pipeline_rate(
+            options,
+            &repo,
+            &work.join(format!("downloads-{run}")),
+            threads,
+        )
+        .await?;
+        pipeline.push(rate);
+        phases.push(phase);
     }
     let _ = std::fs::remove_dir_all(&work);
     let (direct, pipeline) = (median(direct), median(pipeline));
     Ok(json!({
         "files": files.len(), "bytes": bytes, "threads": threads, "runs": options.runs.max(1),
         "direct_files_per_second": direct, "pipeline_files_per_second": pipeline,
-        "ratio": pipeline / direct,
+        "ratio": pipeline / direct, "pipeline_phases_ms": phases,
     }))
 }
 
@@ -183,13 +189,14 @@ fn direct_rate(
     files.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Files a second from submission to the repository's `analyzed`, on a fresh database.
+/// Files a second from submission to the repository's `analyzed`, on a fresh database, and
+/// where the time went (see [`phases`]).
 async fn pipeline_rate(
     options: &MiningBench,
     repo: &Path,
     downloads: &Path,
     threads: usize,
-) -> conveyor_web::fail::Result<f64> {
+) -> conveyor_web::fail::Result<(f64, Value)> {
     let db = match options.on.as_deref() {
         Some(url) if url.starts_with("postgres") => ScratchDb::new_postgres(url).await?,
         Some(_) => bail!("--on takes a postgres:// URL"),
@@ -253,6 +260,7 @@ async fn pipeline_rate(
     };
     stop.cancel();
     handle.await??;
+    let phases = phases(&store, submitted).await?;
     db.finish().await;
     let Some(analyzed_at) = row
         .analyzed_at
@@ -261,5 +269,34 @@ async fn pipeline_rate(
         bail!("the pipeline failed: {:?}", row.error);
     };
     let seconds = (analyzed_at - submitted).max(1) as f64 / 1000.0;
-    Ok(f64::from(row.files_total.unwrap_or(0)) / seconds)
+    Ok((f64::from(row.files_total.unwrap_or(0)) / seconds, phases))
+}
+
+/// A run's jobs by kind, in milliseconds after submission: when the first started, when
+/// the last ended, and their summed running time (`busy`): `process` is the clone, listing
+/// and enqueueing before any file starts; `analyze` the tasks; `finish` the end.
+async fn phases(
+    store: &conveyor_queue::Store,
+    submitted: i64,
+) -> conveyor_web::fail::Result<Value> {
+    let rows: Vec<(String, i64, i64, i64, i64)> = conveyor_queue::dispatch!(store.reader(), pool => {
+        sqlx::query_as(
+            "SELECT kind, COUNT(*), MIN(started_at), MAX(finished_at), \
+                    SUM(finished_at - started_at) \
+             FROM job WHERE kind LIKE 'mining.%' AND started_at IS NOT NULL \
+                 AND finished_at IS NOT NULL \
+             GROUP BY kind ORDER BY MIN(started_at)",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    let mut phases = serde_json::Map::new();
+    for (kind, jobs, start, end, busy) in rows {
+        let name = kind.trim_start_matches("mining.").to_owned();
+        phases.insert(
+            name,
+            json!({ "jobs": jobs, "start": start - submitted, "end": end - submitted, "busy": busy }),
+        );
+    }
+    Ok(Value::Object(phases))
 }
