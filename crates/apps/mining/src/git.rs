@@ -68,13 +68,19 @@ fn is_local_path(url: &str) -> bool {
 }
 
 fn git() -> Command {
-    let mut command = Command::new("git");
+    let mut command = Command::from(git_blocking());
+    command.kill_on_drop(true);
+    command
+}
+
+/// `git` with nothing asked of a terminal and no system configuration.
+fn git_blocking() -> std::process::Command {
+    let mut command = std::process::Command::new("git");
     command
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .stdin(Stdio::null());
     command
 }
 
@@ -311,14 +317,37 @@ const ASKED_AHEAD: usize = 64;
 
 /// One `git cat-file --batch` over a clone: blobs by object id, in the order queued.
 pub struct Blobs {
-    // Held so the process lives as long as its pipes (and is killed when dropped).
-    _child: tokio::process::Child,
-    input: tokio::process::ChildStdin,
-    output: tokio::io::BufReader<tokio::process::ChildStdout>,
+    child: BlobsStop,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
     /// Queued and not yet asked.
     queued: std::collections::VecDeque<String>,
     /// Asked and not yet read.
     asked: usize,
+}
+
+impl Drop for Blobs {
+    fn drop(&mut self) {
+        // Killed and reaped: it may be blocked writing answers nobody will read.
+        self.child.stop();
+        let _ = self
+            .child
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait();
+    }
+}
+
+/// Stops a [`Blobs`]' git from another thread, so a read blocked on it returns an error.
+#[derive(Clone)]
+pub struct BlobsStop(std::sync::Arc<std::sync::Mutex<std::process::Child>>);
+
+impl BlobsStop {
+    /// Kills the reader's git (a no-op once it ended).
+    pub fn stop(&self) {
+        let _ = self.0.lock().unwrap_or_else(|e| e.into_inner()).kill();
+    }
 }
 
 impl Blobs {
@@ -327,7 +356,7 @@ impl Blobs {
     /// # Errors
     /// [`GitError::Spawn`].
     pub fn open(dir: &Path) -> Result<Self, GitError> {
-        let mut child = git()
+        let mut child = git_blocking()
             .arg("-C")
             .arg(dir)
             .args(["cat-file", "--batch"])
@@ -337,17 +366,24 @@ impl Blobs {
             .spawn()
             .map_err(GitError::Spawn)?;
         let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(GitError::Spawn(std::io::Error::other(
                 "no pipes to git cat-file",
             )));
         };
         Ok(Self {
-            _child: child,
+            child: BlobsStop(std::sync::Arc::new(std::sync::Mutex::new(child))),
             input,
-            output: tokio::io::BufReader::new(output),
+            output: std::io::BufReader::with_capacity(64 << 10, output),
             queued: std::collections::VecDeque::new(),
             asked: 0,
         })
+    }
+
+    /// What stops this reader from another thread.
+    pub fn stopper(&self) -> BlobsStop {
+        self.child.clone()
     }
 
     /// Queues blobs to read, in order, with [`Blobs::next`].
@@ -370,18 +406,19 @@ impl Blobs {
     ///
     /// # Errors
     /// As [`Blobs::queue`] and [`Blobs::next`].
-    pub async fn read(&mut self, id: &str, max: u64) -> Result<Blob, GitError> {
+    pub fn read(&mut self, id: &str, max: u64) -> Result<Blob, GitError> {
         self.queue([id])?;
-        self.next(max).await
+        self.next(max)
     }
 
-    /// The next blob queued, unless it is larger than `max` bytes.
+    /// The next blob queued, unless it is larger than `max` bytes. Blocks while git reads
+    /// it: called from the analysis threads, which need it next.
     ///
     /// # Errors
     /// [`GitError::Failed`] when nothing is queued or the reader stopped or answered out of
     /// protocol.
-    pub async fn next(&mut self, max: u64) -> Result<Blob, GitError> {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    pub fn next(&mut self, max: u64) -> Result<Blob, GitError> {
+        use std::io::{BufRead, Read, Write};
         let failed = |stderr: String| GitError::Failed {
             step: "cat-file",
             stderr,
@@ -396,11 +433,8 @@ impl Blobs {
             self.asked += 1;
         }
         if !requests.is_empty() {
-            self.input
-                .write_all(requests.as_bytes())
-                .await
-                .map_err(io)?;
-            self.input.flush().await.map_err(io)?;
+            self.input.write_all(requests.as_bytes()).map_err(io)?;
+            self.input.flush().map_err(io)?;
         }
         if self.asked == 0 {
             return Err(failed("no blob was queued".into()));
@@ -408,7 +442,7 @@ impl Blobs {
         self.asked -= 1;
         // "<id> <type> <size>\n" then the content and "\n", or "<id> missing\n".
         let mut header = String::new();
-        self.output.read_line(&mut header).await.map_err(io)?;
+        self.output.read_line(&mut header).map_err(io)?;
         let mut fields = header.split_ascii_whitespace();
         let (Some(_), kind, size) = (fields.next(), fields.next(), fields.next()) else {
             return Err(failed("git cat-file stopped".into()));
@@ -420,21 +454,19 @@ impl Blobs {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| failed(format!("unexpected answer {header:?}")))?;
         let blob = if size > max {
-            let skipped =
-                tokio::io::copy(&mut (&mut self.output).take(size), &mut tokio::io::sink())
-                    .await
-                    .map_err(io)?;
+            let skipped = std::io::copy(&mut (&mut self.output).take(size), &mut std::io::sink())
+                .map_err(io)?;
             if skipped != size {
                 return Err(failed("git cat-file stopped mid-blob".into()));
             }
             Blob::TooLarge(size)
         } else {
             let mut bytes = vec![0; usize::try_from(size).map_err(|e| failed(e.to_string()))?];
-            self.output.read_exact(&mut bytes).await.map_err(io)?;
+            self.output.read_exact(&mut bytes).map_err(io)?;
             Blob::Bytes(bytes)
         };
         let mut newline = [0u8; 1];
-        self.output.read_exact(&mut newline).await.map_err(io)?;
+        self.output.read_exact(&mut newline).map_err(io)?;
         Ok(blob)
     }
 }
@@ -626,23 +658,20 @@ mod tests {
 
         let mut blobs = Blobs::open(&into).unwrap();
         assert_eq!(
-            blobs.read(&files[1].blob, 100).await.unwrap(),
+            blobs.read(&files[1].blob, 100).unwrap(),
             Blob::Bytes(b"fn main() {}\n".to_vec())
         );
         // Skipped content leaves the reader in step for the next request.
         assert_eq!(
-            blobs.read(&files[0].blob, 100).await.unwrap(),
+            blobs.read(&files[0].blob, 100).unwrap(),
             Blob::TooLarge(1000)
         );
+        assert_eq!(blobs.read(&"0".repeat(40), 100).unwrap(), Blob::Missing);
         assert_eq!(
-            blobs.read(&"0".repeat(40), 100).await.unwrap(),
-            Blob::Missing
-        );
-        assert_eq!(
-            blobs.read(&files[1].blob, 100).await.unwrap(),
+            blobs.read(&files[1].blob, 100).unwrap(),
             Blob::Bytes(b"fn main() {}\n".to_vec())
         );
-        assert!(blobs.read("HEAD", 100).await.is_err());
+        assert!(blobs.read("HEAD", 100).is_err());
         // Queued ahead (more than are asked of git at once), answered in order.
         let missing = "0".repeat(40);
         let ids: Vec<&str> = (0..150)
@@ -659,9 +688,9 @@ mod tests {
                 1 => Blob::TooLarge(1000),
                 _ => Blob::Missing,
             };
-            assert_eq!(blobs.next(100).await.unwrap(), expected, "blob {i}");
+            assert_eq!(blobs.next(100).unwrap(), expected, "blob {i}");
         }
-        assert!(blobs.next(100).await.is_err(), "nothing more was queued");
+        assert!(blobs.next(100).is_err(), "nothing more was queued");
         assert!(blobs.queue(["not-an-id"]).is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }

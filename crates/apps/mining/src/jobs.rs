@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_queue::{JobContext, JobError, NewJob, Registry, Store, Tx};
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -612,55 +612,58 @@ async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(
     Ok(())
 }
 
-/// A file's bytes, or why there are none (over the size cap, gone from the clone).
-async fn read(
-    m: &Mining,
-    blobs: &mut git::Blobs,
-    dir: &Path,
-    file: &FileRef,
-) -> Result<Result<Vec<u8>, String>, git::GitError> {
-    let max = m.settings.file_max_bytes;
-    let too_large = |size: u64| format!("{size} bytes: larger than the {max}-byte limit");
-    if file.blob.is_empty() {
-        // A task from before clones lost their working tree.
-        let path = dir.join(&file.path);
-        return Ok(match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.len() > max => Err(too_large(meta.len())),
-            Ok(_) => tokio::fs::read(&path)
-                .await
-                .map_err(|e| format!("cannot read: {e}")),
-            Err(e) => Err(format!("cannot read: {e}")),
-        });
-    }
-    Ok(match blobs.next(max).await? {
-        git::Blob::Bytes(bytes) => Ok(bytes),
-        git::Blob::TooLarge(size) => Err(too_large(size)),
-        git::Blob::Missing => Err(format!("blob {} is not in the clone", file.blob)),
-    })
+/// A task's files and the one `git cat-file` their bytes come from, shared by the analysis
+/// threads: each piece of work takes the next file, reads it and analyses it, so the bytes
+/// go from git's pipe to the analyzers on one thread and no file waits on the runtime.
+struct TaskFiles {
+    files: Vec<FileRef>,
+    dir: PathBuf,
+    max: u64,
+    /// The reader, and the next file to take.
+    next: std::sync::Mutex<(git::Blobs, usize)>,
+    /// Set when the task ended: work still queued takes nothing.
+    stopped: std::sync::atomic::AtomicBool,
+    /// Kills the reader, so a thread blocked reading from a stuck git is let go.
+    reader: git::BlobsStop,
 }
 
-/// Analyses one file's bytes within the time limit, on the analysis threads.
-async fn analyze_file(m: &Mining, file: &FileRef, bytes: Result<Vec<u8>, String>) -> FileResult {
-    let bytes = match bytes {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return FileResult {
-                id: file.id,
-                error: Some(error),
-                ..FileResult::default()
-            };
+/// A file's bytes, or why it has none (over the size cap, gone from the clone), or git
+/// failing to read it.
+type Bytes = Result<Result<Vec<u8>, String>, git::GitError>;
+
+impl TaskFiles {
+    /// The next file's index and its bytes; `None` when every file is taken or the task
+    /// stopped.
+    fn take(&self) -> Option<(usize, Bytes)> {
+        use std::sync::atomic::Ordering;
+        if self.stopped.load(Ordering::Relaxed) {
+            return None;
         }
-    };
-    let (analyzers, owned) = (m.analyzers.clone(), file.clone());
-    // Analysing and serialising in one piece of work: one hand-off a file.
-    let work = move || measure(&analyzers, &owned, &bytes);
-    match m.pool.run(m.settings.file_timeout, work).await {
-        Ok(result) => result,
-        Err(error) => FileResult {
-            id: file.id,
-            error: Some(format!("analysis {error}")),
-            ..FileResult::default()
-        },
+        let too_large =
+            |size: u64| format!("{size} bytes: larger than the {}-byte limit", self.max);
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let index = next.1;
+        let file = self.files.get(index)?;
+        next.1 += 1;
+        if file.blob.is_empty() {
+            // A task from before clones lost their working tree reads the file.
+            drop(next);
+            let path = self.dir.join(&file.path);
+            return Some((
+                index,
+                Ok(match std::fs::metadata(&path) {
+                    Ok(meta) if meta.len() > self.max => Err(too_large(meta.len())),
+                    Ok(_) => std::fs::read(&path).map_err(|e| format!("cannot read: {e}")),
+                    Err(e) => Err(format!("cannot read: {e}")),
+                }),
+            ));
+        }
+        let read = next.0.next(self.max).map(|blob| match blob {
+            git::Blob::Bytes(bytes) => Ok(bytes),
+            git::Blob::TooLarge(size) => Err(too_large(size)),
+            git::Blob::Missing => Err(format!("blob {} is not in the clone", file.blob)),
+        });
+        Some((index, read))
     }
 }
 
@@ -697,9 +700,8 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
         return Err(JobError::permanent(error));
     }
     let dir = local_clone_dir(&m.settings, args.repo, &args.dir).map_err(JobError::permanent)?;
-    let dir = dir.as_path();
-    let total = args.files.len() as i64;
-    let mut blobs = git::Blobs::open(dir).map_err(|e| JobError::retry(e.to_string()))?;
+    let total = args.files.len();
+    let mut blobs = git::Blobs::open(&dir).map_err(|e| JobError::retry(e.to_string()))?;
     // Every blob asked for up front (git reads ahead), answered in the files' order.
     let ids = args
         .files
@@ -709,32 +711,78 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     blobs
         .queue(ids)
         .map_err(|e| JobError::permanent(e.to_string()))?;
-    let mut results = Vec::with_capacity(args.files.len());
-    // Up to one file per analysis thread in flight, the next blob read meanwhile: a task
-    // running alone (the end of a repository) keeps every thread busy, not one.
-    let in_flight_max = m.settings.analysis_threads.max(1);
-    let mut in_flight = FuturesOrdered::new();
-    let mut files = args.files.iter().peekable();
-    while files.peek().is_some() || !in_flight.is_empty() {
-        let finished = if in_flight.len() < in_flight_max
-            && let Some(file) = files.next()
-        {
-            if ctx.is_cancelled() {
-                return Err(JobError::retry("stopped"));
-            }
-            let bytes = read(m, &mut blobs, dir, file)
-                .await
-                .map_err(|e| JobError::retry(e.to_string()))?;
-            in_flight.push_back(analyze_file(m, file, bytes));
-            // Polled once now, which hands the file to the pool; a result ready is taken.
-            in_flight.next().now_or_never().flatten()
-        } else {
-            in_flight.next().await
-        };
-        if let Some(result) = finished {
-            results.push(result);
-            ctx.progress(results.len() as i64, Some(total), None);
+    let task = Arc::new(TaskFiles {
+        files: args.files,
+        dir,
+        max: m.settings.file_max_bytes,
+        reader: blobs.stopper(),
+        next: std::sync::Mutex::new((blobs, 0)),
+        stopped: std::sync::atomic::AtomicBool::new(false),
+    });
+    // Whatever ends this task (done, cancelled, failed), work still queued takes nothing
+    // and git stops.
+    struct Stop(Arc<TaskFiles>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0
+                .stopped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.0.reader.stop();
         }
+    }
+    let _stop = Stop(task.clone());
+    // One piece of work a file, all queued at once: the threads never wait for this task to
+    // hand them the next file, and a task running alone (the end of a repository) keeps
+    // every thread busy. Each records which file it took, to name it if it overruns.
+    let mut pending: FuturesUnordered<_> = (0..total)
+        .map(|_| {
+            let (task, analyzers) = (task.clone(), m.analyzers.clone());
+            let taken = Arc::new(std::sync::OnceLock::new());
+            let work = {
+                let taken = taken.clone();
+                move || {
+                    let (index, bytes) = task.take()?;
+                    let _ = taken.set(index);
+                    let file = &task.files[index];
+                    Some(bytes.map(|bytes| match bytes {
+                        Ok(bytes) => measure(&analyzers, file, &bytes),
+                        Err(error) => FileResult {
+                            id: file.id,
+                            error: Some(error),
+                            ..FileResult::default()
+                        },
+                    }))
+                }
+            };
+            m.pool
+                .run(m.settings.file_timeout, work)
+                .map(move |outcome| (outcome, taken))
+        })
+        .collect();
+    let mut results = Vec::with_capacity(total);
+    loop {
+        let next = tokio::select! {
+            next = pending.next() => next,
+            () = ctx.cancelled() => return Err(JobError::retry("stopped")),
+        };
+        let Some((outcome, taken)) = next else { break };
+        let result = match outcome {
+            Ok(Some(Ok(result))) => result,
+            Ok(Some(Err(error))) => return Err(JobError::retry(error.to_string())),
+            // No file left for it: not while this task waits, as there is one piece a file.
+            Ok(None) => continue,
+            Err(error) => match taken.get() {
+                Some(&index) => FileResult {
+                    id: task.files[index].id,
+                    error: Some(format!("analysis {error}")),
+                    ..FileResult::default()
+                },
+                // Stuck before taking a file: in git, not in an analyzer.
+                None => return Err(JobError::retry(format!("reading blobs {error}"))),
+            },
+        };
+        results.push(result);
+        ctx.progress(results.len() as i64, Some(total as i64), None);
     }
     db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
     let failed = results.iter().filter(|r| r.metrics.is_none()).count() as u64;

@@ -1,5 +1,5 @@
-//! The analysis threads: a fixed set of long-lived threads that run analyzers, fed by the
-//! analysis tasks one file at a time.
+//! The analysis threads: a fixed set of long-lived threads that run analyzers, one piece of
+//! work (one file) at a time, from a queue every analysis task feeds.
 //!
 //! Why not tokio's `spawn_blocking`: measured with `conveyor bench mining` on tokio's 380
 //! sources, handing each file to the blocking pool ran at 0.7 of the direct rate, a fixed set
@@ -108,7 +108,8 @@ impl AnalysisPool {
         }
     }
 
-    /// Runs `work` on a pool thread and waits at most `limit` for its result.
+    /// Runs `work` on a pool thread and waits for its result at most `limit` after it
+    /// starts (time spent queued behind other work does not count).
     ///
     /// # Errors
     /// [`PoolError::Overrun`] past the limit, [`PoolError::Panicked`].
@@ -117,10 +118,15 @@ impl AnalysisPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job: Work = Box::new(move || {
-            let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|_| PoolError::Panicked);
-            let _ = done.send(outcome);
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        let started = Arc::new(OnceLock::new());
+        let job: Work = Box::new({
+            let started = started.clone();
+            move || {
+                let _ = started.set(tokio::time::Instant::now());
+                let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|_| PoolError::Panicked);
+                let _ = done.send(outcome);
+            }
         });
         let (tx, rx) = self.queue();
         if tx
@@ -131,14 +137,21 @@ impl AnalysisPool {
         {
             return Err(PoolError::Panicked);
         }
-        match tokio::time::timeout(limit, result).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(PoolError::Panicked),
-            Err(_) => {
-                if self.inner.alive.load(Ordering::SeqCst) < self.inner.threads + SPARE_MAX {
-                    self.start_thread(rx);
+        loop {
+            // Not started yet: look again a limit later.
+            let deadline = started
+                .get()
+                .map_or_else(|| tokio::time::Instant::now() + limit, |at| *at + limit);
+            match tokio::time::timeout_at(deadline, &mut result).await {
+                Ok(Ok(outcome)) => return outcome,
+                Ok(Err(_)) => return Err(PoolError::Panicked),
+                Err(_) if started.get().is_some_and(|at| at.elapsed() >= limit) => {
+                    if self.inner.alive.load(Ordering::SeqCst) < self.inner.threads + SPARE_MAX {
+                        self.start_thread(rx);
+                    }
+                    return Err(PoolError::Overrun(limit));
                 }
-                Err(PoolError::Overrun(limit))
+                Err(_) => {}
             }
         }
     }
@@ -173,5 +186,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(pool.run(Duration::from_secs(5), || 1).await, Ok(1));
         assert_eq!(pool.inner.alive.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn time_spent_queued_is_not_an_overrun() {
+        let pool = AnalysisPool::new(1);
+        let sleep = |ms| move || std::thread::sleep(Duration::from_millis(ms));
+        // Three pieces of 150 ms on one thread, each allowed 250 ms: the last waits 300 ms
+        // for its turn and still finishes within its own limit.
+        let limit = Duration::from_millis(250);
+        let (a, b, c) = tokio::join!(
+            pool.run(limit, sleep(150)),
+            pool.run(limit, sleep(150)),
+            pool.run(limit, sleep(150)),
+        );
+        assert_eq!((a, b, c), (Ok(()), Ok(()), Ok(())));
+        assert_eq!(pool.inner.alive.load(Ordering::SeqCst), 1, "no replacement");
     }
 }

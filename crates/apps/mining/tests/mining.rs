@@ -27,6 +27,7 @@ conveyor_queue::on_both_backends!(
     a_local_repository_is_analyzed_with_known_metrics,
     reprocessing_replaces_the_old_results,
     a_file_over_the_size_cap_fails_alone,
+    a_file_past_its_time_limit_fails_alone,
     the_list_indexer_feeds_repositories_under_back_pressure,
     indexer_settings_are_checked_and_changed_at_run_time,
     hosts_are_enumerated_and_throttling_pauses_until_reset,
@@ -66,6 +67,15 @@ fn fresh_dir() -> PathBuf {
 }
 
 async fn setup(store: &Store, adjust: impl FnOnce(&mut Settings), require_key: bool) -> Setup {
+    setup_with(store, adjust, |_| {}, require_key).await
+}
+
+async fn setup_with(
+    store: &Store,
+    adjust: impl FnOnce(&mut Settings),
+    change: impl FnOnce(&mut Mining),
+    require_key: bool,
+) -> Setup {
     let dir = fresh_dir();
     let downloads = dir.join("downloads");
     let mut settings = Settings {
@@ -76,7 +86,8 @@ async fn setup(store: &Store, adjust: impl FnOnce(&mut Settings), require_key: b
     };
     adjust(&mut settings);
     conveyor_mining::migrate(store).await.unwrap();
-    let mining = Mining::new(settings).unwrap();
+    let mut mining = Mining::new(settings).unwrap();
+    change(&mut mining);
     conveyor_mining::ensure_indexers(store, &mining)
         .await
         .unwrap();
@@ -570,6 +581,79 @@ async fn a_file_over_the_size_cap_fails_alone(store: Store) {
     let repo = wait_ended(app, id).await;
     assert_eq!(repo["state"], "failed");
     assert!(repo["error"].as_str().unwrap().contains("clone"), "{repo}");
+    setup.finish().await;
+}
+
+/// Takes 3 s over files whose name holds "slow", no time over others.
+struct Sleepy;
+
+impl conveyor_mining::analyzer::Analyzer for Sleepy {
+    fn name(&self) -> &'static str {
+        "sleepy"
+    }
+    fn serves(&self, language: &str) -> bool {
+        language == "Python"
+    }
+    fn analyze(
+        &self,
+        source: &conveyor_mining::analyzer::Source<'_>,
+    ) -> Result<conveyor_mining::analyzer::Output, String> {
+        if source.path.contains("slow") {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Ok(conveyor_mining::analyzer::Output {
+            report: json!({ "bytes": source.bytes.len() }),
+            ..Default::default()
+        })
+    }
+}
+
+async fn a_file_past_its_time_limit_fails_alone(store: Store) {
+    // One thread, one task holding every file, 400 ms a file: the slow file overruns, a
+    // replacement thread takes the rest, and the files queued behind the slow one are not
+    // charged for their wait.
+    let adjust = |s: &mut Settings| {
+        s.file_timeout = Duration::from_millis(400);
+        s.analysis_threads = 1;
+        s.files_per_task = 64;
+    };
+    let change = |m: &mut Mining| {
+        m.analyzers = conveyor_mining::analyzer::Analyzers::new(vec![Arc::new(Sleepy)]);
+    };
+    let setup = setup_with(&store, adjust, change, false).await;
+    let app = &setup.app;
+    let mut files: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("f{i:02}.py"), format!("x = {i}\n")))
+        .collect();
+    files.push(("slow.py".into(), "y = 2\n".repeat(50)));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo_dir = repository(&setup.dir.join("slow"), &files, "Add files");
+    let id = add_repo(app, repo_dir.to_str().unwrap()).await;
+    let repo = wait_ended(app, id).await;
+    assert_eq!(repo["state"], "analyzed", "{repo}");
+    let files = files_of(app, id).await;
+    assert_eq!(files.len(), 13);
+    let slow = by_path(&files, "slow.py");
+    assert_eq!(slow["state"], "failed", "{slow}");
+    assert!(
+        slow["error"]
+            .as_str()
+            .unwrap()
+            .contains("took longer than 400ms"),
+        "{slow}"
+    );
+    for file in files.iter().filter(|f| f["path"] != "slow.py") {
+        assert_eq!(file["state"], "analyzed", "{file}");
+        let uri = format!("/api/mining/files/{}", file["id"]);
+        let (_, detail) = call(app, Method::GET, &uri, None).await;
+        assert_eq!(
+            detail["reports"]["sleepy"]["bytes"], file["bytes"],
+            "{detail}"
+        );
+    }
     setup.finish().await;
 }
 

@@ -105,6 +105,11 @@ impl std::fmt::Debug for Analyzers {
 }
 
 impl Analyzers {
+    /// These analyzers (the standard ones are [`Analyzers::standard`]).
+    pub fn new(list: Vec<Arc<dyn Analyzer>>) -> Self {
+        Self { list }
+    }
+
     /// The tree-sitter metrics, and tokei's line counts where no grammar serves.
     pub fn standard() -> Self {
         Self {
