@@ -32,6 +32,9 @@ pub struct MiningBench {
     /// Files per analysis task in the pipeline [default: the setting's]
     #[arg(long)]
     pub files_per_task: Option<usize>,
+    /// Most bytes per analysis task in the pipeline [default: the setting's]
+    #[arg(long)]
+    pub task_bytes: Option<u64>,
     /// postgres://... to run the pipeline on PostgreSQL; default SQLite
     #[arg(long)]
     pub on: Option<String>,
@@ -210,6 +213,9 @@ async fn pipeline_rate(
         files_per_task: options
             .files_per_task
             .unwrap_or(crate::Settings::default().files_per_task),
+        task_bytes: options
+            .task_bytes
+            .unwrap_or(crate::Settings::default().task_bytes),
         // What the operator runs here may clone local paths and private hosts.
         sources: crate::SourcePolicy::TRUSTING,
         ..crate::Settings::default()

@@ -72,9 +72,13 @@ pub struct Settings {
     /// Threads running analyzers in this process (default: the cores); the `mining` queue's
     /// concurrency should be at least this, so every thread has a file.
     pub analysis_threads: usize,
-    /// Files per `mining.analyze` task: 64 halves 32's per-task cost (a `git cat-file`, a
-    /// transaction) and measured 9 % faster on a tree of small files, the same on tokio.
+    /// Most files in one `mining.analyze` task.
     pub files_per_task: usize,
+    /// Most bytes in one task (a larger file has a task of its own): tasks of about equal
+    /// work, so a few large files do not hold back a run, and small files share their
+    /// task's fixed cost (a `git cat-file`, a claim, a transaction: 4-5 ms of CPU, measured
+    /// with `bench mining --files-per-task 16` against 256).
+    pub task_bytes: u64,
     /// Most files recorded per repository.
     pub files_max: usize,
     /// Commit messages analysed per repository (the clone's depth).
@@ -107,7 +111,8 @@ impl Default for Settings {
             file_max_bytes: 1 << 20,
             file_timeout: Duration::from_secs(10),
             analysis_threads: std::thread::available_parallelism().map_or(2, usize::from),
-            files_per_task: 64,
+            files_per_task: 256,
+            task_bytes: 1 << 20,
             files_max: 100_000,
             commits_max: 20,
             index_batches: 10,
@@ -495,23 +500,27 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
     // directory of large files could land in one chunk at the end.
     let mut by_size: Vec<_> = kept.iter().zip(ids.iter().copied()).collect();
     by_size.sort_by_key(|((f, _), _)| std::cmp::Reverse(f.bytes));
-    let tasks: Vec<NewJob> = by_size
+    let chunks = chunks(
+        by_size.into_iter().map(|((f, language), id)| {
+            let file = FileRef {
+                id,
+                path: f.path.clone(),
+                language: (*language).to_owned(),
+                blob: f.blob.clone(),
+            };
+            (file, f.bytes)
+        }),
+        &m.settings,
+    );
+    let tasks: Vec<NewJob> = chunks
         .into_iter()
-        .map(|((f, language), id)| FileRef {
-            id,
-            path: f.path.clone(),
-            language: (*language).to_owned(),
-            blob: f.blob.clone(),
-        })
-        .collect::<Vec<_>>()
-        .chunks(m.settings.files_per_task.max(1))
-        .map(|chunk| {
+        .map(|files| {
             let args = AnalyzeArgs {
                 repo: row.id,
                 dir: dir_text.clone(),
                 url: row.url.clone(),
                 head: head.clone(),
-                files: chunk.to_vec(),
+                files,
             };
             NewJob::new(ANALYZE, json!(args))
                 .queue(QUEUE)
@@ -548,6 +557,31 @@ async fn process(m: &Mining, args: ProcessArgs, ctx: &JobContext) -> Result<Valu
             .increment(1);
     }
     Ok(json!({ "head": head, "files": files.len(), "tasks": tasks.len() }))
+}
+
+/// Files (with their sizes) in tasks of at most `files_per_task` files and `task_bytes`
+/// bytes, in the order given; a file larger than `task_bytes` has a task of its own. A file
+/// past the size cap is skipped unread, so it weighs as much as the cap.
+fn chunks(files: impl Iterator<Item = (FileRef, u64)>, settings: &Settings) -> Vec<Vec<FileRef>> {
+    let mut chunks: Vec<Vec<FileRef>> = Vec::new();
+    let mut weight = 0;
+    for (file, bytes) in files {
+        let bytes = bytes.min(settings.file_max_bytes);
+        match chunks.last_mut() {
+            Some(chunk)
+                if chunk.len() < settings.files_per_task
+                    && weight + bytes <= settings.task_bytes =>
+            {
+                weight += bytes;
+                chunk.push(file);
+            }
+            _ => {
+                weight = bytes;
+                chunks.push(vec![file]);
+            }
+        }
+    }
+    chunks
 }
 
 /// Makes sure the clone is at `dir`: a worker on another machine, or after the download
@@ -824,4 +858,46 @@ async fn finish(m: &Mining, args: FinishArgs, ctx: &JobContext) -> Result<Value,
         }
     }
     Ok(json!({ "removed": own.display().to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_hold_about_equal_bytes() {
+        let settings = Settings {
+            files_per_task: 4,
+            task_bytes: 1000,
+            file_max_bytes: 5000,
+            ..Settings::default()
+        };
+        let sizes = [9000, 1200, 600, 300, 300, 200, 100, 10, 10, 10, 10, 10, 10];
+        let files = sizes.iter().enumerate().map(|(i, bytes)| {
+            let file = FileRef {
+                id: i as i64,
+                path: format!("f{i}"),
+                language: "Rust".into(),
+                blob: String::new(),
+            };
+            (file, *bytes)
+        });
+        let tasks: Vec<Vec<i64>> = chunks(files, &settings)
+            .iter()
+            .map(|task| task.iter().map(|f| f.id).collect())
+            .collect();
+        // Past the cap or the budget: alone; then up to 1000 bytes, then up to 4 files.
+        assert_eq!(
+            tasks,
+            [
+                vec![0],
+                vec![1],
+                vec![2, 3],
+                vec![4, 5, 6, 7],
+                vec![8, 9, 10, 11],
+                vec![12]
+            ]
+        );
+        assert!(chunks(std::iter::empty(), &settings).is_empty());
+    }
 }
