@@ -28,6 +28,7 @@ conveyor_queue::on_both_backends!(
     reprocessing_replaces_the_old_results,
     a_file_over_the_size_cap_fails_alone,
     a_file_past_its_time_limit_fails_alone,
+    a_cancelled_analysis_takes_no_more_files,
     the_list_indexer_feeds_repositories_under_back_pressure,
     indexer_settings_are_checked_and_changed_at_run_time,
     hosts_are_enumerated_and_throttling_pauses_until_reset,
@@ -584,8 +585,9 @@ async fn a_file_over_the_size_cap_fails_alone(store: Store) {
     setup.finish().await;
 }
 
-/// Takes 3 s over files whose name holds "slow", no time over others.
-struct Sleepy;
+/// Takes 3 s over files whose name holds "slow", no time over others; counts the slow
+/// files it began.
+struct Sleepy(Arc<AtomicUsize>);
 
 impl conveyor_mining::analyzer::Analyzer for Sleepy {
     fn name(&self) -> &'static str {
@@ -599,6 +601,7 @@ impl conveyor_mining::analyzer::Analyzer for Sleepy {
         source: &conveyor_mining::analyzer::Source<'_>,
     ) -> Result<conveyor_mining::analyzer::Output, String> {
         if source.path.contains("slow") {
+            self.0.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(3));
         }
         Ok(conveyor_mining::analyzer::Output {
@@ -618,7 +621,8 @@ async fn a_file_past_its_time_limit_fails_alone(store: Store) {
         s.files_per_task = 64;
     };
     let change = |m: &mut Mining| {
-        m.analyzers = conveyor_mining::analyzer::Analyzers::new(vec![Arc::new(Sleepy)]);
+        let sleepy = Sleepy(Arc::new(AtomicUsize::new(0)));
+        m.analyzers = conveyor_mining::analyzer::Analyzers::new(vec![Arc::new(sleepy)]);
     };
     let setup = setup_with(&store, adjust, change, false).await;
     let app = &setup.app;
@@ -654,6 +658,61 @@ async fn a_file_past_its_time_limit_fails_alone(store: Store) {
             "{detail}"
         );
     }
+    setup.finish().await;
+}
+
+async fn a_cancelled_analysis_takes_no_more_files(store: Store) {
+    // One thread, one task of four slow files: cancelled while the first runs, the task
+    // ends and the files queued behind it are never begun.
+    let begun = Arc::new(AtomicUsize::new(0));
+    let adjust = |s: &mut Settings| {
+        s.file_timeout = Duration::from_secs(60);
+        s.analysis_threads = 1;
+    };
+    let change = {
+        let begun = begun.clone();
+        move |m: &mut Mining| {
+            let sleepy = Sleepy(begun);
+            m.analyzers = conveyor_mining::analyzer::Analyzers::new(vec![Arc::new(sleepy)]);
+        }
+    };
+    let setup = setup_with(&store, adjust, change, false).await;
+    let app = &setup.app;
+    let files: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("slow{i}.py"), format!("x = {i}\n")))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let repo_dir = repository(&setup.dir.join("cancelled"), &files, "Add files");
+    add_repo(app, repo_dir.to_str().unwrap()).await;
+    eventually("the first slow file begins", WAIT, || async {
+        begun.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let (_, page) = call(
+        app,
+        Method::GET,
+        "/api/jobs?kind=mining.analyze&state=running",
+        None,
+    )
+    .await;
+    let id = page["jobs"][0]["id"].as_i64().expect("the running task");
+    let (status, _) = call(app, Method::POST, &format!("/api/jobs/{id}/cancel"), None).await;
+    assert!(status.is_success(), "{status}");
+    eventually("the task ends cancelled", WAIT, || async {
+        let (_, job) = call(app, Method::GET, &format!("/api/jobs/{id}"), None).await;
+        job["state"] == "cancelled"
+    })
+    .await;
+    // The first file's 3 s end, and the thread finds nothing more to take.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        begun.load(Ordering::SeqCst),
+        1,
+        "files begun after the cancel"
+    );
     setup.finish().await;
 }
 
