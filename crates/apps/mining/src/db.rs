@@ -600,11 +600,11 @@ pub struct FileResult {
 /// one statement, not one round trip a file). A file re-listed meanwhile has a new id, so
 /// an old run's results land nowhere.
 ///
-/// The rows travel as a few parameters whatever their number: on PostgreSQL one array a
-/// column (`UNNEST`), on SQLite one JSON array of rows (`json_each`). Bound one value a
-/// parameter instead, SQLite looked each of a chunk's 961 parameters up by a linear search
-/// of their names (`sqlite3_bind_parameter_name`, quadratic in the row count): a fifth of
-/// the database thread's CPU in `bench mining`.
+/// On PostgreSQL the rows travel as one array a column (`UNNEST`), one statement text; on
+/// SQLite as rows of anonymous parameters. With numbered ones (`$n`) sqlx looked each of a
+/// chunk's 961 parameters up by a linear search of their names
+/// (`sqlite3_bind_parameter_name`, quadratic in the row count): a fifth of the database
+/// thread's CPU in `bench mining`.
 pub async fn record_files(
     store: &Store,
     results: &[FileResult],
@@ -620,7 +620,6 @@ pub async fn record_files(
             }
             .as_str()
         };
-        let sql = tx.sql(RECORD_FILES);
         match tx.conn() {
             Db::Pg(conn) => {
                 let ints = |f: fn(&Summary) -> Option<i64>| -> Vec<Option<i64>> {
@@ -629,7 +628,7 @@ pub async fn record_files(
                 let reals = |f: fn(&Summary) -> Option<f64>| -> Vec<Option<f64>> {
                     chunk.iter().map(|r| f(&r.summary)).collect()
                 };
-                sqlx::query(sql)
+                sqlx::query(RECORD_FILES_POSTGRES)
                     .bind(now)
                     .bind(chunk.iter().map(|r| r.id).collect::<Vec<_>>())
                     .bind(chunk.iter().map(state).collect::<Vec<_>>())
@@ -656,27 +655,36 @@ pub async fn record_files(
                     .map_err(conveyor_queue::Error::Database)?;
             }
             Db::Lite(conn) => {
-                let rows: Vec<_> = chunk
-                    .iter()
-                    .map(|r| {
-                        let s = &r.summary;
-                        (
-                            r.id,
-                            state(r),
-                            r.error.as_deref(),
-                            (s.code, s.comments, s.blanks),
-                            (s.sloc, s.ploc, s.lloc, s.cloc),
-                            (s.functions, s.cyclomatic, s.cognitive, s.mi),
-                            r.metrics.as_deref(),
-                        )
-                    })
-                    .collect();
-                let rows = serde_json::to_string(&rows).map_err(|e| {
-                    conveyor_queue::Error::Database(sqlx::Error::Encode(Box::new(e)))
-                })?;
-                sqlx::query(sql)
-                    .bind(now)
-                    .bind(rows)
+                // Padded to a multiple of 32 rows (NULL ids match nothing), so a few
+                // statement texts stay prepared whatever the task's size.
+                let padded = chunk.len().div_ceil(32) * 32;
+                let sql = record_files_sqlite(padded);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now);
+                for r in chunk {
+                    let s = &r.summary;
+                    query = query
+                        .bind(r.id)
+                        .bind(state(r))
+                        .bind(r.error.as_deref())
+                        .bind(s.code)
+                        .bind(s.comments)
+                        .bind(s.blanks)
+                        .bind(s.sloc)
+                        .bind(s.ploc)
+                        .bind(s.lloc)
+                        .bind(s.cloc)
+                        .bind(s.functions)
+                        .bind(s.cyclomatic)
+                        .bind(s.cognitive)
+                        .bind(s.mi)
+                        .bind(r.metrics.as_deref());
+                }
+                for _ in chunk.len()..padded {
+                    for _ in 0..15 {
+                        query = query.bind(None::<i64>);
+                    }
+                }
+                query
                     .execute(conn)
                     .await
                     .map_err(conveyor_queue::Error::Database)?;
@@ -686,42 +694,42 @@ pub async fn record_files(
     tx.commit().await
 }
 
-/// Most files one statement of [`record_files`] records.
-pub const RECORD_ROWS: usize = 200;
+/// Most files one statement of [`record_files`] records (a task's, at most).
+pub const RECORD_ROWS: usize = 256;
 
-/// [`record_files`]' statement: `$1` the time, then the rows (see there). On SQLite each
-/// row is `[id, state, error, [code, comments, blanks], [sloc, ploc, lloc, cloc],
-/// [functions, cyclomatic, cognitive, mi], metrics]`.
-const RECORD_FILES: Sql = Sql {
-    postgres: "UPDATE mining_file \
-         SET state = r.state, error = r.error, code = r.code, comments = r.comments, \
-             blanks = r.blanks, sloc = r.sloc, ploc = r.ploc, lloc = r.lloc, \
-             cloc = r.cloc, functions = r.functions, cyclomatic = r.cyclomatic, \
-             cognitive = r.cognitive, mi = r.mi, metrics = r.metrics, \
-             analyzed_at = $1, updated_at = $1 \
-         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
-                     $7::bigint[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], \
-                     $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::text[]) \
-             AS r (id, state, error, code, comments, blanks, sloc, ploc, lloc, cloc, \
-                   functions, cyclomatic, cognitive, mi, metrics) \
-         WHERE mining_file.id = r.id",
-    sqlite: "WITH r AS (\
-             SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS error, \
-                    value ->> '$[3][0]' AS code, value ->> '$[3][1]' AS comments, \
-                    value ->> '$[3][2]' AS blanks, value ->> '$[4][0]' AS sloc, \
-                    value ->> '$[4][1]' AS ploc, value ->> '$[4][2]' AS lloc, \
-                    value ->> '$[4][3]' AS cloc, value ->> '$[5][0]' AS functions, \
-                    value ->> '$[5][1]' AS cyclomatic, value ->> '$[5][2]' AS cognitive, \
-                    value ->> '$[5][3]' AS mi, value ->> 6 AS metrics \
-             FROM json_each($2)) \
+/// [`record_files`]' statement on PostgreSQL: `$1` the time, then one array a column.
+const RECORD_FILES_POSTGRES: &str = "UPDATE mining_file \
+     SET state = r.state, error = r.error, code = r.code, comments = r.comments, \
+         blanks = r.blanks, sloc = r.sloc, ploc = r.ploc, lloc = r.lloc, \
+         cloc = r.cloc, functions = r.functions, cyclomatic = r.cyclomatic, \
+         cognitive = r.cognitive, mi = r.mi, metrics = r.metrics, \
+         analyzed_at = $1, updated_at = $1 \
+     FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], \
+                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::text[]) \
+         AS r (id, state, error, code, comments, blanks, sloc, ploc, lloc, cloc, \
+               functions, cyclomatic, cognitive, mi, metrics) \
+     WHERE mining_file.id = r.id";
+
+/// [`record_files`]' statement on SQLite for `rows` rows: the time, then 15 values a row,
+/// every parameter an anonymous `?` (sqlx finds numbered ones by a linear search of their
+/// names, quadratic in their number; rows in one JSON text were re-read for each column).
+fn record_files_sqlite(rows: usize) -> String {
+    let row = format!("({})", ["?"; 15].join(", "));
+    format!(
+        "WITH t (now) AS (SELECT ?), \
+              r (id, state, error, code, comments, blanks, sloc, ploc, lloc, cloc, \
+                 functions, cyclomatic, cognitive, mi, metrics) AS (VALUES {}) \
          UPDATE mining_file \
          SET state = r.state, error = r.error, code = r.code, comments = r.comments, \
              blanks = r.blanks, sloc = r.sloc, ploc = r.ploc, lloc = r.lloc, \
              cloc = r.cloc, functions = r.functions, cyclomatic = r.cyclomatic, \
              cognitive = r.cognitive, mi = r.mi, metrics = r.metrics, \
-             analyzed_at = $1, updated_at = $1 \
-         FROM r WHERE mining_file.id = r.id",
-};
+             analyzed_at = t.now, updated_at = t.now \
+         FROM r, t WHERE mining_file.id = r.id",
+        vec![row; rows].join(", ")
+    )
+}
 
 /// Filters of the repository list.
 #[derive(Debug, Default, Clone)]
