@@ -1,4 +1,6 @@
-//! The `mining_*` rows: the same SQL on both backends (times in ms since the epoch).
+//! The `mining_*` rows: the same SQL on both backends, except where many rows travel in one
+//! statement (`replace_files`, `record_files`: arrays on PostgreSQL; JSON or anonymous
+//! parameters on SQLite). Times in ms since the epoch.
 
 use conveyor_queue::store::Db;
 use conveyor_queue::{Sql, Store, Tx, dispatch};
