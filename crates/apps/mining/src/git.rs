@@ -803,7 +803,10 @@ mod tests {
             .await
             .unwrap();
         let first = head(&into).await.unwrap();
-        assert!(into.join("objects/info/alternates").exists(), "objects are borrowed");
+        assert!(
+            into.join("objects/info/alternates").exists(),
+            "objects are borrowed"
+        );
         assert!(
             !into.join("objects/pack").exists(),
             "no object was copied: {into:?}"
@@ -827,7 +830,11 @@ mod tests {
         clone(root.join("bare.git").to_str().unwrap(), &from_bare, &limits)
             .await
             .unwrap();
-        assert_ne!(head(&from_bare).await.unwrap(), first, "the bare one has two commits");
+        assert_ne!(
+            head(&from_bare).await.unwrap(),
+            first,
+            "the bare one has two commits"
+        );
         assert_eq!(commits(&from_bare, 10).await.unwrap().len(), 2);
 
         // A directory inside a repository, or no repository at all, is refused as git
@@ -858,5 +865,4 @@ mod tests {
         assert_eq!(files(&from_shallow, 10).await.unwrap().len(), 1);
         std::fs::remove_dir_all(&root).unwrap();
     }
-
 }

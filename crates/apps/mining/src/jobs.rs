@@ -701,6 +701,35 @@ impl TaskFiles {
     }
 }
 
+/// A task's pieces of work not yet ended; the last to end wakes the task.
+struct Remaining {
+    files: std::sync::atomic::AtomicUsize,
+    all_done: tokio::sync::Notify,
+    ctx: JobContext,
+    total: usize,
+}
+
+/// Counts a piece of work as ended when dropped (returned, panicked or not), with the
+/// task's progress.
+struct Counted(Arc<Remaining>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let left = self
+            .0
+            .files
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            - 1;
+        let total = self.0.total;
+        self.0
+            .ctx
+            .progress((total - left) as i64, Some(total as i64), None);
+        if left == 0 {
+            self.0.all_done.notify_one();
+        }
+    }
+}
+
 /// Runs the analyzers on one file's bytes.
 fn measure(analyzers: &Analyzers, file: &FileRef, bytes: &[u8]) -> FileResult {
     let analysis = analyzers.analyze(&Source {
@@ -767,14 +796,22 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
     let _stop = Stop(task.clone());
     // One piece of work a file, all queued at once: the threads never wait for this task to
     // hand them the next file, and a task running alone (the end of a repository) keeps
-    // every thread busy. Each records which file it took, to name it if it overruns.
-    let mut pending: FuturesUnordered<_> = (0..total)
+    // every thread busy. Each records which file it took, to name it if it overruns, and
+    // the last to end wakes this task once (see `AnalysisPool::submit`).
+    let remaining = Arc::new(Remaining {
+        files: std::sync::atomic::AtomicUsize::new(total),
+        all_done: tokio::sync::Notify::new(),
+        ctx: ctx.clone(),
+        total,
+    });
+    let submitted: Vec<_> = (0..total)
         .map(|_| {
             let (task, analyzers) = (task.clone(), m.analyzers.clone());
             let taken = Arc::new(std::sync::OnceLock::new());
             let work = {
-                let taken = taken.clone();
+                let (taken, remaining) = (taken.clone(), remaining.clone());
                 move || {
+                    let _counted = Counted(remaining);
                     let (index, bytes) = task.take()?;
                     let _ = taken.set(index);
                     let file = &task.files[index];
@@ -788,10 +825,19 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
                     }))
                 }
             };
-            m.pool
-                .run(m.settings.file_timeout, work)
-                .map(move |outcome| (outcome, taken))
+            (m.pool.submit(m.settings.file_timeout, work), taken)
         })
+        .collect();
+    // Woken once, when the last piece ends; past a file's time limit (something is slow)
+    // each piece is watched on its own, which names an overrunning file at its limit.
+    tokio::select! {
+        () = remaining.all_done.notified() => {}
+        () = tokio::time::sleep(m.settings.file_timeout) => {}
+        () = ctx.cancelled() => return Err(JobError::retry("stopped")),
+    }
+    let mut pending: FuturesUnordered<_> = submitted
+        .into_iter()
+        .map(|(piece, taken)| piece.wait().map(move |outcome| (outcome, taken)))
         .collect();
     let mut results = Vec::with_capacity(total);
     loop {
@@ -816,7 +862,6 @@ async fn analyze(m: &Mining, args: AnalyzeArgs, ctx: &JobContext) -> Result<Valu
             },
         };
         results.push(result);
-        ctx.progress(results.len() as i64, Some(total as i64), None);
     }
     db::record_files(ctx.store(), &results, conveyor_queue::clock::now_ms()).await?;
     let failed = results.iter().filter(|r| r.metrics.is_none()).count() as u64;

@@ -118,7 +118,19 @@ impl AnalysisPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.submit(limit, work).wait().await
+    }
+
+    /// Queues `work` now; its result is awaited with [`Submitted::wait`]. Until then nothing
+    /// is woken when it ends: a task that queues all its files and waits once for the last
+    /// is not woken for each of them (a thread switch a file, which cost the analysis
+    /// threads' caches).
+    pub fn submit<T, F>(&self, limit: Duration, work: F) -> Submitted<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
         let started = Arc::new(OnceLock::new());
         let job: Work = Box::new({
             let started = started.clone();
@@ -128,26 +140,53 @@ impl AnalysisPool {
                 let _ = done.send(outcome);
             }
         });
-        let (tx, rx) = self.queue();
-        if tx
+        let (tx, _) = self.queue();
+        let queued = tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(job)
-            .is_err()
-        {
-            return Err(PoolError::Panicked);
+            .is_ok();
+        Submitted {
+            pool: self.clone(),
+            limit,
+            started,
+            result: queued.then_some(result),
         }
+    }
+}
+
+/// Work queued on the pool, not yet awaited.
+pub struct Submitted<T> {
+    pool: AnalysisPool,
+    limit: Duration,
+    started: Arc<OnceLock<tokio::time::Instant>>,
+    /// `None` when the pool could not take it.
+    result: Option<tokio::sync::oneshot::Receiver<Result<T, PoolError>>>,
+}
+
+impl<T> Submitted<T> {
+    /// Its result, at most its limit after it started.
+    ///
+    /// # Errors
+    /// [`PoolError::Overrun`] past the limit, [`PoolError::Panicked`].
+    pub async fn wait(self) -> Result<T, PoolError> {
+        let Some(mut result) = self.result else {
+            return Err(PoolError::Panicked);
+        };
+        let (limit, inner) = (self.limit, &self.pool.inner);
         loop {
             // Not started yet: look again a limit later.
-            let deadline = started
+            let deadline = self
+                .started
                 .get()
                 .map_or_else(|| tokio::time::Instant::now() + limit, |at| *at + limit);
             match tokio::time::timeout_at(deadline, &mut result).await {
                 Ok(Ok(outcome)) => return outcome,
                 Ok(Err(_)) => return Err(PoolError::Panicked),
-                Err(_) if started.get().is_some_and(|at| at.elapsed() >= limit) => {
-                    if self.inner.alive.load(Ordering::SeqCst) < self.inner.threads + SPARE_MAX {
-                        self.start_thread(rx);
+                Err(_) if self.started.get().is_some_and(|at| at.elapsed() >= limit) => {
+                    if inner.alive.load(Ordering::SeqCst) < inner.threads + SPARE_MAX {
+                        let (_, rx) = self.pool.queue();
+                        self.pool.start_thread(rx);
                     }
                     return Err(PoolError::Overrun(limit));
                 }
@@ -186,6 +225,30 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(pool.run(Duration::from_secs(5), || 1).await, Ok(1));
         assert_eq!(pool.inner.alive.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn submitted_work_runs_before_anyone_waits_for_it() {
+        let pool = AnalysisPool::new(2);
+        let (ran, seen) = std::sync::mpsc::channel();
+        let pieces: Vec<_> = (0..10)
+            .map(|i| {
+                let ran = ran.clone();
+                pool.submit(Duration::from_secs(5), move || {
+                    let _ = ran.send(i);
+                    i * 2
+                })
+            })
+            .collect();
+        // All ten ran with nothing awaiting them.
+        let mut done: Vec<i32> = (0..10)
+            .map(|_| seen.recv_timeout(Duration::from_secs(5)).expect("it ran"))
+            .collect();
+        done.sort_unstable();
+        assert_eq!(done, (0..10).collect::<Vec<_>>());
+        for (i, piece) in pieces.into_iter().enumerate() {
+            assert_eq!(piece.wait().await, Ok(i as i32 * 2));
+        }
     }
 
     #[tokio::test]
