@@ -403,6 +403,12 @@ pub enum Blob {
 /// in the pipe (64 x 41 bytes), which git may not read while its answers wait for us.
 const ASKED_AHEAD: usize = 64;
 
+/// Bytes of git's answers that may wait in the pipe (Linux's default is 64 KiB, its
+/// unprivileged most 1 MiB): git answers a refill of requests (half of [`ASKED_AHEAD`])
+/// without waiting for the reader, and sleeps until the next refill. With the default pipe
+/// and a request a file, git and the analysis threads switched a file or more each way.
+const PIPE_BYTES: i32 = 1 << 20;
+
 /// One `git cat-file --batch` over a clone: blobs by object id, in the order queued.
 pub struct Blobs {
     child: BlobsStop,
@@ -460,6 +466,9 @@ impl Blobs {
                 "no pipes to git cat-file",
             )));
         };
+        // Where the pipe cannot grow, it works as it is.
+        #[cfg(target_os = "linux")]
+        let _ = nix::fcntl::fcntl(&output, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
         Ok(Self {
             child: BlobsStop(std::sync::Arc::new(std::sync::Mutex::new(child))),
             input,
@@ -513,12 +522,15 @@ impl Blobs {
         };
         let io = |e: std::io::Error| failed(e.to_string());
         let mut requests = String::new();
-        while self.asked < ASKED_AHEAD
-            && let Some(id) = self.queued.pop_front()
-        {
-            requests.push_str(&id);
-            requests.push('\n');
-            self.asked += 1;
+        // Refilled by halves: git is woken once for many files.
+        if self.asked <= ASKED_AHEAD / 2 {
+            while self.asked < ASKED_AHEAD
+                && let Some(id) = self.queued.pop_front()
+            {
+                requests.push_str(&id);
+                requests.push('\n');
+                self.asked += 1;
+            }
         }
         if !requests.is_empty() {
             self.input.write_all(requests.as_bytes()).map_err(io)?;
