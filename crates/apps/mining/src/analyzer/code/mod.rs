@@ -18,6 +18,7 @@
 //! parse over [`PARSE_TIME_MAX`] stops with an error.
 
 mod grammars;
+mod macros;
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -59,9 +60,62 @@ impl Analyzer for Code {
             return Err("a binary file (it has NUL bytes)".into());
         }
         let grammar = Grammar::get(lang);
+        if grammar.rewrites_item_macros
+            && let Some(output) = analyze_rewritten(grammar, bytes)?
+        {
+            return Ok(output);
+        }
         let tree = parse(grammar, bytes)?;
         Ok(Walk::new(grammar, bytes).run(&tree))
     }
+}
+
+/// Measures a file whose item macros' headers were rewritten (see [`macros`]); `None`
+/// when it has none, and the file is measured as written. A rewrite that was not one
+/// (its module has a syntax error, or stands where items do not) is undone and the text
+/// parsed again, at most twice; a file still in doubt is measured as written.
+fn analyze_rewritten(grammar: &'static Grammar, bytes: &[u8]) -> Result<Option<Output>, String> {
+    let Some(mut rewritten) = macros::rewrite(bytes) else {
+        return Ok(None);
+    };
+    for _ in 0..3 {
+        let tree = parse(grammar, &rewritten.text)?;
+        let root = tree.root_node();
+        let undo: Vec<usize> = if root.has_error() {
+            rewritten
+                .sites
+                .iter()
+                .copied()
+                .filter(|&site| {
+                    let module = root
+                        .descendant_for_byte_range(site, site)
+                        .and_then(|token| token.parent());
+                    module.is_none_or(|m| m.kind() != "mod_item" || m.has_error())
+                })
+                .collect()
+        } else {
+            let mut walk = Walk::new(grammar, &rewritten.text);
+            walk.verified = vec![false; rewritten.sites.len()];
+            walk.sites = std::mem::take(&mut rewritten.sites);
+            walk.walk(&tree);
+            let undo: Vec<usize> = walk
+                .sites
+                .iter()
+                .zip(&walk.verified)
+                .filter(|(_, verified)| !**verified)
+                .map(|(site, _)| *site)
+                .collect();
+            if undo.is_empty() {
+                return Ok(Some(walk.finish()));
+            }
+            rewritten.sites = walk.sites.clone();
+            undo
+        };
+        if undo.is_empty() || !rewritten.undo(bytes, &undo) {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// Parses with a reused parser of this thread, within [`PARSE_TIME_MAX`].
@@ -109,6 +163,7 @@ const PARAMETER: u32 = 1 << 15;
 const ITEM_MACRO: u32 = 1 << 16;
 const ITEM_CONTAINER: u32 = 1 << 17;
 const NAMED: u32 = 1 << 18;
+const MOD_ITEM: u32 = 1 << 19;
 
 /// Macro bodies parsed within macro bodies, at most.
 const MACRO_DEPTH_MAX: usize = 3;
@@ -125,6 +180,8 @@ struct Grammar {
     /// Each logical operator's kind id and its operator (1 + its place in the table's list):
     /// a token of another lexical state is the same operator, for runs of one operator.
     logical_ids: Vec<(u16, u8)>,
+    /// Item macros are read in the file's one parse (Rust; see [`macros`]).
+    rewrites_item_macros: bool,
 }
 
 impl Grammar {
@@ -181,6 +238,9 @@ impl Grammar {
             if kind == "else" {
                 role |= ELSE;
             }
+            if named && kind == "mod_item" {
+                role |= MOD_ITEM;
+            }
             roles[id as usize] = role;
         }
         // Scala: operators are `operator_identifier` nodes, told apart by their text.
@@ -195,6 +255,7 @@ impl Grammar {
             body_required: spec.body_required,
             logical_texts,
             logical_ids,
+            rewrites_item_macros: spec.item_macros.contains(&"macro_invocation"),
         }
     }
 
@@ -336,7 +397,16 @@ struct Frame<'t> {
     operator: u8,
     /// Its children's operators, for runs of one operator.
     child_operators: [u8; 2],
+    /// A rewritten item macro ([`SITE`]) or its body ([`SITE_BODY`]), else 0.
+    site: u8,
 }
+
+/// A rewritten item macro's module: only its body is walked.
+const SITE: u8 = 1;
+/// Its body: walked as the macro's items, without its braces.
+const SITE_BODY: u8 = 2;
+/// The module a macro's body is parsed in (`Walk::macro_body`), as [`SITE`].
+const WRAP_SITE: u8 = 3;
 
 /// One walk over one file's tree.
 struct Walk<'s> {
@@ -358,7 +428,18 @@ struct Walk<'s> {
     row_offset: usize,
     /// Macro bodies entered.
     depth: usize,
+    /// Where rewritten item macros start (see [`macros`]), in order.
+    sites: Vec<usize>,
+    /// Which rewrites were found to be item macros where items stand.
+    verified: Vec<bool>,
+    /// Bytes parsed before `bytes` (a macro's body is parsed after [`WRAP`]).
+    shift: usize,
+    /// The next module is the one a macro's body was wrapped in.
+    wrapped: bool,
 }
+
+/// What a macro's body is parsed after: the body of a module.
+const WRAP: &[u8] = b"mod x";
 
 impl<'s> Walk<'s> {
     fn new(grammar: &'static Grammar, bytes: &'s [u8]) -> Self {
@@ -391,6 +472,10 @@ impl<'s> Walk<'s> {
             syntax_errors: 0,
             row_offset: 0,
             depth: 0,
+            sites: Vec::new(),
+            verified: Vec::new(),
+            shift: 0,
+            wrapped: false,
         }
     }
 
@@ -428,19 +513,16 @@ impl<'s> Walk<'s> {
     /// Measures a macro call's `{ ... }` body as items, in place of its tokens; whether it
     /// could (a body that does not parse as items is left to be walked as tokens).
     fn macro_body(&mut self, node: Node<'_>) -> bool {
-        let Some(body) = node.named_child(node.named_child_count().saturating_sub(1)) else {
+        let Some(body) = self.braced_body(node) else {
             return false;
         };
+        // Parsed as a module's body (`mod x { ... }`), where items stand, as the file's one
+        // parse reads a rewritten macro (see [`macros`]).
         let text = self.text(body);
-        if self.depth >= MACRO_DEPTH_MAX
-            || body.kind() != "token_tree"
-            || text.len() < 2
-            || text[0] != b'{'
-        {
-            return false;
-        }
-        let inner = &text[1..text.len() - 1];
-        let Ok(tree) = parse(self.grammar, inner) else {
+        let mut wrapped = Vec::with_capacity(WRAP.len() + text.len());
+        wrapped.extend_from_slice(WRAP);
+        wrapped.extend_from_slice(text);
+        let Ok(tree) = parse(self.grammar, &wrapped) else {
             return false;
         };
         if tree.root_node().has_error() {
@@ -454,18 +536,32 @@ impl<'s> Walk<'s> {
                 row + self.row_offset,
             );
         }
-        let saved = (self.bytes, self.row_offset);
-        self.bytes = inner;
+        let saved = (self.bytes, self.row_offset, self.shift);
+        self.bytes = text;
+        self.shift = WRAP.len();
         self.row_offset += body.start_position().row;
         self.depth += 1;
+        self.wrapped = true;
         self.walk(&tree);
         self.depth -= 1;
-        (self.bytes, self.row_offset) = saved;
+        (self.bytes, self.row_offset, self.shift) = saved;
         true
     }
 
+    /// A macro call's `{ ... }` body.
+    fn braced_body<'t>(&self, node: Node<'t>) -> Option<Node<'t>> {
+        let body = node.named_child(node.named_child_count().saturating_sub(1))?;
+        let text = self.text(body);
+        (body.kind() == "token_tree" && text.len() >= 2 && text[0] == b'{').then_some(body)
+    }
+
     fn text(&self, node: Node<'_>) -> &'s [u8] {
-        self.bytes.get(node.byte_range()).unwrap_or_default()
+        let range = node.byte_range();
+        range
+            .start
+            .checked_sub(self.shift)
+            .and_then(|start| self.bytes.get(start..range.end - self.shift))
+            .unwrap_or_default()
     }
 
     fn current(&mut self) -> &mut Function<'s> {
@@ -512,7 +608,14 @@ impl<'s> Walk<'s> {
             self.mark_node(node, true);
             return false;
         }
-        if role & ITEM_MACRO != 0 && parent_role & ITEM_CONTAINER != 0 && self.macro_body(node) {
+        if let Some(walk_it) = self.site(node, role, parent_role, stack) {
+            return walk_it;
+        }
+        if role & ITEM_MACRO != 0
+            && parent_role & ITEM_CONTAINER != 0
+            && self.depth(stack) < MACRO_DEPTH_MAX
+            && self.macro_body(node)
+        {
             return false;
         }
         let function = role & FUNCTION != 0 && (!self.grammar.body_required || has_body(node));
@@ -584,8 +687,89 @@ impl<'s> Walk<'s> {
             after_else: false,
             operator: 0,
             child_operators: [0; 2],
+            site: 0,
         });
         true
+    }
+
+    /// In a file with rewritten item macros: takes a rewritten macro, or its header or
+    /// braces, as [`Walk::macro_body`] takes the macro (whether to walk its children);
+    /// `None` for any other node.
+    fn site<'t>(
+        &mut self,
+        node: Node<'t>,
+        role: u32,
+        parent_role: u32,
+        stack: &mut Vec<Frame<'t>>,
+    ) -> Option<bool> {
+        let parent_site = stack.last().map_or(0, |f| f.site);
+        if parent_site == SITE || parent_site == WRAP_SITE {
+            // `mod xxxx` are not tokens of the file; its body is the macro's items.
+            let body = node.child_count() > 0;
+            if body {
+                stack.push(Frame {
+                    node,
+                    role,
+                    nests: false,
+                    function: false,
+                    after_else: false,
+                    operator: 0,
+                    child_operators: [0; 2],
+                    site: SITE_BODY,
+                });
+            }
+            return Some(body);
+        }
+        if parent_site == SITE_BODY && role & NAMED == 0 && matches!(self.text(node), b"{" | b"}") {
+            return Some(false);
+        }
+        if self.wrapped && role & MOD_ITEM != 0 {
+            // The module a macro's body was wrapped in (`Walk::macro_body`).
+            self.wrapped = false;
+            stack.push(Frame {
+                node,
+                role: 0,
+                nests: false,
+                function: false,
+                after_else: false,
+                operator: 0,
+                child_operators: [0; 2],
+                site: WRAP_SITE,
+            });
+            return Some(true);
+        }
+        if self.sites.is_empty() || role & MOD_ITEM == 0 {
+            return None;
+        }
+        if let Ok(index) = self.sites.binary_search(&node.start_byte()) {
+            if parent_role & ITEM_CONTAINER == 0 || self.depth(stack) >= MACRO_DEPTH_MAX {
+                // Not where items stand, or deeper than a macro's body is parsed: its
+                // tokens were rewritten, so the file is parsed again without it.
+                return Some(false);
+            }
+            self.verified[index] = true;
+            // The call's name and the closing brace are code, as for a macro's body.
+            for row in [node.start_position().row, node.end_position().row] {
+                Self::mark(&mut self.code_lines, row, row);
+            }
+            stack.push(Frame {
+                node,
+                role: 0,
+                nests: false,
+                function: false,
+                after_else: false,
+                operator: 0,
+                child_operators: [0; 2],
+                site: SITE,
+            });
+            return Some(true);
+        }
+        None
+    }
+
+    /// Macro bodies the node is in: parsed again, or rewritten.
+    fn depth(&self, stack: &[Frame<'_>]) -> usize {
+        self.depth + stack.iter().filter(|f| f.site == SITE).count()
     }
 
     /// Closes one node with children.
@@ -631,7 +815,7 @@ impl<'s> Walk<'s> {
         }
         self.mark_node(node, false);
         if role & NAMED != 0 {
-            let text = self.bytes.get(range).unwrap_or_default();
+            let text = self.text(node);
             self.file.operand(text);
             self.current().halstead.operand(text);
         } else {

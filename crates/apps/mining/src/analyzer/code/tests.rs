@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::analyzer::language_of;
+use std::path::Path;
 
 fn analyze(path: &str, bytes: &[u8]) -> Output {
     let language = language_of(path).unwrap_or_else(|| panic!("no language for {path}"));
@@ -513,4 +514,135 @@ fn declarations_without_a_body_are_not_functions() {
         assert_eq!(found, names, "{path}");
         assert_eq!(output.summary.functions, Some(names.len() as f64), "{path}");
     }
+}
+
+/// The file measured as written: item macros' bodies parsed a second time.
+fn measured_as_written(bytes: &[u8]) -> Output {
+    let grammar = Grammar::get(Lang::Rust);
+    let tree = parse(grammar, bytes).unwrap();
+    Walk::new(grammar, bytes).run(&tree)
+}
+
+#[test]
+fn item_macros_read_in_one_parse_measure_as_parsed_twice() {
+    // Each case: whether the file is read in one parse with some rewrite kept (a rewrite
+    // that was not an item macro is undone); either way the same report.
+    let cases: [(&str, bool); 10] = [
+        (include_str!("fixtures/macros.rs"), true),
+        // Nested past the depth a second parse allows: the innermost is undone and stays
+        // tokens, as it would.
+        (
+            "aa1! {\n bb2! {\n  cc3! {\n   dd4! {\n    fn deep() { if x {} }\n   }\n   fn third() {}\n  }\n }\n}\n",
+            true,
+        ),
+        (
+            "impl S {\n    cfg_io! {\n        fn read(&self) -> u8 { 1 }\n    }\n}\n",
+            true,
+        ),
+        // In a function: not where items stand.
+        (
+            "fn f() {\n    select! {\n        _ = a => {}\n    }\n}\n",
+            false,
+        ),
+        // In a string, and in a macro_rules body.
+        ("const S: &str = \"\ncfg_rt! {\n\";\nfn g() {}\n", false),
+        (
+            "macro_rules! m {\n    () => {\n        inner! {\n            fn x() {}\n        }\n    };\n}\n",
+            false,
+        ),
+        // A body that is not items: undone; beside one that is, kept.
+        ("cfg_rt! {\n    $x + 1\n}\nfn h() {}\n", false),
+        (
+            "cfg_rt! {\n    $x + 1\n}\ncfg_io! {\n    fn h() {}\n}\n",
+            true,
+        ),
+        // A path the line scan does not rewrite is parsed again, beside a rewrite.
+        (
+            "cfg_rt! {\n    fn a() {}\n}\ncfg_if::cfg_if! {\n    fn b() {}\n}\n",
+            true,
+        ),
+        // A syntax error outside the macros.
+        ("cfg_rt! {\n    fn a() {}\n}\nfn broken( {\n", false),
+    ];
+    let grammar = Grammar::get(Lang::Rust);
+    for (text, one_parse) in cases {
+        let fast = analyze_rewritten(grammar, text.as_bytes()).unwrap();
+        assert_eq!(fast.is_some(), one_parse, "{text}");
+        let slow = measured_as_written(text.as_bytes());
+        let measured = analyze("case.rs", text.as_bytes());
+        assert_eq!(measured.report, slow.report, "{text}");
+        assert_eq!(measured.summary, slow.summary, "{text}");
+    }
+    let deep = analyze("deep.rs", cases[1].0.as_bytes());
+    let names: Vec<_> = deep.report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["third"], "three bodies deep; the fourth is tokens");
+    let both = analyze("both.rs", cases[8].0.as_bytes());
+    assert_eq!(both.summary.functions, Some(2.0));
+}
+
+#[test]
+fn item_macros_measure_alike_either_way_on_real_code() {
+    // This repository's Rust and, when the cargo registry holds it, tokio's sources (item
+    // macros everywhere): every file read in one parse must measure as parsed twice.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let mut dirs = vec![root.join("crates")];
+    let home = std::env::var_os("CARGO_HOME").map_or_else(
+        || Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+        std::path::PathBuf::from,
+    );
+    let tokio = std::fs::read_dir(home.join("registry/src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|index| {
+            std::fs::read_dir(index.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("tokio-1."))
+        })
+        .max();
+    match tokio {
+        Some(tokio) => dirs.push(tokio.join("src")),
+        None => eprintln!("tokio's sources are not in the cargo registry: this repository only"),
+    }
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let grammar = Grammar::get(Lang::Rust);
+    let (mut one_parse, mut candidates) = (0, 0);
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        candidates += usize::from(macros::rewrite(&bytes).is_some());
+        let Some(fast) = analyze_rewritten(grammar, &bytes).unwrap() else {
+            continue;
+        };
+        one_parse += 1;
+        let slow = measured_as_written(&bytes);
+        assert_eq!(fast.report, slow.report, "{}", path.display());
+        assert_eq!(fast.summary, slow.summary, "{}", path.display());
+    }
+    eprintln!(
+        "{} files, {candidates} with item macros, {one_parse} of them read in one parse",
+        files.len()
+    );
+    assert!(one_parse > 0);
 }
