@@ -401,6 +401,22 @@ struct Frame<'t> {
     site: u8,
 }
 
+impl<'t> Frame<'t> {
+    /// A frame of a macro's module or its body (see [`SITE`]), which count nothing.
+    fn macro_part(node: Node<'t>, role: u32, site: u8) -> Self {
+        Self {
+            node,
+            role,
+            nests: false,
+            function: false,
+            after_else: false,
+            operator: 0,
+            child_operators: [0; 2],
+            site,
+        }
+    }
+}
+
 /// A rewritten item macro's module: only its body is walked.
 const SITE: u8 = 1;
 /// Its body: walked as the macro's items, without its braces.
@@ -707,16 +723,7 @@ impl<'s> Walk<'s> {
             // `mod xxxx` are not tokens of the file; its body is the macro's items.
             let body = node.child_count() > 0;
             if body {
-                stack.push(Frame {
-                    node,
-                    role,
-                    nests: false,
-                    function: false,
-                    after_else: false,
-                    operator: 0,
-                    child_operators: [0; 2],
-                    site: SITE_BODY,
-                });
+                stack.push(Frame::macro_part(node, role, SITE_BODY));
             }
             return Some(body);
         }
@@ -726,16 +733,7 @@ impl<'s> Walk<'s> {
         if self.wrapped && role & MOD_ITEM != 0 {
             // The module a macro's body was wrapped in (`Walk::macro_body`).
             self.wrapped = false;
-            stack.push(Frame {
-                node,
-                role: 0,
-                nests: false,
-                function: false,
-                after_else: false,
-                operator: 0,
-                child_operators: [0; 2],
-                site: WRAP_SITE,
-            });
+            stack.push(Frame::macro_part(node, 0, WRAP_SITE));
             return Some(true);
         }
         if self.sites.is_empty() || role & MOD_ITEM == 0 {
@@ -752,16 +750,7 @@ impl<'s> Walk<'s> {
             for row in [node.start_position().row, node.end_position().row] {
                 Self::mark(&mut self.code_lines, row, row);
             }
-            stack.push(Frame {
-                node,
-                role: 0,
-                nests: false,
-                function: false,
-                after_else: false,
-                operator: 0,
-                child_operators: [0; 2],
-                site: SITE,
-            });
+            stack.push(Frame::macro_part(node, 0, SITE));
             return Some(true);
         }
         None
