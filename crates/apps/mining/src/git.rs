@@ -52,7 +52,7 @@ pub struct CloneLimits {
 
 /// The URL git is given: local paths become absolute paths. git clones those locally, so
 /// `--depth` does not apply to them (`file://` URLs are cloned shallow), and [`clone`]
-/// borrows their objects (`--shared`) instead of copying or linking them.
+/// borrows their objects (see `borrow`) instead of copying or linking them.
 pub fn remote(url: &str) -> String {
     if !is_local_path(url) {
         return url.to_owned();
@@ -131,10 +131,9 @@ pub async fn clone(url: &str, into: &Path, limits: &CloneLimits) -> Result<(), G
             &limits.depth.max(1).to_string(),
         ]);
     if is_local_path(url) {
-        // A local path: the clone reads the source's objects in place (git's alternates)
-        // instead of hard-linking every object file, which took 62 of the 67 ms of a clone
-        // of tokio's sources freshly committed (loose objects). The source must stay while
-        // its clone is analysed; a path is only reachable from this machine anyway.
+        // A shallow local path (the others are borrowed without git clone, see `borrow`):
+        // git ignores `--local` for it and fetches; `--shared` asks it to read objects in
+        // place where it can, instead of hard-linking every object file.
         command.arg("--shared");
     } else if url.starts_with("file://") {
         // The pack crosses a pipe on this machine, so making it smaller saves no transfer.
