@@ -863,6 +863,27 @@ mod tests {
             assert!(!into.exists());
         }
 
+        // A repository of SHA-256 ids: the clone says so in its config.
+        let sha256 = root.join("sha256");
+        std::fs::create_dir_all(&sha256).unwrap();
+        std::fs::write(sha256.join("a.rs"), "fn a() {}\n").unwrap();
+        run(&sha256, &["init", "-q", "--object-format=sha256"]);
+        run(&sha256, &["add", "-A"]);
+        run(&sha256, &["commit", "-q", "-m", "one"]);
+        let from_sha256 = root.join("from-sha256");
+        clone(sha256.to_str().unwrap(), &from_sha256, &limits)
+            .await
+            .unwrap();
+        assert_eq!(head(&from_sha256).await.unwrap().len(), 64);
+        let listed = files(&from_sha256, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let mut blobs = Blobs::open(&from_sha256).unwrap();
+        assert_eq!(
+            blobs.read(&listed[0].blob, 100).unwrap(),
+            Blob::Bytes(b"fn a() {}\n".to_vec())
+        );
+        drop(blobs);
+
         // A shallow source needs git's own clone, which copies its `shallow` list.
         let shallow = root.join("shallow");
         let url = format!("file://{}", source.display());
