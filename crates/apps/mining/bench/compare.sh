@@ -30,7 +30,9 @@ python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 def span(values, fmt):
-    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+    # The range, and the median: rounds are paired, so their ratios are the figures to trust.
+    middle = sorted(values)[len(values) // 2]
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))} (median {fmt.format(middle)})"
 print("direct", span([r["direct"] for r in rows], "{:.0f}"),
       "| pipeline", span([r["pipeline"] for r in rows], "{:.0f}"),
       "| lizard", span([r["lizard"] for r in rows], "{:.0f}"), "files/s")
