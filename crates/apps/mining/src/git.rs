@@ -253,6 +253,10 @@ async fn borrow(source: &str, into: &Path) -> Result<bool, GitError> {
         format!("[core]\n\trepositoryformatversion = 1\n[extensions]\n\tobjectformat = {format}\n")
     });
     let made = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        // As git clone: the leading directories are made, the clone itself must be new.
+        if let Some(parent) = into.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::create_dir(&into)?;
         let made = (|| {
             std::fs::create_dir_all(into.join("objects/info"))?;
@@ -809,7 +813,8 @@ mod tests {
             max_bytes: 10 << 20,
             depth: 1,
         };
-        let into = root.join("clone");
+        // Into an area not made yet (a worker's first clone), as git clone would.
+        let into = root.join("area/not/made/clone");
         clone(source.to_str().unwrap(), &into, &limits)
             .await
             .unwrap();

@@ -7,10 +7,13 @@
 //! measures each rewritten module exactly as the second parse would have measured the body
 //! (its header and braces are not tokens of the file), and checks that every rewrite was
 //! one: a module where items stand, within the nesting the second parse allows, without
-//! syntax errors. If any was not (the line was in a string, a `macro_rules!` body or a
-//! function, or its body is not items), the result is thrown away and the file measured
-//! the other way. On tokio's `src` the second parses cost 13-15 % of the direct rate.
-//! The test `item_macros_measure_alike_either_way` holds both ways equal on real code.
+//! syntax errors. A rewrite that was not one (the line was in a string, a `macro_rules!`
+//! body or a function, or its body is not items) is undone and the text parsed again; a
+//! file still in doubt (a syntax error outside the macros) is measured as written. On
+//! tokio's `src` the second parses cost 13-15 % of the direct rate; 149 of its 164 files
+//! with item macros are read in one parse. The test
+//! `item_macros_measure_alike_either_way_on_real_code` holds both ways equal on tokio's and
+//! this repository's sources.
 
 /// The rewritten text and where each rewritten header starts, in order.
 pub(super) struct Rewritten {

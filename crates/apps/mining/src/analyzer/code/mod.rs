@@ -95,10 +95,10 @@ fn analyze_rewritten(grammar: &'static Grammar, bytes: &[u8]) -> Result<Option<O
                 .collect()
         } else {
             let mut walk = Walk::new(grammar, &rewritten.text);
-            walk.verified = vec![false; rewritten.sites.len()];
-            walk.sites = std::mem::take(&mut rewritten.sites);
+            walk.sites.clone_from(&rewritten.sites);
+            walk.verified = vec![false; walk.sites.len()];
             walk.walk(&tree);
-            let undo: Vec<usize> = walk
+            let undo: Vec<usize> = rewritten
                 .sites
                 .iter()
                 .zip(&walk.verified)
@@ -108,7 +108,6 @@ fn analyze_rewritten(grammar: &'static Grammar, bytes: &[u8]) -> Result<Option<O
             if undo.is_empty() {
                 return Ok(Some(walk.finish()));
             }
-            rewritten.sites = walk.sites.clone();
             undo
         };
         if undo.is_empty() || !rewritten.undo(bytes, &undo) {
