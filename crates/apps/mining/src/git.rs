@@ -232,7 +232,7 @@ async fn borrow(source: &str, into: &Path) -> Result<bool, GitError> {
         return Err(failed(format!("unexpected rev-parse output: {text:?}")));
     };
     let top = if bare == "true" {
-        std::fs::canonicalize(git_dir).ok() == std::fs::canonicalize(source).ok()
+        tokio::fs::canonicalize(git_dir).await.ok() == tokio::fs::canonicalize(source).await.ok()
     } else {
         prefix.is_empty()
     };
@@ -798,6 +798,16 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// The one file a clone lists, read back.
+    async fn only_file(dir: &Path) -> Blob {
+        let listed = files(dir, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        Blobs::open(dir)
+            .unwrap()
+            .read(&listed[0].blob, 100)
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_local_repository_is_read_in_place_at_the_commit_it_had() {
         let root = std::env::temp_dir().join(format!("conveyor-git-borrow-{}", std::process::id()));
@@ -831,11 +841,8 @@ mod tests {
         std::fs::write(source.join("src/lib.rs"), "fn two() {}\n").unwrap();
         run(&source, &["commit", "-q", "-a", "-m", "two"]);
         assert_eq!(head(&into).await.unwrap(), first);
-        let listed = files(&into, 10).await.unwrap();
-        assert_eq!(listed.len(), 1);
-        let mut blobs = Blobs::open(&into).unwrap();
         assert_eq!(
-            blobs.read(&listed[0].blob, 100).unwrap(),
+            only_file(&into).await,
             Blob::Bytes(b"fn one() {}\n".to_vec())
         );
         assert_eq!(commits(&into, 10).await.unwrap().len(), 1);
@@ -880,14 +887,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(head(&from_sha256).await.unwrap().len(), 64);
-        let listed = files(&from_sha256, 10).await.unwrap();
-        assert_eq!(listed.len(), 1);
-        let mut blobs = Blobs::open(&from_sha256).unwrap();
         assert_eq!(
-            blobs.read(&listed[0].blob, 100).unwrap(),
+            only_file(&from_sha256).await,
             Blob::Bytes(b"fn a() {}\n".to_vec())
         );
-        drop(blobs);
 
         // A shallow source needs git's own clone, which copies its `shallow` list.
         let shallow = root.join("shallow");

@@ -584,9 +584,6 @@ fn chunks(files: impl Iterator<Item = (FileRef, u64)>, settings: &Settings) -> V
     chunks
 }
 
-/// Makes sure the clone is at `dir`: a worker on another machine, or after the download
-/// area was lost, clones again (into a temporary name first, so concurrent tasks do not
-/// see a half clone) and checks that HEAD is still the commit listed.
 /// Where the processing job `job` of repository `repo` clones it: the only directory its
 /// tasks may read or remove (their arguments are checked against it, never trusted).
 pub fn clone_dir(settings: &Settings, repo: i64, job: i64) -> PathBuf {
@@ -610,6 +607,9 @@ fn local_clone_dir(settings: &Settings, repo: i64, dir: &str) -> Result<PathBuf,
     Ok(settings.downloads.join(name))
 }
 
+/// Makes sure the clone is at `dir`: a worker on another machine, or after the download
+/// area was lost, clones again (into a temporary name first, so concurrent tasks do not
+/// see a half clone) and checks that HEAD is still the commit listed.
 async fn ensure_clone(m: &Mining, args: &AnalyzeArgs, store: &Store) -> Result<(), String> {
     let dir = local_clone_dir(&m.settings, args.repo, &args.dir)?;
     if tokio::fs::metadata(&dir).await.is_ok() {
